@@ -1,0 +1,116 @@
+#include "core/reader_pool.hpp"
+
+#include <fmt/format.h>
+
+#include "core/log.hpp"
+
+namespace patina::core {
+
+ReaderPool::ReaderPool(ReaderPoolOptions options, Metrics& metrics, Watchdog& watchdog)
+    : options_(std::move(options)),
+      watchdog_(watchdog),
+      depth_(metrics.gauge("patina_reader_queue_depth", "Query jobs waiting for a reader connection")),
+      busy_(metrics.gauge("patina_reader_busy", "Reader connections running a job")),
+      timeouts_(metrics.counter("patina_reader_timeouts_total", "Query jobs interrupted by their timeout")) {}
+
+ReaderPool::~ReaderPool() { stop(); }
+
+Result<void> ReaderPool::start() {
+  for (std::size_t i = 0; i < options_.connections; ++i) {
+    auto db = Db::open(options_.path, Db::Mode::read_only);
+    if (!db) return tl::unexpected(db.error());
+    if (auto r = db->exec("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000"); !r) return tl::unexpected(r.error());
+    auto w = std::make_unique<Worker>();
+    w->db = std::move(*db);
+    w->heartbeat = watchdog_.add(fmt::format("reader-{}", i));
+    sqlite3_progress_handler(w->db.get(), 1000, &ReaderPool::progress_handler, w.get());
+    workers_.push_back(std::move(w));
+  }
+  for (auto& w : workers_) {
+    Worker* raw = w.get();
+    raw->thread = std::thread([this, raw] { run_worker(*raw); });
+  }
+  return {};
+}
+
+int ReaderPool::progress_handler(void* p) {
+  auto* w = static_cast<Worker*>(p);
+  w->heartbeat->stamp();
+  if (std::chrono::steady_clock::now() > w->deadline) {
+    w->deadline_hit = true;
+    return 1;
+  }
+  return 0;
+}
+
+void ReaderPool::enqueue(std::unique_ptr<Job> job) {
+  {
+    std::unique_lock lock(mu_);
+    if (stopping_) {
+      lock.unlock();
+      job->fail(Error{Errc::shutting_down, "the reader pool is shutting down"});
+      job->complete();
+      return;
+    }
+    if (queue_.size() < options_.queue_len) {
+      queue_.push_back(std::move(job));
+    } else {
+      waiting_.push_back(std::move(job));
+    }
+    depth_.set(static_cast<double>(queue_.size() + waiting_.size()));
+  }
+  cv_.notify_one();
+}
+
+void ReaderPool::run_worker(Worker& w) {
+  auto idle_wait = std::chrono::milliseconds(std::max(5, watchdog_.stall_ms() / 4));
+  for (;;) {
+    std::unique_ptr<Job> job;
+    {
+      std::unique_lock lock(mu_);
+      while (queue_.empty() && !stopping_) {
+        w.heartbeat->stamp();
+        cv_.wait_for(lock, idle_wait);
+      }
+      if (queue_.empty()) break;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+      if (!waiting_.empty()) {
+        queue_.push_back(std::move(waiting_.front()));
+        waiting_.pop_front();
+      }
+      depth_.set(static_cast<double>(queue_.size() + waiting_.size()));
+    }
+    busy_.add(1);
+    w.heartbeat->begin_job(job->name);
+    w.deadline_hit = false;
+    w.deadline = job->timeout ? std::chrono::steady_clock::now() + *job->timeout
+                              : std::chrono::steady_clock::time_point::max();
+    job->run(w.db, w.deadline_hit);
+    if (w.deadline_hit) timeouts_.inc();
+    w.deadline = std::chrono::steady_clock::time_point::max();
+    w.heartbeat->end_job();
+    busy_.add(-1);
+    job->complete();
+  }
+  watchdog_.remove(w.heartbeat);
+}
+
+void ReaderPool::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    while (!waiting_.empty()) {
+      queue_.push_back(std::move(waiting_.front()));
+      waiting_.pop_front();
+    }
+  }
+  cv_.notify_all();
+  for (auto& w : workers_) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+  workers_.clear();
+}
+
+}  // namespace patina::core

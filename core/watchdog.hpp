@@ -1,0 +1,91 @@
+#pragma once
+// The watchdog: every loop (reactor, writer, each reader) stamps a
+// Heartbeat; a separate thread checks them. A loop silent for longer than
+// stall_ms is reported with its name, the silence and the job it was running,
+// and with action = exit the process ends with code 70 (EX_SOFTWARE), so a
+// supervisor restarts it: a deadlocked node must never look healthy.
+//
+// Loops that are idle must still stamp (their waits have timeouts), so
+// silence always means "stuck", never "nothing to do".
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/metrics.hpp"
+
+namespace patina::core {
+
+inline constexpr int watchdog_exit_code = 70;
+
+class Heartbeat {
+ public:
+  explicit Heartbeat(std::string loop) : loop_(std::move(loop)) { stamp(); }
+  void stamp() { last_ns_.store(now_ns(), std::memory_order_relaxed); }
+  void begin_job(std::string_view job) {
+    {
+      std::lock_guard lock(mu_);
+      job_.assign(job);
+    }
+    stamp();
+  }
+  void end_job() {
+    {
+      std::lock_guard lock(mu_);
+      job_.clear();
+    }
+    stamp();
+  }
+  const std::string& loop() const { return loop_; }
+  std::string job() const {
+    std::lock_guard lock(mu_);
+    return job_;
+  }
+  std::int64_t silent_ms() const { return (now_ns() - last_ns_.load(std::memory_order_relaxed)) / 1'000'000; }
+
+  static std::int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+
+ private:
+  std::string loop_;
+  std::atomic<std::int64_t> last_ns_{0};
+  mutable std::mutex mu_;
+  std::string job_;
+};
+
+class Watchdog {
+ public:
+  enum class Action { exit, log };
+  Watchdog(int stall_ms, Action action, Metrics& metrics);
+  ~Watchdog();
+
+  // Registers a loop; the watchdog keeps the heartbeat alive.
+  std::shared_ptr<Heartbeat> add(std::string loop);
+  void remove(const std::shared_ptr<Heartbeat>& hb);
+  void start();
+  void stop();
+  int stall_ms() const { return stall_ms_; }
+
+ private:
+  void run();
+
+  int stall_ms_;
+  Action action_;
+  Counter& stalls_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::vector<std::shared_ptr<Heartbeat>> beats_;
+  std::vector<bool> reported_;
+  std::thread thread_;
+};
+
+}  // namespace patina::core

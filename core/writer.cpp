@@ -1,0 +1,255 @@
+#include "core/writer.hpp"
+
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "core/log.hpp"
+
+namespace patina::core {
+
+Writer::Writer(WriterOptions options, Metrics& metrics, Watchdog& watchdog)
+    : options_(std::move(options)),
+      watchdog_(watchdog),
+      depth_(metrics.gauge("patina_writer_queue_depth", "Jobs accepted by the writer and not yet run")),
+      waiting_gauge_(metrics.gauge("patina_writer_waiting_submitters", "Submitters held back by a full writer queue")),
+      batch_jobs_(metrics.histogram("patina_writer_batch_jobs", "Jobs per group-committed transaction", {},
+                                    {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024})),
+      commit_seconds_(metrics.histogram("patina_writer_commit_seconds", "Duration of writer COMMITs")),
+      jobs_ok_(metrics.counter("patina_writer_jobs_total", "Writer jobs run", {{"result", "ok"}})),
+      jobs_failed_(metrics.counter("patina_writer_jobs_total", "Writer jobs run", {{"result", "error"}})) {}
+
+Writer::~Writer() { stop(); }
+
+Result<void> Writer::start(std::function<Result<void>(Db&)> init) {
+  auto parent = std::filesystem::path(options_.path).parent_path();
+  if (!parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) return make_error(Errc::io, fmt::format("cannot create {}: {}", parent.string(), ec.message()));
+  }
+  auto db = Db::open(options_.path, Db::Mode::read_write);
+  if (!db) return tl::unexpected(db.error());
+  db_ = std::move(*db);
+  // auto_vacuum must precede the first table; it is a no-op afterwards.
+  for (std::string pragma : {std::string("PRAGMA auto_vacuum = INCREMENTAL"), std::string("PRAGMA journal_mode = WAL"),
+                             std::string("PRAGMA synchronous = NORMAL"),
+                             std::string("PRAGMA journal_size_limit = 1073741824"),
+                             std::string("PRAGMA recursive_triggers = ON"), std::string("PRAGMA temp_store = MEMORY"),
+                             fmt::format("PRAGMA cache_size = {}", options_.cache_size_kib),
+                             std::string("PRAGMA busy_timeout = 5000")}) {
+    if (auto r = db_.exec(pragma); !r) return tl::unexpected(r.error());
+  }
+  auto mode = db_.query_value("PRAGMA journal_mode");
+  if (!mode || !*mode || std::get_if<std::string>(&**mode) == nullptr || std::get<std::string>(**mode) != "wal") {
+    return make_error(Errc::storage_fatal, fmt::format("{}: could not switch the database to WAL mode", options_.path));
+  }
+  if (init) {
+    if (auto r = init(db_); !r) return r;
+  }
+  sqlite3_progress_handler(db_.get(), 1000, &Writer::progress_handler, this);
+  heartbeat_ = watchdog_.add("writer");
+  thread_ = std::thread([this] { run_loop(); });
+  return {};
+}
+
+int Writer::progress_handler(void* self) {
+  auto* w = static_cast<Writer*>(self);
+  w->heartbeat_->stamp();
+  if (std::chrono::steady_clock::now() > w->job_deadline_) {
+    w->deadline_hit_ = true;
+    return 1;  // SQLite aborts the statement with SQLITE_INTERRUPT
+  }
+  return 0;
+}
+
+void Writer::enqueue(std::unique_ptr<Job> job) {
+  {
+    std::unique_lock lock(mu_);
+    if (stopping_) {
+      lock.unlock();
+      job->fail(Error{Errc::shutting_down, "the writer is shutting down"});
+      job->complete();
+      return;
+    }
+    if (queue_.size() < options_.queue_len) {
+      queue_.push_back(std::move(job));
+      depth_.set(static_cast<double>(queue_.size()));
+    } else {
+      waiting_.push_back(std::move(job));
+      waiting_gauge_.set(static_cast<double>(waiting_.size()));
+    }
+  }
+  cv_.notify_one();
+}
+
+std::size_t Writer::queue_depth() const {
+  std::lock_guard lock(mu_);
+  return queue_.size();
+}
+
+bool Writer::accepting() const {
+  std::lock_guard lock(mu_);
+  return !stopping_;
+}
+
+std::unique_ptr<Writer::Job> Writer::pop_next(bool standalone_ok) {
+  std::lock_guard lock(mu_);
+  if (queue_.empty()) return nullptr;
+  if (!standalone_ok && queue_.front()->options.standalone) return nullptr;
+  auto job = std::move(queue_.front());
+  queue_.pop_front();
+  // Space freed: admit the longest-waiting submitter.
+  if (!waiting_.empty()) {
+    queue_.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+    waiting_gauge_.set(static_cast<double>(waiting_.size()));
+  }
+  depth_.set(static_cast<double>(queue_.size()));
+  return job;
+}
+
+void Writer::run_loop() {
+  auto log = log::get("db");
+  auto idle_wait = std::chrono::milliseconds(std::max(5, watchdog_.stall_ms() / 4));
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      while (queue_.empty() && !stopping_) {
+        heartbeat_->stamp();
+        cv_.wait_for(lock, idle_wait);
+      }
+      if (queue_.empty() && stopping_) break;
+    }
+    heartbeat_->stamp();
+    auto job = pop_next(true);
+    if (!job) continue;
+    if (job->options.standalone) {
+      run_standalone(std::move(job));
+    } else {
+      run_batch(std::move(job));
+    }
+  }
+  // Every accepted job has run. Checkpoint so the database file alone holds
+  // everything and the WAL is empty for the next start or a plain copy.
+  auto r = db_.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  if (!r) log->warn("final checkpoint failed: {}", r.error());
+  watchdog_.remove(heartbeat_);
+  db_ = Db();
+  log->info("writer stopped; database checkpointed and closed");
+}
+
+bool Writer::run_one(Job& job) {
+  heartbeat_->begin_job(job.name);
+  job_deadline_ = job.options.timeout ? std::chrono::steady_clock::now() + *job.options.timeout
+                                      : std::chrono::steady_clock::time_point::max();
+  deadline_hit_ = false;
+  bool ok = job.run(db_);
+  if (!ok && deadline_hit_) {
+    job.fail(Error{Errc::timeout, fmt::format("job '{}' exceeded its timeout of {} ms and was rolled back", job.name,
+                                              job.options.timeout->count())});
+  }
+  job_deadline_ = std::chrono::steady_clock::time_point::max();
+  heartbeat_->end_job();
+  return ok;
+}
+
+void Writer::run_standalone(std::unique_ptr<Job> job) {
+  bool ok = run_one(*job);
+  (ok ? jobs_ok_ : jobs_failed_).inc();
+  job->complete();
+}
+
+void Writer::run_batch(std::unique_ptr<Job> first) {
+  std::vector<std::unique_ptr<Job>> batch;
+  std::vector<bool> ok;
+  auto fail_all = [&](const Error& e) {
+    for (auto& j : batch) j->fail(e);
+    std::fill(ok.begin(), ok.end(), false);
+  };
+  if (auto r = db_.exec("BEGIN IMMEDIATE"); !r) {
+    first->fail(r.error());
+    check_fatal(r.error());
+    jobs_failed_.inc();
+    first->complete();
+    return;
+  }
+  auto started = std::chrono::steady_clock::now();
+  std::unique_ptr<Job> job = std::move(first);
+  while (job) {
+    bool job_ok = false;
+    if (auto sp = db_.exec("SAVEPOINT patina_job"); !sp) {
+      job->fail(sp.error());
+    } else {
+      job_ok = run_one(*job);
+      if (sqlite3_get_autocommit(db_.get()) != 0) {
+        // SQLite rolled the whole transaction back (disk full, I/O error):
+        // every job of this batch is lost, so every one gets the error.
+        Error e{Errc::storage_fatal, fmt::format("transaction rolled back by SQLite during job '{}': {}", job->name,
+                                                 sqlite3_errmsg(db_.get()))};
+        batch.push_back(std::move(job));
+        ok.push_back(false);
+        fail_all(e);
+        check_fatal(e);
+        break;
+      }
+      if (job_ok) {
+        auto rel = db_.exec("RELEASE patina_job");
+        if (!rel) {
+          job->fail(rel.error());
+          job_ok = false;
+        }
+      }
+      if (!job_ok) {
+        (void)db_.exec("ROLLBACK TO patina_job");
+        (void)db_.exec("RELEASE patina_job");
+      }
+    }
+    batch.push_back(std::move(job));
+    ok.push_back(job_ok);
+    if (batch.size() >= options_.batch_jobs_max) break;
+    if (std::chrono::steady_clock::now() - started >= options_.batch_time_max) break;
+    job = pop_next(false);
+  }
+  if (sqlite3_get_autocommit(db_.get()) == 0) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto commit = db_.exec("COMMIT");
+    commit_seconds_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    if (!commit) {
+      (void)db_.exec("ROLLBACK");
+      Error e = commit.error();
+      e.message = "commit failed: " + e.message;
+      fail_all(e);
+      check_fatal(e);
+    }
+  }
+  batch_jobs_.observe(static_cast<double>(batch.size()));
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    (ok[i] ? jobs_ok_ : jobs_failed_).inc();
+    batch[i]->complete();
+  }
+}
+
+void Writer::check_fatal(const Error& e) {
+  if (e.code != Errc::storage_fatal) return;
+  log::get("db")->critical("fatal storage error: {}", e.message);
+  if (on_fatal_) on_fatal_(e);
+}
+
+void Writer::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopped_) return;
+    stopped_ = true;
+    stopping_ = true;
+    // Submitters waiting for space were accepted too: they run before close.
+    while (!waiting_.empty()) {
+      queue_.push_back(std::move(waiting_.front()));
+      waiting_.pop_front();
+    }
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace patina::core

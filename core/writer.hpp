@@ -1,0 +1,171 @@
+#pragma once
+// The writer thread: owner of the only read-write SQLite connection.
+//
+// Jobs (local API transactions, remote changesets, schema changes, admin
+// work) arrive from coroutines through a bounded queue and are applied with
+// group commit:
+//
+//     idle --(job queued)--> BEGIN IMMEDIATE
+//       +--> SAVEPOINT job; run job; RELEASE (ok) | ROLLBACK TO + RELEASE (error)
+//       |      repeat while jobs are queued, up to batch_jobs_max jobs and
+//       |      batch_ms_max of work (run_batch)
+//       +--> COMMIT, then each job's result resumes its awaiting coroutine
+//            on that coroutine's own executor (complete_batch)
+//
+// Guarantees:
+//  (1) A job's result is delivered only after the COMMIT that made it
+//      durable (or with the error that rolled it back).
+//  (2) A failing job rolls back alone: its savepoint is undone, the other
+//      jobs of the batch commit.
+//  (3) A full queue makes submitters wait (back-pressure). An accepted job
+//      is never dropped: stop() runs every queued job before closing.
+//  (4) A job's timeout is enforced by the progress handler of the one
+//      connection, so it interrupts that job and nothing else.
+//  (5) Jobs marked standalone (VACUUM INTO, checkpoints) run alone, outside
+//      any transaction.
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "core/metrics.hpp"
+#include "core/result.hpp"
+#include "core/sqlite.hpp"
+#include "core/watchdog.hpp"
+
+namespace patina::core {
+
+struct WriterOptions {
+  std::string path;
+  std::int64_t cache_size_kib = -1048576;
+  std::size_t queue_len = 1024;
+  std::size_t batch_jobs_max = 256;
+  std::chrono::milliseconds batch_time_max{50};
+};
+
+struct JobOptions {
+  std::optional<std::chrono::milliseconds> timeout;
+  bool standalone = false;  // run outside any transaction, alone
+};
+
+class Writer {
+ public:
+  // Called on the writer thread when SQLite reports a fatal storage error.
+  using FatalHandler = std::function<void(const Error&)>;
+
+  Writer(WriterOptions options, Metrics& metrics, Watchdog& watchdog);
+  ~Writer();
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+
+  // Opens (creating if needed) the database with the writer's pragmas and
+  // starts the thread. |init| runs once on the writer thread before any job.
+  Result<void> start(std::function<Result<void>(Db&)> init = {});
+  void on_fatal(FatalHandler h) { on_fatal_ = std::move(h); }
+
+  // Runs |fn(Db&) -> Result<T>| on the writer thread inside its own
+  // savepoint of a group-committed transaction; resumes the caller on its
+  // executor once committed.
+  template <class T, class Fn>
+  boost::asio::awaitable<Result<T>> submit(std::string name, Fn fn, JobOptions options = {});
+
+  // Stops accepting jobs, runs every accepted job, checkpoints the WAL
+  // (TRUNCATE) and closes the connection. Blocks; call from outside the
+  // reactor or at the very end of shutdown.
+  void stop();
+
+  std::size_t queue_depth() const;
+  bool accepting() const;
+  const std::string& path() const { return options_.path; }
+
+ private:
+  struct Job {
+    std::string name;
+    JobOptions options;
+    std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+    virtual ~Job() = default;
+    virtual bool run(Db& db) = 0;         // true when the job succeeded
+    virtual void fail(Error error) = 0;   // replaces the result with |error|
+    virtual void complete() = 0;          // posts the result to the waiter
+  };
+
+  template <class T, class Fn, class Handler>
+  struct JobImpl final : Job {
+    JobImpl(Fn f, Handler h) : fn(std::move(f)), handler(std::move(h)) {}
+    bool run(Db& db) override {
+      try {
+        result.emplace(fn(db));
+      } catch (const std::exception& e) {
+        result.emplace(make_error(Errc::internal, std::string("job threw: ") + e.what()));
+      }
+      return result->has_value();
+    }
+    void fail(Error error) override { result.emplace(tl::unexpected(std::move(error))); }
+    void complete() override {
+      auto ex = boost::asio::get_associated_executor(handler);
+      boost::asio::post(ex, [h = std::move(handler), r = std::move(*result)]() mutable { h(std::move(r)); });
+    }
+    Fn fn;
+    Handler handler;
+    std::optional<Result<T>> result;
+  };
+
+  void enqueue(std::unique_ptr<Job> job);
+  void run_loop();
+  void run_batch(std::unique_ptr<Job> first);
+  void run_standalone(std::unique_ptr<Job> job);
+  std::unique_ptr<Job> pop_next(bool standalone_ok);
+  bool run_one(Job& job);
+  void check_fatal(const Error& e);
+  static int progress_handler(void* self);
+
+  WriterOptions options_;
+  Db db_;
+  std::shared_ptr<Heartbeat> heartbeat_;
+  Watchdog& watchdog_;
+  FatalHandler on_fatal_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Job>> queue_;    // accepted, bounded by queue_len
+  std::deque<std::unique_ptr<Job>> waiting_;  // submitters held back by a full queue
+  bool stopping_ = false;
+  bool stopped_ = false;
+  std::thread thread_;
+  std::chrono::steady_clock::time_point job_deadline_ = std::chrono::steady_clock::time_point::max();
+  bool deadline_hit_ = false;
+
+  Gauge& depth_;
+  Gauge& waiting_gauge_;
+  Histogram& batch_jobs_;
+  Histogram& commit_seconds_;
+  Counter& jobs_ok_;
+  Counter& jobs_failed_;
+};
+
+template <class T, class Fn>
+boost::asio::awaitable<Result<T>> Writer::submit(std::string name, Fn fn, JobOptions options) {
+  auto initiation = [this](auto handler, std::string job_name, Fn job_fn, JobOptions opts) {
+    using Handler = decltype(handler);
+    auto job = std::make_unique<JobImpl<T, Fn, Handler>>(std::move(job_fn), std::move(handler));
+    job->name = std::move(job_name);
+    job->options = opts;
+    enqueue(std::move(job));
+  };
+  co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void(Result<T>)>(
+      initiation, boost::asio::use_awaitable, std::move(name), std::move(fn), options);
+}
+
+}  // namespace patina::core

@@ -1,0 +1,287 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <future>
+#include <thread>
+
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "core/writer.hpp"
+#include "tests/core/coro_test_util.hpp"
+
+namespace patina::core {
+namespace {
+
+namespace net = boost::asio;
+
+class WriterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("patina-writer-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    path_ = (dir_ / "state.db").string();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::unique_ptr<Writer> make_writer(std::size_t queue_len = 1024) {
+    WriterOptions o;
+    o.path = path_;
+    o.queue_len = queue_len;
+    o.cache_size_kib = -2048;
+    auto w = std::make_unique<Writer>(o, metrics_, watchdog_);
+    auto r = w->start([](Db& db) { return db.exec("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)"); });
+    EXPECT_TRUE(r) << (r ? "" : r.error().message);
+    return w;
+  }
+
+  std::int64_t count_rows(const std::string& where = "1") {
+    auto db = Db::open(path_, Db::Mode::read_only);
+    EXPECT_TRUE(db);
+    auto v = db->query_value("SELECT count(*) FROM t WHERE " + where);
+    EXPECT_TRUE(v && *v);
+    return std::get<std::int64_t>(**v);
+  }
+
+  static auto insert(std::int64_t id) {
+    return [id](Db& db) -> Result<std::int64_t> {
+      auto s = db.prepare("INSERT INTO t (id, v) VALUES (?, 'x')");
+      if (!s) return tl::unexpected(s.error());
+      if (auto b = s->bind(1, id); !b) return tl::unexpected(b.error());
+      if (auto r = s->run(); !r) return tl::unexpected(r.error());
+      return id;
+    };
+  }
+
+  // A standalone job that holds the writer until |gate| is released, so
+  // that the jobs submitted meanwhile all wait in the queue.
+  static auto hold(std::shared_future<void> gate) {
+    return [gate](Db&) -> Result<int> {
+      gate.wait();
+      return 0;
+    };
+  }
+
+  std::filesystem::path dir_;
+  std::string path_;
+  Metrics metrics_;
+  Watchdog watchdog_{60000, Watchdog::Action::log, metrics_};
+};
+
+TEST_F(WriterTest, group_commit_shares_transactions_under_load) {
+  auto writer = make_writer();
+  std::promise<void> release;
+  std::shared_future<void> gate = release.get_future().share();
+  int done = 0;
+  testing::run_coro([&](net::io_context& ioc) -> net::awaitable<void> {
+    JobOptions standalone;
+    standalone.standalone = true;
+    net::co_spawn(ioc, [&]() -> net::awaitable<void> {
+      co_await writer->submit<int>("hold", hold(gate), standalone);
+    }, net::detached);
+    for (int i = 0; i < 200; ++i) {
+      net::co_spawn(ioc, [&, i]() -> net::awaitable<void> {
+        auto r = co_await writer->submit<std::int64_t>("insert", insert(i));
+        EXPECT_TRUE(r) << r.error().message;
+        ++done;
+      }, net::detached);
+    }
+    net::steady_timer t(ioc);
+    for (int i = 0; i < 1000 && writer->queue_depth() < 200; ++i) {
+      t.expires_after(std::chrono::milliseconds(5));
+      co_await t.async_wait(net::use_awaitable);
+    }
+    EXPECT_EQ(writer->queue_depth(), 200u);
+    release.set_value();
+    for (int i = 0; i < 2000 && done < 200; ++i) {
+      t.expires_after(std::chrono::milliseconds(5));
+      co_await t.async_wait(net::use_awaitable);
+    }
+  });
+  EXPECT_EQ(done, 200);
+  EXPECT_EQ(count_rows(), 200);
+  auto& batches = metrics_.histogram("patina_writer_batch_jobs", "", {}, {});
+  // 200 queued jobs with batch_jobs_max 256 commit as one transaction.
+  EXPECT_EQ(batches.count(), 1u);
+  EXPECT_EQ(batches.sum(), 200.0);
+}
+
+TEST_F(WriterTest, failing_job_rolls_back_alone) {
+  auto writer = make_writer();
+  std::promise<void> release;
+  std::shared_future<void> gate = release.get_future().share();
+  std::vector<bool> results(3);
+  int done = 0;
+  testing::run_coro([&](net::io_context& ioc) -> net::awaitable<void> {
+    JobOptions standalone;
+    standalone.standalone = true;
+    net::co_spawn(ioc, [&]() -> net::awaitable<void> { co_await writer->submit<int>("hold", hold(gate), standalone); },
+                  net::detached);
+    net::co_spawn(ioc, [&]() -> net::awaitable<void> {
+      results[0] = (co_await writer->submit<std::int64_t>("a", insert(1))).has_value();
+      ++done;
+    }, net::detached);
+    net::co_spawn(ioc, [&]() -> net::awaitable<void> {
+      // Inserts row 2, then fails: its savepoint must undo the insert.
+      auto r = co_await writer->submit<int>("b", [](Db& db) -> Result<int> {
+        if (auto e = db.exec("INSERT INTO t (id, v) VALUES (2, 'doomed')"); !e) return tl::unexpected(e.error());
+        auto dup = db.exec("INSERT INTO t (id, v) VALUES (1, 'duplicate')");
+        if (!dup) return tl::unexpected(dup.error());
+        return 0;
+      });
+      results[1] = r.has_value();
+      EXPECT_FALSE(r);
+      if (!r) { EXPECT_NE(r.error().message.find("UNIQUE"), std::string::npos) << r.error().message; }
+      ++done;
+    }, net::detached);
+    net::co_spawn(ioc, [&]() -> net::awaitable<void> {
+      results[2] = (co_await writer->submit<std::int64_t>("c", insert(3))).has_value();
+      ++done;
+    }, net::detached);
+    net::steady_timer t(ioc);
+    for (int i = 0; i < 1000 && writer->queue_depth() < 3; ++i) {
+      t.expires_after(std::chrono::milliseconds(5));
+      co_await t.async_wait(net::use_awaitable);
+    }
+    release.set_value();
+    for (int i = 0; i < 2000 && done < 3; ++i) {
+      t.expires_after(std::chrono::milliseconds(5));
+      co_await t.async_wait(net::use_awaitable);
+    }
+  });
+  EXPECT_TRUE(results[0]);
+  EXPECT_FALSE(results[1]);
+  EXPECT_TRUE(results[2]);
+  EXPECT_EQ(count_rows(), 2);
+  EXPECT_EQ(count_rows("id = 2"), 0);
+  auto& batches = metrics_.histogram("patina_writer_batch_jobs", "", {}, {});
+  EXPECT_EQ(batches.count(), 1u);  // all three shared one transaction
+}
+
+TEST_F(WriterTest, full_queue_holds_submitters_back_and_drops_nothing) {
+  auto writer = make_writer(/*queue_len=*/4);
+  std::promise<void> release;
+  std::shared_future<void> gate = release.get_future().share();
+  int ok = 0;
+  testing::run_coro([&](net::io_context& ioc) -> net::awaitable<void> {
+    JobOptions standalone;
+    standalone.standalone = true;
+    net::co_spawn(ioc, [&]() -> net::awaitable<void> { co_await writer->submit<int>("hold", hold(gate), standalone); },
+                  net::detached);
+    for (int i = 0; i < 40; ++i) {
+      net::co_spawn(ioc, [&, i]() -> net::awaitable<void> {
+        auto r = co_await writer->submit<std::int64_t>("insert", insert(i));
+        if (r) ++ok;
+      }, net::detached);
+    }
+    net::steady_timer t(ioc);
+    auto& waiting = metrics_.gauge("patina_writer_waiting_submitters", "");
+    for (int i = 0; i < 1000 && waiting.value() < 36; ++i) {
+      t.expires_after(std::chrono::milliseconds(5));
+      co_await t.async_wait(net::use_awaitable);
+    }
+    EXPECT_EQ(writer->queue_depth(), 4u);
+    EXPECT_EQ(waiting.value(), 36);
+    release.set_value();
+    for (int i = 0; i < 2000 && ok < 40; ++i) {
+      t.expires_after(std::chrono::milliseconds(5));
+      co_await t.async_wait(net::use_awaitable);
+    }
+  });
+  EXPECT_EQ(ok, 40);
+  EXPECT_EQ(count_rows(), 40);
+}
+
+TEST_F(WriterTest, timeout_interrupts_only_that_job) {
+  auto writer = make_writer();
+  testing::run_coro([&](net::io_context&) -> net::awaitable<void> {
+    JobOptions o;
+    o.timeout = std::chrono::milliseconds(50);
+    auto slow = co_await writer->submit<int>("slow", [](Db& db) -> Result<int> {
+      if (auto e = db.exec("INSERT INTO t (id, v) VALUES (100, 'x')"); !e) return tl::unexpected(e.error());
+      auto r = db.query_value(
+          "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000) SELECT count(*) FROM c");
+      if (!r) return tl::unexpected(r.error());
+      return 0;
+    }, o);
+    EXPECT_FALSE(slow);
+    if (!slow) { EXPECT_EQ(slow.error().code, Errc::timeout); }
+    auto fast = co_await writer->submit<std::int64_t>("fast", insert(1), o);
+    EXPECT_TRUE(fast);
+  });
+  EXPECT_EQ(count_rows("id = 100"), 0);
+  EXPECT_EQ(count_rows("id = 1"), 1);
+}
+
+TEST_F(WriterTest, exception_in_job_becomes_an_error) {
+  auto writer = make_writer();
+  testing::run_coro([&](net::io_context&) -> net::awaitable<void> {
+    auto r = co_await writer->submit<int>("throws", [](Db&) -> Result<int> { throw std::runtime_error("boom"); });
+    EXPECT_FALSE(r);
+    if (!r) {
+      EXPECT_EQ(r.error().code, Errc::internal);
+      EXPECT_NE(r.error().message.find("boom"), std::string::npos);
+    }
+    EXPECT_TRUE(co_await writer->submit<std::int64_t>("after", insert(5)));
+  });
+  EXPECT_EQ(count_rows(), 1);
+}
+
+TEST_F(WriterTest, stop_runs_every_accepted_job_and_refuses_new_ones) {
+  auto writer = make_writer(/*queue_len=*/8);
+  std::promise<void> release;
+  std::shared_future<void> gate = release.get_future().share();
+  std::atomic<int> acknowledged{0};
+  std::atomic<int> refused{0};
+  std::thread stopper;
+  testing::run_coro([&](net::io_context& ioc) -> net::awaitable<void> {
+    JobOptions standalone;
+    standalone.standalone = true;
+    net::co_spawn(ioc, [&]() -> net::awaitable<void> { co_await writer->submit<int>("hold", hold(gate), standalone); },
+                  net::detached);
+    for (int i = 0; i < 50; ++i) {
+      net::co_spawn(ioc, [&, i]() -> net::awaitable<void> {
+        auto r = co_await writer->submit<std::int64_t>("insert", insert(i));
+        if (r) ++acknowledged;
+      }, net::detached);
+    }
+    net::steady_timer t(ioc);
+    for (int i = 0; i < 1000 && writer->queue_depth() < 8; ++i) {
+      t.expires_after(std::chrono::milliseconds(5));
+      co_await t.async_wait(net::use_awaitable);
+    }
+    // Stop while 50 jobs are queued or waiting, then release the writer.
+    stopper = std::thread([&] { writer->stop(); });
+    for (int i = 0; i < 1000 && writer->accepting(); ++i) {
+      t.expires_after(std::chrono::milliseconds(5));
+      co_await t.async_wait(net::use_awaitable);
+    }
+    for (int i = 0; i < 200; ++i) {
+      auto late = co_await writer->submit<std::int64_t>("late", insert(1000));
+      if (!late && late.error().code == Errc::shutting_down) {
+        ++refused;
+        break;
+      }
+      t.expires_after(std::chrono::milliseconds(5));
+      co_await t.async_wait(net::use_awaitable);
+    }
+    release.set_value();
+    for (int i = 0; i < 2000 && acknowledged < 50; ++i) {
+      t.expires_after(std::chrono::milliseconds(5));
+      co_await t.async_wait(net::use_awaitable);
+    }
+  });
+  stopper.join();
+  EXPECT_EQ(acknowledged.load(), 50);
+  EXPECT_EQ(refused.load(), 1);
+  EXPECT_EQ(count_rows(), 50);
+  // The final checkpoint emptied the WAL.
+  std::error_code ec;
+  auto wal = std::filesystem::file_size(path_ + "-wal", ec);
+  EXPECT_TRUE(ec || wal == 0);
+}
+
+}  // namespace
+}  // namespace patina::core

@@ -1,0 +1,565 @@
+#include "swim/membership.hpp"
+
+#include <algorithm>
+#include <numeric>
+
+#include "swim/assert.hpp"
+
+namespace patina::swim {
+namespace {
+
+Result<void> validate_identity(const Identity& self) {
+  if (self.addr.empty() || self.addr.size() > 255)
+    return fail(Errc::invalid_argument, "identity addr must be 1..255 bytes");
+  return {};
+}
+
+// Does an update for an identity we already hold carry news? (SWIM precedence:
+// Down beats everything; Suspect beats Alive at an equal incarnation; otherwise
+// only a higher incarnation counts.)
+bool supersedes(const MemberUpdate& u, const Member& m) {
+  if (m.state == MemberState::down) return false;  // types.hpp invariant 3
+  switch (u.state) {
+    case MemberState::down: return true;
+    case MemberState::suspect:
+      return u.incarnation > m.incarnation ||
+             (u.incarnation == m.incarnation && m.state == MemberState::alive);
+    case MemberState::alive: return u.incarnation > m.incarnation;
+  }
+  return false;
+}
+
+}  // namespace
+
+const char* to_string(MemberState s) {
+  switch (s) {
+    case MemberState::alive: return "Alive";
+    case MemberState::suspect: return "Suspect";
+    case MemberState::down: return "Down";
+  }
+  return "Unknown";
+}
+
+Result<Membership> Membership::create(Identity self, Config config, std::uint64_t prng_seed) {
+  if (auto r = config.validate(); !r) return tl::unexpected(r.error());
+  if (auto r = validate_identity(self); !r) return tl::unexpected(r.error());
+  return Membership(std::move(self), std::move(config), prng_seed);
+}
+
+Membership::Membership(Identity self, Config config, std::uint64_t prng_seed)
+    : self_(std::move(self)), config_(std::move(config)), prng_(prng_seed) {
+  SWIM_ASSERT(config_.validate().has_value());
+  SWIM_ASSERT(validate_identity(self_).has_value());
+}
+
+void Membership::set_config(Config config) {
+  SWIM_ASSERT(config.validate().has_value());
+  config_ = std::move(config);
+}
+
+Result<void> Membership::check_active() const {
+  if (left_ || defunct_) return fail(Errc::not_active, "left or defunct; only rejoin() accepted");
+  return {};
+}
+
+const Member* Membership::find(std::string_view addr) const {
+  auto it = index_.find(std::string(addr));
+  return it == index_.end() ? nullptr : &members_[it->second];
+}
+
+Member* Membership::find_mut(std::string_view addr) {
+  auto it = index_.find(std::string(addr));
+  return it == index_.end() ? nullptr : &members_[it->second];
+}
+
+// ---------------------------------------------------------------------------
+// Inputs
+
+Result<void> Membership::handle_datagram(Instant now, std::span<const std::byte> bytes,
+                                         Effects& out) {
+  if (auto r = check_active(); !r) return r;
+  if (bytes.size() > config_.max_packet_size) return fail(Errc::packet_too_large, "datagram");
+  auto decoded = decode(bytes);
+  if (!decoded) return tl::unexpected(decoded.error());
+  Packet& p = *decoded;
+  // Isolation first: nothing from another cluster or member id may touch state.
+  if (p.cluster_id != self_.cluster_id || p.src.cluster_id != self_.cluster_id)
+    return fail(Errc::wrong_cluster, "packet cluster_id");
+  if (p.src.member_id != self_.member_id) return fail(Errc::foreign_member_id, "sender member_id");
+  if (p.src.addr == self_.addr) return fail(Errc::data_from_ourselves, "sender addr is ours");
+  ensure_timers(out);
+  // An update below may make us rejoin; the packet was still meant for us.
+  const Identity self_before = self_;
+
+  if (const Member* known = find(p.src.addr)) {
+    // A sender we hold Down (same identity) is told so, and must rejoin.
+    if (known->id == p.src && known->state == MemberState::down) {
+      if (p.kind != MessageKind::turn_undead)
+        send(p.src.addr, p.src, MessageKind::turn_undead, 0, nullptr, out);
+      return fail(Errc::sender_is_down, "sender is down in our view");
+    }
+    // An older identity of a member that has since rejoined: stale, drop.
+    if (known->id != p.src && known->id.wins_addr_conflict(p.src))
+      return fail(Errc::not_for_us, "sender identity superseded");
+  }
+
+  if (p.kind == MessageKind::turn_undead) {
+    if (p.dst && *p.dst == self_before) handle_declared_down(now, out);
+    return {};
+  }
+
+  // The sender vouches for itself; then everything it piggy-backed.
+  apply_update(now, MemberUpdate{p.src, p.src_incarnation, MemberState::alive}, out);
+  for (const auto& u : p.updates) {
+    if (left_ || defunct_) break;  // an update may have declared us Down
+    apply_update(now, u, out);
+  }
+  if (left_ || defunct_) return {};
+  if (p.dst && *p.dst != self_before) return fail(Errc::not_for_us, "packet for an older identity");
+  handle_packet(now, p, out);
+  return {};
+}
+
+void Membership::handle_packet(Instant now, Packet& p, Effects& out) {
+  switch (p.kind) {
+    case MessageKind::ping:
+      send(p.src.addr, p.src, MessageKind::ack, p.probe_number, nullptr, out);
+      break;
+    case MessageKind::ack: handle_ack(now, p.src, p.probe_number); break;
+    case MessageKind::ping_req:
+      // Probe |other| on the sender's behalf; |other| in our ping is the origin.
+      if (p.other.addr != self_.addr)
+        send(p.other.addr, p.other, MessageKind::indirect_ping, p.probe_number, &p.src, out);
+      break;
+    case MessageKind::indirect_ping:
+      send(p.src.addr, p.src, MessageKind::indirect_ack, p.probe_number, &p.other, out);
+      break;
+    case MessageKind::indirect_ack:
+      if (p.other.addr != self_.addr)
+        send(p.other.addr, p.other, MessageKind::forwarded_ack, p.probe_number, &p.src, out);
+      break;
+    case MessageKind::forwarded_ack: handle_ack(now, p.other, p.probe_number); break;
+    case MessageKind::gossip: break;
+    case MessageKind::announce:
+      send(p.src.addr, p.src, MessageKind::feed, 0, nullptr, out);
+      break;
+    case MessageKind::feed:
+      for (const auto& u : p.feed) {
+        if (left_ || defunct_) break;
+        apply_update(now, u, out);
+      }
+      break;
+    case MessageKind::turn_undead: break;  // handled by the caller
+  }
+}
+
+void Membership::handle_ack(Instant now, const Identity& target, std::uint32_t number) {
+  if (!probe_.member || *probe_.member != target || probe_.number != number) return;
+  if (probe_.acked) return;
+  probe_.acked = true;
+  if (Member* m = find_mut(target.addr); m && m->id == target) m->rtt.add(now - probe_.sent_at);
+}
+
+Result<void> Membership::handle_timer(Instant now, const Timer& timer, Effects& out) {
+  if (auto r = check_active(); !r) return r;
+  return std::visit(
+      [&](const auto& t) -> Result<void> {
+        using T = std::decay_t<decltype(t)>;
+        if (t.token != token_) return {};  // invariant 5
+        if constexpr (std::is_same_v<T, timer::ProbeRandomMember>) {
+          handle_probe_tick(now, out);
+        } else if constexpr (std::is_same_v<T, timer::SendIndirectProbe>) {
+          handle_indirect_probe(t.probed, out);
+        } else if constexpr (std::is_same_v<T, timer::ChangeSuspectToDown>) {
+          Member* m = find_mut(t.member.addr);
+          if (m && m->id == t.member && m->state == MemberState::suspect &&
+              m->incarnation == t.incarnation)
+            set_state(now, *m, MemberState::down, m->incarnation, out);
+        } else if constexpr (std::is_same_v<T, timer::RemoveDown>) {
+          auto it = index_.find(t.member.addr);
+          if (it != index_.end() && members_[it->second].id == t.member &&
+              members_[it->second].state == MemberState::down)
+            remove_member(it->second);
+        } else if constexpr (std::is_same_v<T, timer::PeriodicAnnounce>) {
+          for (const Member* m : choose_members(config_.periodic_announce.num_members, true, nullptr))
+            send(m->id.addr, std::nullopt, MessageKind::announce, 0, nullptr, out);
+          arm(config_.periodic_announce.frequency, timer::PeriodicAnnounce{token_}, out);
+        } else if constexpr (std::is_same_v<T, timer::PeriodicAnnounceToDown>) {
+          for (const Member* m :
+               choose_members(config_.periodic_announce_to_down.num_members, false, nullptr))
+            send(m->id.addr, std::nullopt, MessageKind::announce, 0, nullptr, out);
+          arm(config_.periodic_announce_to_down.frequency, timer::PeriodicAnnounceToDown{token_}, out);
+        } else if constexpr (std::is_same_v<T, timer::PeriodicGossip>) {
+          if (!pending_.empty()) gossip_to(config_.periodic_gossip.num_members, out);
+          arm(config_.periodic_gossip.frequency, timer::PeriodicGossip{token_}, out);
+        }
+        return {};
+      },
+      timer);
+}
+
+Result<void> Membership::announce(Instant now, std::string_view to, Effects& out) {
+  (void)now;
+  if (auto r = check_active(); !r) return r;
+  if (to.empty() || to.size() > 255) return fail(Errc::invalid_argument, "announce address");
+  if (to == self_.addr) return fail(Errc::invalid_argument, "announce to ourselves");
+  ensure_timers(out);
+  send(std::string(to), std::nullopt, MessageKind::announce, 0, nullptr, out);
+  return {};
+}
+
+Result<void> Membership::leave(Instant now, Effects& out) {
+  (void)now;
+  if (auto r = check_active(); !r) return r;
+  // Our own Down update rides every remaining packet; send a few right away.
+  enqueue(MemberUpdate{self_, incarnation_, MemberState::down});
+  gossip_to(std::max(config_.num_indirect_probes, config_.periodic_gossip.num_members), out);
+  left_ = true;
+  ++token_;  // invariant 5: every armed timer is now stale
+  timers_started_ = false;
+  probe_ = Probe{};
+  return {};
+}
+
+Result<void> Membership::rejoin(Instant now, Effects& out, std::optional<std::uint64_t> new_ts) {
+  (void)now;
+  const std::uint64_t ts = new_ts && *new_ts > self_.ts ? *new_ts : self_.ts + 1;
+  self_.ts = ts;
+  incarnation_ = 0;
+  left_ = false;
+  defunct_ = false;
+  ++token_;
+  timers_started_ = false;
+  probe_ = Probe{};
+  // Whatever we were saying about our old identity is moot now.
+  std::erase_if(pending_, [&](const Pending& p) { return p.update.id.addr == self_.addr; });
+  enqueue_self();
+  ensure_timers(out);
+  notify(notification::Rejoined{self_}, out);
+  // Tell a few members; if we think nobody is alive, the Down ones (a partition
+  // we are on the wrong side of, or a restart after everyone expired us).
+  auto targets = choose_members(config_.num_indirect_probes, true, nullptr);
+  if (targets.empty()) targets = choose_members(config_.num_indirect_probes, false, nullptr);
+  for (const Member* m : targets) send(m->id.addr, std::nullopt, MessageKind::announce, 0, nullptr, out);
+  return {};
+}
+
+Result<void> Membership::set_cluster_id(Instant now, std::uint16_t cluster_id, Effects& out,
+                                        std::optional<std::uint64_t> new_ts) {
+  const bool was_active = active_count_ > 0;
+  for (const Member& m : members_)
+    if (m.active() && config_.notify_down_members) notify(notification::MemberDown{m.id}, out);
+  members_.clear();
+  index_.clear();
+  active_count_ = 0;
+  pending_.clear();
+  probe_order_.clear();
+  probe_index_ = 0;
+  if (was_active) notify(notification::Idle{}, out);
+  self_.cluster_id = cluster_id;
+  return rejoin(now, out, new_ts);
+}
+
+Result<void> Membership::record_rtt(std::string_view addr, Duration rtt) {
+  Member* m = find_mut(addr);
+  if (!m) return fail(Errc::invalid_argument, "no member at addr");
+  m->rtt.add(rtt);
+  return {};
+}
+
+std::vector<MemberUpdate> Membership::snapshot() const {
+  std::vector<MemberUpdate> out;
+  out.reserve(members_.size());
+  for (const Member& m : members_) {
+    const MemberState s = m.state == MemberState::down ? MemberState::down : MemberState::alive;
+    out.push_back(MemberUpdate{m.id, m.incarnation, s});
+  }
+  return out;
+}
+
+Result<void> Membership::apply_snapshot(Instant now, std::span<const MemberUpdate> members,
+                                        Effects& out) {
+  if (auto r = check_active(); !r) return r;
+  for (MemberUpdate u : members) {
+    if (u.state == MemberState::suspect) u.state = MemberState::alive;
+    if (u.id.addr == self_.addr) continue;
+    apply_update(now, u, out);
+  }
+  ensure_timers(out);
+  return {};
+}
+
+// ---------------------------------------------------------------------------
+// Probing
+
+void Membership::handle_probe_tick(Instant now, Effects& out) {
+  // Close the previous round: unanswered (directly or through ping_req) ⇒ Suspect.
+  if (probe_.member && !probe_.acked) {
+    Member* m = find_mut(probe_.member->addr);
+    if (m && m->id == *probe_.member && m->state == MemberState::alive)
+      set_state(now, *m, MemberState::suspect, m->incarnation, out);
+  }
+  probe_ = Probe{};
+  arm(config_.probe_period, timer::ProbeRandomMember{token_}, out);
+
+  // Round-robin over a shuffled list (SWIM's bounded detection time). At most
+  // one rebuild per tick, so the loop runs at most |members| + 1 times.
+  const Member* target = nullptr;
+  bool rebuilt = false;
+  while (!target) {
+    if (probe_index_ >= probe_order_.size()) {
+      if (rebuilt) break;
+      rebuilt = true;
+      probe_order_.clear();
+      for (const Member& m : members_)
+        if (m.active()) probe_order_.push_back(m.id.addr);
+      prng_.shuffle(probe_order_);
+      probe_index_ = 0;
+      if (probe_order_.empty()) break;
+    }
+    const Member* m = find(probe_order_[probe_index_++]);
+    if (m && m->active()) target = m;
+  }
+  if (!target) return;
+  probe_.member = target->id;
+  probe_.number = ++probe_counter_;
+  probe_.sent_at = now;
+  send(target->id.addr, target->id, MessageKind::ping, probe_.number, nullptr, out);
+  arm(config_.probe_rtt, timer::SendIndirectProbe{target->id, token_}, out);
+}
+
+void Membership::handle_indirect_probe(const Identity& probed, Effects& out) {
+  if (!probe_.member || *probe_.member != probed || probe_.acked) return;
+  for (const Member* m : choose_members(config_.num_indirect_probes, true, &probed))
+    send(m->id.addr, m->id, MessageKind::ping_req, probe_.number, &probed, out);
+}
+
+// ---------------------------------------------------------------------------
+// Updates
+
+void Membership::apply_update(Instant now, const MemberUpdate& u, Effects& out) {
+  // Isolation: other clusters and member ids are never members.
+  if (u.id.cluster_id != self_.cluster_id || u.id.member_id != self_.member_id) return;
+  if (u.id.addr == self_.addr) {
+    apply_self_update(now, u, out);
+    return;
+  }
+  Member* m = find_mut(u.id.addr);
+  if (!m) {
+    insert_member(now, u, out);
+    return;
+  }
+  if (m->id != u.id) {
+    if (u.id.wins_addr_conflict(m->id)) replace_identity(now, *m, u, out);
+    return;  // else: news about an identity that was already replaced
+  }
+  if (!supersedes(u, *m)) return;
+  set_state(now, *m, u.state, u.incarnation, out);
+}
+
+void Membership::apply_self_update(Instant now, const MemberUpdate& u, Effects& out) {
+  // Updates about an older (or, after a clock step back, foreign) identity at
+  // our address are ignored: the newest identity wins everywhere anyway.
+  if (u.id != self_) return;
+  if (u.state == MemberState::down) {
+    handle_declared_down(now, out);
+    return;
+  }
+  const bool refute = (u.state == MemberState::suspect && u.incarnation >= incarnation_) ||
+                      (u.state == MemberState::alive && u.incarnation > incarnation_);
+  if (!refute) return;
+  // Invariant 1: rise above anything claimed about us.
+  incarnation_ = u.incarnation + 1;
+  enqueue_self();
+}
+
+void Membership::handle_declared_down(Instant now, Effects& out) {
+  if (config_.auto_rejoin) {
+    (void)rejoin(now, out);
+    return;
+  }
+  defunct_ = true;
+  ++token_;
+  timers_started_ = false;
+  notify(notification::Defunct{}, out);
+}
+
+void Membership::insert_member(Instant now, const MemberUpdate& u, Effects& out) {
+  Member m;
+  m.id = u.id;
+  m.incarnation = u.incarnation;
+  m.state = u.state;
+  m.state_since = now;
+  index_.emplace(m.id.addr, members_.size());
+  members_.push_back(std::move(m));
+  Member& added = members_.back();
+  enqueue(u);
+  if (u.state == MemberState::down) {
+    // Remembered only to block resurrection by stale gossip.
+    arm(config_.remove_down_after, timer::RemoveDown{u.id, token_}, out);
+    return;
+  }
+  if (++active_count_ == 1) notify(notification::Active{}, out);
+  notify(notification::MemberUp{added.id}, out);
+  if (u.state == MemberState::suspect)
+    arm(config_.suspect_to_down_after(cluster_size()),
+        timer::ChangeSuspectToDown{u.id, u.incarnation, token_}, out);
+}
+
+void Membership::replace_identity(Instant now, Member& m, const MemberUpdate& u, Effects& out) {
+  const Identity old = m.id;
+  const bool was_active = m.active();
+  m.id = u.id;
+  m.incarnation = u.incarnation;
+  m.state = u.state;
+  m.state_since = now;
+  m.rtt = RttStats{};
+  enqueue(u);
+  notify(notification::IdentityChanged{old, u.id}, out);
+  if (was_active && !m.active()) {
+    --active_count_;
+    if (config_.notify_down_members) notify(notification::MemberDown{m.id}, out);
+    if (active_count_ == 0) notify(notification::Idle{}, out);
+  } else if (!was_active && m.active()) {
+    if (++active_count_ == 1) notify(notification::Active{}, out);
+    notify(notification::MemberUp{m.id}, out);
+  }
+  if (m.state == MemberState::suspect)
+    arm(config_.suspect_to_down_after(cluster_size()),
+        timer::ChangeSuspectToDown{m.id, m.incarnation, token_}, out);
+  if (m.state == MemberState::down)
+    arm(config_.remove_down_after, timer::RemoveDown{m.id, token_}, out);
+}
+
+void Membership::set_state(Instant now, Member& m, MemberState state, std::uint64_t incarnation,
+                           Effects& out) {
+  SWIM_ASSERT(m.state != MemberState::down);  // types.hpp invariant 3
+  SWIM_ASSERT(incarnation >= m.incarnation);  // invariant 2
+  m.state = state;
+  m.incarnation = incarnation;
+  m.state_since = now;
+  enqueue(MemberUpdate{m.id, incarnation, state});
+  if (state == MemberState::suspect) {
+    arm(config_.suspect_to_down_after(cluster_size()),
+        timer::ChangeSuspectToDown{m.id, incarnation, token_}, out);
+  } else if (state == MemberState::down) {
+    SWIM_ASSERT(active_count_ > 0);
+    --active_count_;
+    if (config_.notify_down_members) notify(notification::MemberDown{m.id}, out);
+    if (active_count_ == 0) notify(notification::Idle{}, out);
+    arm(config_.remove_down_after, timer::RemoveDown{m.id, token_}, out);
+  }
+}
+
+void Membership::remove_member(std::size_t index) {
+  SWIM_ASSERT(index < members_.size());
+  SWIM_ASSERT(!members_[index].active());
+  index_.erase(members_[index].id.addr);
+  // Keep members_ in insertion order (determinism, stable output for admins).
+  members_.erase(members_.begin() + static_cast<std::ptrdiff_t>(index));
+  for (std::size_t i = index; i < members_.size(); ++i) index_[members_[i].id.addr] = i;
+}
+
+// ---------------------------------------------------------------------------
+// Dissemination and sending
+
+void Membership::enqueue(const MemberUpdate& u) {
+  const std::uint32_t budget = config_.max_transmissions(cluster_size());
+  for (Pending& p : pending_) {
+    if (p.update.id.addr == u.id.addr) {  // newer news about an addr replaces older
+      p.update = u;
+      p.remaining = budget;
+      p.seq = ++pending_seq_;
+      return;
+    }
+  }
+  pending_.push_back(Pending{u, budget, ++pending_seq_});
+}
+
+void Membership::enqueue_self() { enqueue(MemberUpdate{self_, incarnation_, MemberState::alive}); }
+
+void Membership::ensure_timers(Effects& out) {
+  if (timers_started_ || left_ || defunct_) return;
+  timers_started_ = true;
+  arm(config_.probe_period, timer::ProbeRandomMember{token_}, out);
+  if (config_.periodic_gossip.frequency > Duration::zero())
+    arm(config_.periodic_gossip.frequency, timer::PeriodicGossip{token_}, out);
+  if (config_.periodic_announce.frequency > Duration::zero())
+    arm(config_.periodic_announce.frequency, timer::PeriodicAnnounce{token_}, out);
+  if (config_.periodic_announce_to_down.frequency > Duration::zero())
+    arm(config_.periodic_announce_to_down.frequency, timer::PeriodicAnnounceToDown{token_}, out);
+}
+
+void Membership::gossip_to(std::size_t count, Effects& out) {
+  for (const Member* m : choose_members(count, true, nullptr))
+    send(m->id.addr, m->id, MessageKind::gossip, 0, nullptr, out);
+}
+
+std::vector<const Member*> Membership::choose_members(std::size_t k, bool want_active,
+                                                      const Identity* exclude) {
+  std::vector<const Member*> candidates;
+  for (const Member& m : members_) {
+    if (m.active() != want_active) continue;
+    if (exclude && m.id == *exclude) continue;
+    candidates.push_back(&m);
+  }
+  k = std::min(k, candidates.size());
+  for (std::size_t i = 0; i < k; ++i) {
+    const std::size_t j = i + static_cast<std::size_t>(prng_.below(candidates.size() - i));
+    std::swap(candidates[i], candidates[j]);
+  }
+  candidates.resize(k);
+  return candidates;
+}
+
+void Membership::send(const std::string& to, const std::optional<Identity>& dst, MessageKind kind,
+                      std::uint32_t probe_number, const Identity* other, Effects& out) {
+  Packet p;
+  p.cluster_id = self_.cluster_id;
+  p.kind = kind;
+  p.src = self_;
+  p.src_incarnation = incarnation_;
+  p.dst = dst;
+  p.probe_number = probe_number;
+  if (other) p.other = *other;
+  std::size_t size = encoded_size_without_lists(p);
+  // Peer-supplied identities can be long; a header that cannot fit is dropped.
+  if (size > config_.max_packet_size) return;
+
+  if (kind == MessageKind::feed) {
+    // A random sample of active members (the joiner learns the rest by gossip).
+    for (const Member* m : choose_members(config_.feed_members_max, true, nullptr)) {
+      if (dst && m->id == *dst) continue;
+      MemberUpdate u{m->id, m->incarnation, m->state};
+      const std::size_t n = encoded_size(u);
+      if (size + n > config_.max_packet_size) break;
+      size += n;
+      p.feed.push_back(std::move(u));
+    }
+  }
+
+  // Piggy-back: most remaining transmissions (the newest news) first.
+  std::vector<std::size_t> order(pending_.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    if (pending_[a].remaining != pending_[b].remaining)
+      return pending_[a].remaining > pending_[b].remaining;
+    return pending_[a].seq < pending_[b].seq;
+  });
+  for (std::size_t i : order) {
+    if (p.updates.size() == UINT16_MAX) break;
+    const std::size_t n = encoded_size(pending_[i].update);
+    if (size + n > config_.max_packet_size) continue;  // a smaller one may still fit
+    size += n;
+    p.updates.push_back(pending_[i].update);
+    --pending_[i].remaining;
+  }
+  std::erase_if(pending_, [](const Pending& q) { return q.remaining == 0; });
+
+  Bytes payload = encode(p);
+  SWIM_ASSERT(payload.size() == size);  // invariant 4
+  SWIM_ASSERT(payload.size() <= config_.max_packet_size);
+  out.emplace_back(SendTo{to, std::move(payload)});
+}
+
+}  // namespace patina::swim

@@ -1,0 +1,162 @@
+// Codec: round trips, every truncation, random garbage, version and bounds.
+#include <gtest/gtest.h>
+
+#include "swim/codec.hpp"
+#include "swim/prng.hpp"
+#include "tests/swim/test_util.hpp"
+
+namespace patina::swim {
+namespace {
+
+using test::make_identity;
+
+Packet sample_packet(MessageKind kind) {
+  Packet p;
+  p.cluster_id = 7;
+  p.kind = kind;
+  p.src = make_identity(1, 111, 7, 3);
+  p.src_incarnation = 42;
+  if (kind != MessageKind::announce) p.dst = make_identity(2, 222, 7);
+  p.probe_number = has_probe_number(kind) ? 0xDEADBEEF : 0;
+  if (has_other(kind)) p.other = make_identity(3, 333, 7, 3);
+  if (kind == MessageKind::feed)
+    p.feed = {MemberUpdate{make_identity(4), 1, MemberState::alive},
+              MemberUpdate{make_identity(5), 2, MemberState::suspect}};
+  p.updates = {MemberUpdate{make_identity(6), 9, MemberState::down},
+               MemberUpdate{make_identity(7, 5, 7, 1), 0, MemberState::alive}};
+  return p;
+}
+
+std::vector<MessageKind> all_kinds() {
+  std::vector<MessageKind> v;
+  for (std::uint8_t k = 1; k <= message_kind_max; ++k) v.push_back(static_cast<MessageKind>(k));
+  return v;
+}
+
+TEST(SwimCodec, round_trips_every_message_kind) {
+  for (MessageKind kind : all_kinds()) {
+    const Packet p = sample_packet(kind);
+    const Bytes b = encode(p);
+    EXPECT_EQ(b.size(), encoded_size_without_lists(p) +
+                            [&] {
+                              std::size_t n = 0;
+                              for (auto& u : p.feed) n += encoded_size(u);
+                              for (auto& u : p.updates) n += encoded_size(u);
+                              return n;
+                            }())
+        << to_string(kind);
+    auto d = decode(b);
+    ASSERT_TRUE(d.has_value()) << to_string(kind) << ": " << to_string(d.error().code);
+    EXPECT_EQ(*d, p) << to_string(kind);
+    EXPECT_EQ(encode(*d), b);  // invariant 3
+  }
+}
+
+TEST(SwimCodec, header_is_little_endian_with_leading_version) {
+  const Bytes b = encode(sample_packet(MessageKind::ping));
+  ASSERT_GE(b.size(), 4u);
+  EXPECT_EQ(std::to_integer<int>(b[0]), protocol_version);
+  EXPECT_EQ(std::to_integer<int>(b[1]), 7);  // cluster_id low byte
+  EXPECT_EQ(std::to_integer<int>(b[2]), 0);
+  EXPECT_EQ(std::to_integer<int>(b[3]), static_cast<int>(MessageKind::ping));
+}
+
+TEST(SwimCodec, every_truncation_is_an_error) {
+  for (MessageKind kind : all_kinds()) {
+    const Bytes b = encode(sample_packet(kind));
+    for (std::size_t len = 0; len < b.size(); ++len) {
+      auto d = decode(std::span(b.data(), len));
+      ASSERT_FALSE(d.has_value()) << to_string(kind) << " len " << len;
+      EXPECT_EQ(d.error().code, Errc::malformed_packet);
+    }
+  }
+}
+
+TEST(SwimCodec, trailing_bytes_are_an_error) {
+  Bytes b = encode(sample_packet(MessageKind::gossip));
+  b.push_back(std::byte{0});
+  auto d = decode(b);
+  ASSERT_FALSE(d.has_value());
+  EXPECT_EQ(d.error().code, Errc::malformed_packet);
+}
+
+TEST(SwimCodec, unknown_version_is_rejected_before_parsing) {
+  Bytes b = encode(sample_packet(MessageKind::ping));
+  b[0] = std::byte{2};
+  auto d = decode(b);
+  ASSERT_FALSE(d.has_value());
+  EXPECT_EQ(d.error().code, Errc::unsupported_version);
+  const Bytes only_version{std::byte{9}};
+  EXPECT_EQ(decode(only_version).error().code, Errc::unsupported_version);
+}
+
+TEST(SwimCodec, out_of_range_enums_and_flags_are_rejected) {
+  Bytes b = encode(sample_packet(MessageKind::gossip));
+  Bytes bad_kind = b;
+  bad_kind[3] = std::byte{0};
+  EXPECT_EQ(decode(bad_kind).error().code, Errc::malformed_packet);
+  bad_kind[3] = std::byte{message_kind_max + 1};
+  EXPECT_EQ(decode(bad_kind).error().code, Errc::malformed_packet);
+  // The last byte is the state of the last update.
+  Bytes bad_state = b;
+  bad_state.back() = std::byte{3};
+  EXPECT_EQ(decode(bad_state).error().code, Errc::malformed_packet);
+}
+
+TEST(SwimCodec, huge_counts_do_not_allocate_or_over_read) {
+  Packet p = sample_packet(MessageKind::gossip);
+  p.updates.clear();
+  Bytes b = encode(p);
+  // Claim 65535 updates with no bytes behind them.
+  b[b.size() - 2] = std::byte{0xFF};
+  b[b.size() - 1] = std::byte{0xFF};
+  EXPECT_EQ(decode(b).error().code, Errc::malformed_packet);
+}
+
+TEST(SwimCodec, random_garbage_never_crashes) {
+  Prng prng(0xF0CA);
+  std::size_t decoded = 0;
+  for (int i = 0; i < 20000; ++i) {
+    Bytes b(static_cast<std::size_t>(prng.below(300)));
+    for (auto& x : b) x = static_cast<std::byte>(prng.below(256));
+    if (!b.empty() && prng.chance(1, 2)) b[0] = std::byte{protocol_version};
+    auto d = decode(b);
+    if (d) {
+      ++decoded;
+      EXPECT_EQ(encode(*d), b);
+    }
+  }
+  SUCCEED() << decoded << " garbage inputs happened to decode";
+}
+
+TEST(SwimCodec, mutated_valid_packets_never_crash) {
+  Prng prng(0xBAD);
+  const Bytes base = encode(sample_packet(MessageKind::feed));
+  for (int i = 0; i < 20000; ++i) {
+    Bytes b = base;
+    const auto flips = 1 + prng.below(4);
+    for (std::uint64_t f = 0; f < flips; ++f)
+      b[static_cast<std::size_t>(prng.below(b.size()))] = static_cast<std::byte>(prng.below(256));
+    auto d = decode(b);
+    if (d) {
+      EXPECT_EQ(encode(*d), b);
+    }
+  }
+}
+
+TEST(SwimCodec, snapshot_round_trip_and_truncation) {
+  std::vector<MemberUpdate> members{MemberUpdate{make_identity(1), 3, MemberState::alive},
+                                    MemberUpdate{make_identity(2, 9, 0, 4), 0, MemberState::down}};
+  const Bytes b = encode_snapshot(members);
+  auto d = decode_snapshot(b);
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(*d, members);
+  for (std::size_t len = 0; len < b.size(); ++len)
+    EXPECT_EQ(decode_snapshot(std::span(b.data(), len)).error().code, Errc::malformed_snapshot);
+  const Bytes empty = encode_snapshot({});
+  ASSERT_TRUE(decode_snapshot(empty).has_value());
+  EXPECT_TRUE(decode_snapshot(empty)->empty());
+}
+
+}  // namespace
+}  // namespace patina::swim

@@ -1,0 +1,182 @@
+#pragma once
+// CrrTables: one SQLite connection made ready for CRDT use (cr-sqlite semantics).
+//
+// open() creates the bookkeeping tables if needed, loads or persists the
+// node's 16-byte site id (given by the caller: crdt/ never draws randomness),
+// registers the change-capture SQL functions and the commit/rollback hooks,
+// and loads the replicated ("CRR") tables. make_crr() turns a plain table into
+// a replicated one.
+//
+// Storage, per replicated table T (names as cr-sqlite's, so operators who know
+// Corrosion find them):
+//   T__crsql_pks(__crsql_key INTEGER PRIMARY KEY, __crsql_pk BLOB UNIQUE, <pk cols>)
+//       maps a row's packed pk to a small integer key; kept after a delete so
+//       the tombstone keeps its identity.
+//   T__crsql_clock(key, col_name, col_version, db_version, site_id, seq, ts)
+//       one entry per written cell plus the '-1' sentinel entry of the row;
+//       site_id is an ordinal into __patina_sites (0 = this node).
+// Global: __patina_sites(ordinal, site_id), __patina_db_versions(site_id,
+// db_version) (the highest version seen per site; this node's row is its local
+// db_version), __patina_crdt_config(key, value), __patina_crrs(name), and the
+// read-only view crsql_changes("table", pk, cid, val, col_version, db_version,
+// site_id, cl, seq, ts).
+//
+// Invariants:
+//  (1) A transaction that records at least one change gets exactly one new
+//      db_version = last committed + 1; one that records nothing leaves the
+//      version alone. seq counts 0,1,2,... over the changes recorded in that
+//      transaction (superseded ones leave gaps).
+//  (2) Merged changes keep their originator's (site_id, db_version, seq); only
+//      local writes advance the local db_version.
+//  (3) Clock writes happen inside the statement that changed the row, so a
+//      failing statement or a rolled-back transaction leaves no stray clock.
+//  (4) One CrrTables per connection, used from one thread (the writer).
+//
+// Why triggers and not the preupdate hook: the preupdate hook must not write to
+// the database, so clock rows would have to be written later from a log, and a
+// statement that fails half-way (a multi-row INSERT hitting a constraint, an
+// OR ROLLBACK conflict) would need that log unwound by hand. AFTER triggers that
+// call our C++ functions run inside the statement itself: SQLite rolls their
+// writes back together with the row change, for free. They also make writes from
+// a connection that lacks our functions fail loudly ("no such function")
+// instead of silently bypassing capture (Corrosion issue #366).
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crdt/change.hpp"
+#include "crdt/error.hpp"
+
+namespace patina::crdt {
+
+namespace detail {
+struct TableState;
+}
+
+struct CrrOptions {
+  // Identity to persist when the database has none yet (a fresh file, or a
+  // cleaned backup). Ignored when the database already has one.
+  SiteId new_site_id{};
+  // When set, stored in the database; otherwise the stored setting (default
+  // on, as in Corrosion) is used.
+  std::optional<bool> merge_equal_values;
+};
+
+struct TableInfo {
+  std::string name;
+  std::vector<std::string> pks;      // in PRIMARY KEY order (the packing order)
+  std::vector<std::string> non_pks;  // in declaration order
+};
+
+// What a local transaction recorded, as seen right before it commits.
+struct LocalCommit {
+  std::optional<std::int64_t> db_version;  // nullopt: nothing recorded (no-op)
+  std::int64_t last_seq = -1;              // highest seq used, -1 if none
+};
+
+class CrrTables {
+ public:
+  static Result<std::unique_ptr<CrrTables>> open(sqlite3* db, const CrrOptions& options);
+  ~CrrTables();
+  CrrTables(const CrrTables&) = delete;
+  CrrTables& operator=(const CrrTables&) = delete;
+
+  // Makes |table| replicated (like crsql_as_crr). Validates the table (non-null
+  // pk, defaults on NOT NULL columns, no unique index besides the pk, no foreign
+  // key, no AUTOINCREMENT). Rows already present are recorded as one new local
+  // version. Calling it again on a CRR re-reads its columns (after ADD COLUMN)
+  // and records nothing.
+  Result<void> make_crr(std::string_view table);
+  // Checks a table against the CRR rules without changing anything.
+  static Result<TableInfo> inspect(sqlite3* db, std::string_view table);
+
+  bool is_crr(std::string_view table) const;
+  const TableInfo* table_info(std::string_view table) const;
+  std::vector<std::string> crr_names() const;
+
+  sqlite3* db() const { return db_; }
+  const SiteId& site_id() const { return site_id_; }
+  // Last committed local db_version (0 on a fresh database).
+  std::int64_t db_version() const { return db_version_; }
+  // The version the current (or next) local transaction gets; does not consume it.
+  std::int64_t peek_next_db_version() const { return pending_ >= 0 ? pending_ : db_version_ + 1; }
+  // State of the open transaction: what it would commit as right now.
+  LocalCommit current_tx() const;
+
+  // HLC timestamp stamped on local changes from now on (crsql_set_ts).
+  void set_ts(std::uint64_t ts) { ts_ = ts; }
+  std::uint64_t ts() const { return ts_; }
+
+  bool merge_equal_values() const { return merge_equal_values_; }
+  Result<void> set_merge_equal_values(bool on);
+
+  // Local transactions for the writer: BEGIN IMMEDIATE ... COMMIT. commit()
+  // returns what the transaction recorded (db_version nullopt for a no-op).
+  Result<void> begin();
+  Result<LocalCommit> commit();
+  Result<void> rollback();
+
+  // Site ordinal bookkeeping (0 = this node). create=false returns nullopt for
+  // an unknown site.
+  Result<std::optional<std::int64_t>> site_ordinal(const SiteId& site, bool create);
+  Result<SiteId> site_for_ordinal(std::int64_t ordinal);
+
+  // Highest db_version seen per site (this node's entry is db_version()).
+  Result<std::map<SiteId, std::int64_t>> db_versions();
+
+  // Suspends change capture (used while merging remote changes into tables).
+  class CaptureSuspension {
+   public:
+    explicit CaptureSuspension(CrrTables& t) : t_(t), was_(t.capture_suspended_) {
+      t.capture_suspended_ = true;
+    }
+    ~CaptureSuspension() { t_.capture_suspended_ = was_; }
+    CaptureSuspension(const CaptureSuspension&) = delete;
+    CaptureSuspension& operator=(const CaptureSuspension&) = delete;
+
+   private:
+    CrrTables& t_;
+    bool was_;
+  };
+
+  // Internal: per-table prepared statements, shared with Merger and capture.
+  detail::TableState* state(std::string_view table);
+  // Internal: records that |site| has been seen up to |db_version|.
+  Result<void> note_db_version(const SiteId& site, std::int64_t db_version);
+  // Internal: the local db_version for the open transaction (assigned on first use).
+  Result<std::int64_t> next_db_version();
+  std::int64_t bump_seq() { return seq_++; }
+  bool capture_suspended() const { return capture_suspended_; }
+
+ private:
+  explicit CrrTables(sqlite3* db);
+  Result<void> init(const CrrOptions& options);
+  Result<void> load_table(const std::string& name);
+  Result<void> create_triggers(const TableInfo& info);
+  Result<void> rebuild_changes_view();
+  Result<void> backfill(detail::TableState& st);
+
+  static int on_commit(void* self);
+  static void on_rollback(void* self);
+
+  sqlite3* db_;
+  SiteId site_id_{};
+  std::int64_t db_version_ = 0;
+  std::int64_t pending_ = -1;  // db_version of the open transaction, -1 if none yet
+  std::int64_t seq_ = 0;       // next seq in the open transaction
+  std::uint64_t ts_ = 0;
+  bool merge_equal_values_ = true;
+  bool capture_suspended_ = false;
+  std::map<std::string, std::unique_ptr<detail::TableState>, std::less<>> tables_;
+  struct Shared;
+  std::unique_ptr<Shared> shared_;
+};
+
+}  // namespace patina::crdt

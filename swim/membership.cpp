@@ -393,13 +393,14 @@ void Membership::insert_member(Instant now, const MemberUpdate& u, Effects& out)
   index_.emplace(m.id.addr, members_.size());
   members_.push_back(std::move(m));
   Member& added = members_.back();
-  enqueue(u);
   if (u.state == MemberState::down) {
+    enqueue(u);
     // Remembered only to block resurrection by stale gossip.
     arm(config_.remove_down_after, timer::RemoveDown{u.id, token_}, out);
     return;
   }
   if (++active_count_ == 1) notify(notification::Active{}, out);
+  enqueue(u);  // after counting it: the budget scales with the new size
   notify(notification::MemberUp{added.id}, out);
   if (u.state == MemberState::suspect)
     arm(config_.suspect_to_down_after(cluster_size()),

@@ -453,6 +453,7 @@ void read_config(Reader& r, Config& c) {
     r.fail(log.table->get("format"), "log.format", fmt::format("expected \"plaintext\" or \"json\", got \"{}\"", format));
   }
   r.get(log, {"colors"}, c.log.colors);
+  r.get(log, {"filter"}, c.log.filter);
 
   auto perf = r.section(root, {"perf"}, false);
   auto& p = c.perf;

@@ -90,6 +90,9 @@ struct TelemetryConfig {
 struct LogConfig {
   log::Format format = log::Format::plaintext;
   bool colors = true;
+  // Patina's own: the startup filter ("info", "info,swim=debug"); RUST_LOG
+  // in the environment wins, as in Corrosion. Re-read on reload.
+  std::optional<std::string> filter;
 };
 
 struct PerfConfig {

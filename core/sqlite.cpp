@@ -121,13 +121,29 @@ Result<Db> Db::open(const std::string& path, Mode mode) {
 
 Db& Db::operator=(Db&& o) noexcept {
   if (this != &o) {
+    cache_.clear();
     sqlite3_close_v2(db_);
+    cache_ = std::move(o.cache_);
     db_ = std::exchange(o.db_, nullptr);
   }
   return *this;
 }
 
-Db::~Db() { sqlite3_close_v2(db_); }
+Db::~Db() {
+  cache_.clear();
+  sqlite3_close_v2(db_);
+}
+
+Result<Stmt*> Db::cached(std::string_view sql) {
+  auto it = cache_.find(sql);
+  if (it == cache_.end()) {
+    auto stmt = prepare(sql);
+    if (!stmt) return tl::unexpected(stmt.error());
+    it = cache_.emplace(std::string(sql), std::make_unique<Stmt>(std::move(*stmt))).first;
+  }
+  it->second->reset();
+  return it->second.get();
+}
 
 Result<void> Db::exec(std::string_view sql) {
   std::string owned(sql);

@@ -8,6 +8,8 @@
 //  (2) A Stmt never outlives the Db that prepared it.
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -65,7 +67,7 @@ class Db {
 
   static Result<Db> open(const std::string& path, Mode mode);
   Db() = default;
-  Db(Db&& o) noexcept : db_(std::exchange(o.db_, nullptr)) {}
+  Db(Db&& o) noexcept : cache_(std::move(o.cache_)), db_(std::exchange(o.db_, nullptr)) {}
   Db& operator=(Db&& o) noexcept;
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
@@ -74,12 +76,16 @@ class Db {
   sqlite3* get() const { return db_; }
   Result<void> exec(std::string_view sql);
   Result<Stmt> prepare(std::string_view sql);
+  // A prepared statement kept for the life of the connection, reset and
+  // with bindings cleared; for statements a thread runs again and again.
+  Result<Stmt*> cached(std::string_view sql);
   // Runs |sql| and returns the first column of the first row, if any.
   Result<std::optional<SqlValue>> query_value(std::string_view sql);
   Error last_error(int rc, std::string_view context = {}) const { return sqlite_error(rc, db_, context); }
 
  private:
   explicit Db(sqlite3* db) : db_(db) {}
+  std::map<std::string, std::unique_ptr<Stmt>, std::less<>> cache_;  // finalized before close
   sqlite3* db_ = nullptr;
 };
 

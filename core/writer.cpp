@@ -47,6 +47,15 @@ Result<void> Writer::start(std::function<Result<void>(Db&)> init) {
   if (init) {
     if (auto r = init(db_); !r) return r;
   }
+  // Prepared once: group commit runs these for every job.
+  for (auto [stmt, sql] : {std::pair{&begin_, "BEGIN IMMEDIATE"}, std::pair{&commit_, "COMMIT"},
+                           std::pair{&rollback_, "ROLLBACK"}, std::pair{&savepoint_, "SAVEPOINT patina_job"},
+                           std::pair{&release_, "RELEASE patina_job"},
+                           std::pair{&rollback_to_, "ROLLBACK TO patina_job"}}) {
+    auto prepared = db_.prepare(sql);
+    if (!prepared) return tl::unexpected(prepared.error());
+    *stmt = std::move(*prepared);
+  }
   sqlite3_progress_handler(db_.get(), 1000, &Writer::progress_handler, this);
   heartbeat_ = watchdog_.add("writer");
   thread_ = std::thread([this] { run_loop(); });
@@ -63,13 +72,33 @@ int Writer::progress_handler(void* self) {
   return 0;
 }
 
+Result<void> Writer::exec_cached(Stmt& stmt) {
+  stmt.reset();
+  return stmt.run();
+}
+
+void Writer::complete(std::vector<std::unique_ptr<Job>> jobs) {
+  // Consecutive jobs awaited on the same executor resume from one post.
+  std::size_t i = 0;
+  while (i < jobs.size()) {
+    auto ex = jobs[i]->executor();
+    std::vector<std::unique_ptr<Job>> group;
+    while (i < jobs.size() && jobs[i]->executor() == ex) group.push_back(std::move(jobs[i++]));
+    boost::asio::post(ex, [group = std::move(group)]() mutable {
+      for (auto& j : group) j->deliver();
+    });
+  }
+}
+
 void Writer::enqueue(std::unique_ptr<Job> job) {
   {
     std::unique_lock lock(mu_);
     if (stopping_) {
       lock.unlock();
       job->fail(Error{Errc::shutting_down, "the writer is shutting down"});
-      job->complete();
+      std::vector<std::unique_ptr<Job>> one;
+      one.push_back(std::move(job));
+      complete(std::move(one));
       return;
     }
     if (queue_.size() < options_.queue_len) {
@@ -135,6 +164,7 @@ void Writer::run_loop() {
   auto r = db_.exec("PRAGMA wal_checkpoint(TRUNCATE)");
   if (!r) log->warn("final checkpoint failed: {}", r.error());
   watchdog_.remove(heartbeat_);
+  for (Stmt* s : {&begin_, &commit_, &rollback_, &savepoint_, &release_, &rollback_to_}) *s = Stmt();
   db_ = Db();
   log->info("writer stopped; database checkpointed and closed");
 }
@@ -157,7 +187,9 @@ bool Writer::run_one(Job& job) {
 void Writer::run_standalone(std::unique_ptr<Job> job) {
   bool ok = run_one(*job);
   (ok ? jobs_ok_ : jobs_failed_).inc();
-  job->complete();
+  std::vector<std::unique_ptr<Job>> one;
+  one.push_back(std::move(job));
+  complete(std::move(one));
 }
 
 void Writer::run_batch(std::unique_ptr<Job> first) {
@@ -167,18 +199,19 @@ void Writer::run_batch(std::unique_ptr<Job> first) {
     for (auto& j : batch) j->fail(e);
     std::fill(ok.begin(), ok.end(), false);
   };
-  if (auto r = db_.exec("BEGIN IMMEDIATE"); !r) {
+  if (auto r = exec_cached(begin_); !r) {
     first->fail(r.error());
     check_fatal(r.error());
     jobs_failed_.inc();
-    first->complete();
+    batch.push_back(std::move(first));
+    complete(std::move(batch));
     return;
   }
   auto started = std::chrono::steady_clock::now();
   std::unique_ptr<Job> job = std::move(first);
   while (job) {
     bool job_ok = false;
-    if (auto sp = db_.exec("SAVEPOINT patina_job"); !sp) {
+    if (auto sp = exec_cached(savepoint_); !sp) {
       job->fail(sp.error());
     } else {
       job_ok = run_one(*job);
@@ -194,15 +227,15 @@ void Writer::run_batch(std::unique_ptr<Job> first) {
         break;
       }
       if (job_ok) {
-        auto rel = db_.exec("RELEASE patina_job");
+        auto rel = exec_cached(release_);
         if (!rel) {
           job->fail(rel.error());
           job_ok = false;
         }
       }
       if (!job_ok) {
-        (void)db_.exec("ROLLBACK TO patina_job");
-        (void)db_.exec("RELEASE patina_job");
+        (void)exec_cached(rollback_to_);
+        (void)exec_cached(release_);
       }
     }
     batch.push_back(std::move(job));
@@ -213,10 +246,10 @@ void Writer::run_batch(std::unique_ptr<Job> first) {
   }
   if (sqlite3_get_autocommit(db_.get()) == 0) {
     auto t0 = std::chrono::steady_clock::now();
-    auto commit = db_.exec("COMMIT");
+    auto commit = exec_cached(commit_);
     commit_seconds_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     if (!commit) {
-      (void)db_.exec("ROLLBACK");
+      (void)exec_cached(rollback_);
       Error e = commit.error();
       e.message = "commit failed: " + e.message;
       fail_all(e);
@@ -224,10 +257,8 @@ void Writer::run_batch(std::unique_ptr<Job> first) {
     }
   }
   batch_jobs_.observe(static_cast<double>(batch.size()));
-  for (std::size_t i = 0; i < batch.size(); ++i) {
-    (ok[i] ? jobs_ok_ : jobs_failed_).inc();
-    batch[i]->complete();
-  }
+  for (std::size_t i = 0; i < batch.size(); ++i) (ok[i] ? jobs_ok_ : jobs_failed_).inc();
+  complete(std::move(batch));
 }
 
 void Writer::check_fatal(const Error& e) {

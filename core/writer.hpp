@@ -98,7 +98,11 @@ class Writer {
     virtual ~Job() = default;
     virtual bool run(Db& db) = 0;         // true when the job succeeded
     virtual void fail(Error error) = 0;   // replaces the result with |error|
-    virtual void complete() = 0;          // posts the result to the waiter
+    // The executor the waiter resumes on, and the call that resumes it
+    // (only on that executor). Completions of one batch are posted together:
+    // one cross-thread wake-up per batch, not per job.
+    virtual boost::asio::any_io_executor executor() const = 0;
+    virtual void deliver() = 0;
   };
 
   template <class T, class Fn, class Handler>
@@ -113,16 +117,15 @@ class Writer {
       return result->has_value();
     }
     void fail(Error error) override { result.emplace(tl::unexpected(std::move(error))); }
-    void complete() override {
-      auto ex = boost::asio::get_associated_executor(handler);
-      boost::asio::post(ex, [h = std::move(handler), r = std::move(*result)]() mutable { h(std::move(r)); });
-    }
+    boost::asio::any_io_executor executor() const override { return boost::asio::get_associated_executor(handler); }
+    void deliver() override { std::move(handler)(std::move(*result)); }
     Fn fn;
     Handler handler;
     std::optional<Result<T>> result;
   };
 
   void enqueue(std::unique_ptr<Job> job);
+  static void complete(std::vector<std::unique_ptr<Job>> jobs);
   void run_loop();
   void run_batch(std::unique_ptr<Job> first);
   void run_standalone(std::unique_ptr<Job> job);
@@ -130,9 +133,11 @@ class Writer {
   bool run_one(Job& job);
   void check_fatal(const Error& e);
   static int progress_handler(void* self);
+  Result<void> exec_cached(Stmt& stmt);
 
   WriterOptions options_;
   Db db_;
+  Stmt begin_, commit_, rollback_, savepoint_, release_, rollback_to_;
   std::shared_ptr<Heartbeat> heartbeat_;
   Watchdog& watchdog_;
   FatalHandler on_fatal_;

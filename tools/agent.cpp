@@ -1,0 +1,387 @@
+#include "tools/agent.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/json.hpp>
+#include <fmt/format.h>
+
+#include "api/admin_protocol.hpp"
+#include "api/admin_server.hpp"
+#include "core/log.hpp"
+#include "core/metrics.hpp"
+#include "core/reader_pool.hpp"
+#include "core/runtime.hpp"
+#include "core/watchdog.hpp"
+#include "core/writer.hpp"
+#include "tools/embedded.hpp"
+
+namespace patina::tools {
+
+namespace net = boost::asio;
+namespace json = boost::json;
+using core::use_nothrow;
+
+Result<ResolvedConfig> resolve_config(const GlobalOptions& options) {
+  ResolvedConfig out;
+  auto env = core::process_environment();
+  Result<core::LoadedConfig> loaded;
+  if (options.config_path) {
+    out.file = *options.config_path;
+    loaded = core::load_config_file(out.file, env);
+    out.description = fmt::format("config file {}", out.file);
+  } else if (std::error_code ec; std::filesystem::exists(system_config_path, ec)) {
+    out.file = system_config_path;
+    loaded = core::load_config_file(out.file, env);
+    out.description = fmt::format("config file {}", out.file);
+  } else {
+    out.embedded = true;
+    loaded = core::parse_config(embedded::default_config, "<embedded default config>", env);
+    out.description = fmt::format(
+        "no config file given and {} does not exist: running on the embedded default config and example schema, "
+        "data under ./patina-data",
+        system_config_path);
+  }
+  if (!loaded) return tl::unexpected(loaded.error());
+  out.config = std::move(loaded->config);
+  out.warnings = std::move(loaded->warnings);
+  if (options.api_addr) out.config.api.bind_addr = {*options.api_addr};
+  if (options.db_path) {
+    out.config.db.path = *options.db_path;
+  }
+  if (options.admin_path) out.config.admin.uds_path = *options.admin_path;
+  return out;
+}
+
+namespace {
+
+// Reads the schema sources: every db.schema_paths entry (a file, or a folder
+// whose *.sql files are read in path order), or the embedded example schema.
+Result<std::vector<std::pair<std::string, std::string>>> read_schema_sources(const ResolvedConfig& rc) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (rc.embedded && rc.config.db.schema_paths.empty()) {
+    out.emplace_back("<embedded example schema>", std::string(embedded::example_schema));
+    return out;
+  }
+  namespace fs = std::filesystem;
+  for (const auto& p : rc.config.db.schema_paths) {
+    std::vector<fs::path> files;
+    std::error_code ec;
+    if (fs::is_directory(p, ec)) {
+      for (const auto& e : fs::directory_iterator(p, ec)) {
+        if (e.path().extension() == ".sql") files.push_back(e.path());
+      }
+      std::sort(files.begin(), files.end());
+    } else if (fs::exists(p, ec)) {
+      files.push_back(p);
+    } else {
+      return make_error(Errc::not_found, fmt::format("schema path {} does not exist", p));
+    }
+    for (const auto& f : files) {
+      std::ifstream in(f);
+      if (!in) return make_error(Errc::io, fmt::format("cannot read schema file {}", f.string()));
+      std::stringstream ss;
+      ss << in.rdbuf();
+      out.emplace_back(f.string(), ss.str());
+    }
+  }
+  return out;
+}
+
+// Applies schema statements that are not yet in the database. Replaced by
+// the CRDT schema manager (issue 3), which validates and diffs properly.
+Result<void> apply_schema_plain(core::Db& db, const std::vector<std::pair<std::string, std::string>>& sources) {
+  if (auto r = db.exec("BEGIN IMMEDIATE"); !r) return r;
+  for (const auto& [name, sql] : sources) {
+    const char* tail = sql.c_str();
+    while (tail != nullptr && *tail != '\0') {
+      sqlite3_stmt* stmt = nullptr;
+      int rc = sqlite3_prepare_v2(db.get(), tail, -1, &stmt, &tail);
+      if (rc != SQLITE_OK) {
+        std::string msg = sqlite3_errmsg(db.get());
+        sqlite3_finalize(stmt);
+        if (msg.find("already exists") != std::string::npos) {
+          continue;
+        }
+        (void)db.exec("ROLLBACK");
+        return make_error(Errc::invalid_argument, fmt::format("{}: {}", name, msg));
+      }
+      if (stmt == nullptr) continue;
+      core::Stmt owned(stmt, db.get());
+      if (auto r = owned.run(); !r) {
+        (void)db.exec("ROLLBACK");
+        return make_error(Errc::invalid_argument, fmt::format("{}: {}", name, r.error().message));
+      }
+    }
+  }
+  return db.exec("COMMIT");
+}
+
+class Agent final : public api::AdminService {
+ public:
+  explicit Agent(ResolvedConfig rc)
+      : rc_(std::move(rc)),
+        log_(core::log::get("agent")),
+        watchdog_(rc_.config.watchdog.stall_ms,
+                  rc_.config.watchdog.action == core::WatchdogConfig::Action::exit ? core::Watchdog::Action::exit
+                                                                                     : core::Watchdog::Action::log,
+                  metrics_),
+        writer_(writer_options(rc_.config), metrics_, watchdog_),
+        readers_(reader_options(rc_.config), metrics_, watchdog_),
+        tasks_(ioc_.get_executor()),
+        admin_(ioc_.get_executor(), rc_.config.admin.uds_path, *this) {}
+
+  int run() {
+    if (auto r = core::check_io_uring(); !r) {
+      log_->critical("{}", r.error().message);
+      return 1;
+    }
+    auto schema = read_schema_sources(rc_);
+    if (!schema) {
+      log_->critical("schema: {}", schema.error().message);
+      return 2;
+    }
+    log_->info("opening database {}", rc_.config.db.path);
+    auto sources = *schema;
+    if (auto r = writer_.start([&sources](core::Db& db) { return apply_schema_plain(db, sources); }); !r) {
+      log_->critical("cannot open database {}: {}", rc_.config.db.path, r.error().message);
+      return 1;
+    }
+    writer_.on_fatal([this](const Error& e) {
+      net::post(ioc_, [this, e] { begin_shutdown(fmt::format("fatal storage error: {}", e.message), 1); });
+    });
+    if (auto r = readers_.start(); !r) {
+      log_->critical("cannot open reader connections: {}", r.error().message);
+      writer_.stop();
+      return 1;
+    }
+    reactor_beat_ = watchdog_.add("reactor");
+    watchdog_.start();
+    if (auto r = admin_.start(tasks_); !r) {
+      log_->critical("{}", r.error().message);
+      shutdown_threads();
+      return 1;
+    }
+    core::spawn(ioc_.get_executor(), "reactor-heartbeat", reactor_heartbeat());
+    core::spawn(ioc_.get_executor(), "signals", signal_loop());
+    log_->info("ready: pid={} db={} admin={} api={} gossip={} watchdog_stall_ms={}", ::getpid(), rc_.config.db.path,
+               rc_.config.admin.uds_path, fmt::join(rc_.config.api.bind_addr, ","), rc_.config.gossip.bind_addr,
+               rc_.config.watchdog.stall_ms);
+    ioc_.run();
+    if (drain_thread_.joinable()) drain_thread_.join();
+    watchdog_.stop();
+    log_->info("stopped (exit code {})", exit_code_);
+    core::log::flush_all();
+    return exit_code_;
+  }
+
+  net::awaitable<std::vector<json::value>> handle(json::value command) override {
+    std::vector<json::value> out;
+    if (command.is_string() && command.as_string() == "Ping") {
+      out.push_back(api::admin::success());
+    } else if (command.is_string() && command.as_string() == "Reload") {
+      auto r = reload();
+      out.push_back(r ? api::admin::success() : api::admin::error(r.error().message));
+    } else if (const json::value* log = find(command, "Log")) {
+      if (log->is_string() && log->as_string() == "Reset") {
+        core::log::reset_filter();
+        log_->info("log filter reset to '{}'", core::log::current_filter());
+        out.push_back(api::admin::success());
+      } else if (const json::value* set = find(*log, "Set"); set && find(*set, "filter") &&
+                                                              find(*set, "filter")->is_string()) {
+        std::string filter(find(*set, "filter")->as_string());
+        auto r = core::log::set_filter(filter);
+        if (r) log_->info("log filter set to '{}'", filter);
+        out.push_back(r ? api::admin::success() : api::admin::error(r.error().message));
+      } else {
+        out.push_back(api::admin::error("malformed Log command"));
+      }
+    } else if (const json::value* debug = find(command, "Debug")) {
+      out.push_back(co_await handle_debug(*debug));
+    } else {
+      out.push_back(api::admin::error(
+          fmt::format("unknown or unsupported admin command: {}", json::serialize(command))));
+    }
+    co_return out;
+  }
+
+ private:
+  static core::WriterOptions writer_options(const core::Config& c) {
+    core::WriterOptions o;
+    o.path = c.db.path;
+    o.cache_size_kib = c.db.cache_size_kib;
+    o.queue_len = static_cast<std::size_t>(c.perf.writer_queue_len);
+    o.batch_jobs_max = static_cast<std::size_t>(c.perf.writer_batch_jobs_max);
+    o.batch_time_max = std::chrono::milliseconds(c.perf.writer_batch_ms_max);
+    return o;
+  }
+  static core::ReaderPoolOptions reader_options(const core::Config& c) {
+    core::ReaderPoolOptions o;
+    o.path = c.db.path;
+    o.connections = static_cast<std::size_t>(c.perf.reader_connections);
+    o.queue_len = static_cast<std::size_t>(c.perf.reader_queue_len);
+    return o;
+  }
+
+  static const json::value* find(const json::value& v, std::string_view key) {
+    if (!v.is_object()) return nullptr;
+    return v.as_object().if_contains(key);
+  }
+
+  net::awaitable<json::value> handle_debug(json::value debug) {
+    if (!rc_.config.watchdog.debug_commands) {
+      co_return api::admin::error("debug commands are disabled (set watchdog.debug_commands = true)");
+    }
+    const json::value* stall = find(debug, "Stall");
+    const json::value* loop = stall ? find(*stall, "loop") : nullptr;
+    const json::value* ms = stall ? find(*stall, "ms") : nullptr;
+    if (!loop || !loop->is_string() || !ms || !ms->is_int64() || ms->as_int64() < 0) {
+      co_return api::admin::error("malformed Debug command: expected {\"Stall\":{\"loop\":\"reactor|writer\",\"ms\":N}}");
+    }
+    auto duration = std::chrono::milliseconds(ms->as_int64());
+    if (loop->as_string() == "reactor") {
+      log_->warn("debug: blocking the reactor for {} ms on request", duration.count());
+      // Deliberately blocks the reactor: this is what the watchdog must catch.
+      std::this_thread::sleep_for(duration);
+      co_return api::admin::success();
+    }
+    if (loop->as_string() == "writer") {
+      log_->warn("debug: blocking the writer for {} ms on request", duration.count());
+      core::JobOptions o;
+      o.standalone = true;
+      auto r = co_await writer_.submit<int>("debug stall", [duration](core::Db&) -> Result<int> {
+        std::this_thread::sleep_for(duration);
+        return 0;
+      }, o);
+      co_return r ? api::admin::success() : api::admin::error(r.error().message);
+    }
+    co_return api::admin::error(fmt::format("unknown loop '{}': expected reactor or writer",
+                                            std::string_view(loop->as_string())));
+  }
+
+  // Re-reads the config file and applies what can change at run time.
+  Result<void> reload() {
+    if (rc_.embedded) {
+      log_->info("reload: running on the embedded config; nothing to re-read");
+      return {};
+    }
+    auto loaded = core::load_config_file(rc_.file, core::process_environment());
+    if (!loaded) {
+      log_->error("reload failed, keeping the running config: {}", loaded.error().message);
+      return tl::unexpected(loaded.error());
+    }
+    for (const auto& w : loaded->warnings) log_->warn("{}", w);
+    const auto& lc = loaded->config.log;
+    std::string filter = startup_filter(lc);
+    core::log::set_default_filter(filter);
+    core::log::init(lc.format, lc.colors);
+    log_->info("reloaded {}: log filter '{}'", rc_.file, filter);
+    return {};
+  }
+
+  net::awaitable<void> reactor_heartbeat() {
+    net::steady_timer timer(co_await net::this_coro::executor);
+    auto period = std::chrono::milliseconds(std::max(5, rc_.config.watchdog.stall_ms / 4));
+    while (!stopped_) {
+      reactor_beat_->stamp();
+      timer.expires_after(period);
+      co_await timer.async_wait(use_nothrow);
+    }
+  }
+
+  net::awaitable<void> signal_loop() {
+    net::signal_set signals(co_await net::this_coro::executor, SIGINT, SIGTERM, SIGHUP);
+    while (!stopped_) {
+      auto [ec, sig] = co_await signals.async_wait(use_nothrow);
+      if (ec) co_return;
+      if (sig == SIGHUP) {
+        log_->info("SIGHUP: reloading");
+        (void)reload();
+        continue;
+      }
+      begin_shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT", 0);
+      co_return;
+    }
+  }
+
+  // Stops accepting work, lets the writer run every accepted job, then
+  // stops the reactor. The reactor keeps running meanwhile, so jobs that
+  // finish still resume their callers.
+  void begin_shutdown(const std::string& why, int code) {
+    if (shutting_down_) return;
+    shutting_down_ = true;
+    exit_code_ = code;
+    log_->info("shutting down ({}): draining the writer queue ({} jobs)", why, writer_.queue_depth());
+    admin_.stop();
+    tasks_.stop();
+    drain_thread_ = std::thread([this] {
+      shutdown_threads();
+      net::post(ioc_, [this] {
+        stopped_ = true;
+        ioc_.stop();
+      });
+    });
+  }
+
+  void shutdown_threads() {
+    readers_.stop();
+    writer_.stop();
+  }
+
+  static std::string startup_filter(const core::LogConfig& lc) {
+    if (const char* env = std::getenv("RUST_LOG"); env != nullptr && *env != '\0') return env;
+    return lc.filter.value_or("info");
+  }
+
+ public:
+  static std::string initial_filter(const core::LogConfig& lc) { return startup_filter(lc); }
+
+ private:
+  ResolvedConfig rc_;
+  std::shared_ptr<spdlog::logger> log_;
+  core::Metrics metrics_;
+  core::Watchdog watchdog_;
+  core::Writer writer_;
+  core::ReaderPool readers_;
+  net::io_context ioc_{1};
+  core::TaskGroup tasks_;
+  api::AdminServer admin_;
+  std::shared_ptr<core::Heartbeat> reactor_beat_;
+  std::thread drain_thread_;
+  std::atomic<bool> stopped_{false};
+  bool shutting_down_ = false;
+  int exit_code_ = 0;
+};
+
+}  // namespace
+
+int run_agent(const GlobalOptions& options) {
+  auto rc = resolve_config(options);
+  if (!rc) {
+    fmt::print(stderr, "patina: config error: {}\n", rc.error().message);
+    return 2;
+  }
+  core::log::init(rc->config.log.format, rc->config.log.colors && ::isatty(2));
+  auto filter = Agent::initial_filter(rc->config.log);
+  if (auto r = core::log::set_filter(filter); !r) {
+    fmt::print(stderr, "patina: config error: log filter '{}': {}\n", filter, r.error().message);
+    return 2;
+  }
+  core::log::set_default_filter(filter);
+  auto log = core::log::get("agent");
+  log->info("patina {} starting: {}", PATINA_VERSION, rc->description);
+  for (const auto& w : rc->warnings) log->warn("{}", w);
+  Agent agent(std::move(*rc));
+  return agent.run();
+}
+
+}  // namespace patina::tools

@@ -1,0 +1,133 @@
+#include "tools/cli.hpp"
+
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+#include <boost/json.hpp>
+#include <fmt/format.h>
+
+#include "api/admin_client.hpp"
+#include "tools/agent.hpp"
+
+namespace patina::tools {
+namespace {
+
+namespace json = boost::json;
+
+// Every CLI failure: one clear line on stderr, exit code 1.
+int fail(const std::string& message) {
+  fmt::print(stderr, "patina: error: {}\n", message);
+  return 1;
+}
+
+Result<std::string> admin_path(const GlobalOptions& g) {
+  if (g.admin_path) return *g.admin_path;
+  auto rc = resolve_config(g);
+  if (!rc) return tl::unexpected(rc.error());
+  return rc->config.admin.uds_path;
+}
+
+// Sends one admin command and prints what comes back; Json payloads one per
+// line, Log lines to stderr.
+int admin_command(const GlobalOptions& g, const json::value& command) {
+  auto path = admin_path(g);
+  if (!path) return fail(path.error().message);
+  auto responses = api::AdminClient::call(*path, command);
+  if (!responses) return fail(responses.error().message);
+  for (const auto& r : *responses) {
+    if (r.is_object()) {
+      const auto& o = r.as_object();
+      if (const auto* e = o.if_contains("Error")) {
+        const json::value* msg = e->is_object() ? e->as_object().if_contains("msg") : nullptr;
+        return fail(msg && msg->is_string() ? std::string(msg->as_string()) : json::serialize(*e));
+      }
+      if (const auto* j = o.if_contains("Json")) fmt::print("{}\n", json::serialize(*j));
+      if (const auto* l = o.if_contains("Log")) fmt::print(stderr, "{}\n", json::serialize(*l));
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{"Patina: a SQLite database kept in sync across a cluster (compatible with Corrosion)", "patina"};
+  app.require_subcommand(1);
+  app.fallthrough();  // global flags may follow the subcommand: patina agent -c FILE
+  GlobalOptions g;
+  std::string config, api_addr, db_path, admin;
+  app.add_option("-c,--config", config, "Config file (default /etc/patina/config.toml, else the embedded default)");
+  app.add_option("--api-addr", api_addr, "API address, overriding api.bind_addr");
+  app.add_option("--db-path", db_path, "Database path, overriding db.path");
+  app.add_option("--admin-path", admin, "Admin socket path, overriding admin.uds_path");
+  app.set_version_flag("--version", PATINA_VERSION);
+
+  int code = 0;
+  auto globals = [&] {
+    if (!config.empty()) g.config_path = config;
+    if (!api_addr.empty()) g.api_addr = api_addr;
+    if (!db_path.empty()) g.db_path = db_path;
+    if (!admin.empty()) g.admin_path = admin;
+  };
+
+  auto* agent = app.add_subcommand("agent", "Run the node");
+  agent->callback([&] {
+    globals();
+    code = run_agent(g);
+  });
+
+  auto* log = app.add_subcommand("log", "Change the running agent's log filter");
+  log->require_subcommand(1);
+  std::string filter;
+  auto* log_set = log->add_subcommand("set", "Set the log filter, e.g. 'debug' or 'info,swim=debug'");
+  log_set->add_option("filter", filter, "Filter")->required();
+  log_set->callback([&] {
+    globals();
+    json::value cmd = {{"Log", {{"Set", {{"filter", filter}}}}}};
+    code = admin_command(g, cmd);
+  });
+  log->add_subcommand("reset", "Restore the startup log filter")->callback([&] {
+    globals();
+    json::value cmd = {{"Log", "Reset"}};
+    code = admin_command(g, cmd);
+  });
+
+  app.add_subcommand("reload", "Reload the agent's config (log settings now; schema when it can change)")
+      ->callback([&] {
+        globals();
+        code = admin_command(g, json::value("Reload"));
+      });
+
+  app.add_subcommand("ping", "Check that the agent answers on its admin socket")->callback([&] {
+    globals();
+    code = admin_command(g, json::value("Ping"));
+  });
+
+  auto* debug = app.add_subcommand("debug", "Debugging commands (need watchdog.debug_commands = true)");
+  debug->require_subcommand(1);
+  std::string loop;
+  std::int64_t ms = 0;
+  auto* stall = debug->add_subcommand("stall", "Block one of the agent's loops, to test the watchdog");
+  stall->add_option("--loop", loop, "reactor or writer")->required()->check(CLI::IsMember({"reactor", "writer"}));
+  stall->add_option("--ms", ms, "How long to block, in milliseconds")->required()->check(CLI::NonNegativeNumber);
+  stall->callback([&] {
+    globals();
+    json::value cmd = {{"Debug", {{"Stall", {{"loop", loop}, {"ms", ms}}}}}};
+    code = admin_command(g, cmd);
+  });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return fail(e.what() + std::string(" (see patina --help)"));
+  }
+  return code;
+}
+
+}  // namespace patina::tools

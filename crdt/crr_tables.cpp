@@ -303,6 +303,20 @@ Result<SiteId> CrrTables::site_for_ordinal(std::int64_t ordinal) {
   return id;
 }
 
+Result<void> CrrTables::reload() {
+  tables_.clear();
+  std::vector<std::string> names;
+  {
+    auto st = prepare(db_, "SELECT name FROM __patina_crrs ORDER BY name", false);
+    if (!st) return tl::unexpected(st.error());
+    while (sqlite3_step(st->get()) == SQLITE_ROW)
+      names.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st->get(), 0)));
+  }
+  for (const auto& n : names)
+    if (auto r = load_table(n); !r) return r;
+  return {};
+}
+
 bool CrrTables::is_crr(std::string_view table) const { return tables_.find(table) != tables_.end(); }
 
 const TableInfo* CrrTables::table_info(std::string_view table) const {

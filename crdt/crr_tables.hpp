@@ -97,6 +97,10 @@ class CrrTables {
   // Checks a table against the CRR rules without changing anything.
   static Result<TableInfo> inspect(sqlite3* db, std::string_view table);
 
+  // Re-reads the registry of replicated tables from the database (after a
+  // rolled-back schema change, so memory matches what is stored).
+  Result<void> reload();
+
   bool is_crr(std::string_view table) const;
   const TableInfo* table_info(std::string_view table) const;
   std::vector<std::string> crr_names() const;

@@ -6,6 +6,7 @@
 
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 
 #include "core/writer.hpp"
 #include "tests/core/coro_test_util.hpp"
@@ -57,12 +58,26 @@ class WriterTest : public ::testing::Test {
 
   // A standalone job that holds the writer until |gate| is released, so
   // that the jobs submitted meanwhile all wait in the queue.
-  static auto hold(std::shared_future<void> gate) {
-    return [gate](Db&) -> Result<int> {
+  auto hold(std::shared_future<void> gate) {
+    return [gate, this](Db&) -> Result<int> {
+      holding_ = true;
       gate.wait();
       return 0;
     };
   }
+
+  // Waits until the hold job runs on the writer thread, so that the jobs
+  // submitted next all wait in the queue.
+  net::awaitable<void> until_holding() {
+    net::steady_timer t(co_await net::this_coro::executor);
+    for (int i = 0; i < 2000 && !holding_; ++i) {
+      t.expires_after(std::chrono::milliseconds(2));
+      co_await t.async_wait(net::use_awaitable);
+    }
+    EXPECT_TRUE(holding_.load());
+  }
+
+  std::atomic<bool> holding_{false};
 
   std::filesystem::path dir_;
   std::string path_;
@@ -81,6 +96,7 @@ TEST_F(WriterTest, group_commit_shares_transactions_under_load) {
     net::co_spawn(ioc, [&]() -> net::awaitable<void> {
       co_await writer->submit<int>("hold", hold(gate), standalone);
     }, net::detached);
+    co_await until_holding();
     for (int i = 0; i < 200; ++i) {
       net::co_spawn(ioc, [&, i]() -> net::awaitable<void> {
         auto r = co_await writer->submit<std::int64_t>("insert", insert(i));
@@ -119,6 +135,7 @@ TEST_F(WriterTest, failing_job_rolls_back_alone) {
     standalone.standalone = true;
     net::co_spawn(ioc, [&]() -> net::awaitable<void> { co_await writer->submit<int>("hold", hold(gate), standalone); },
                   net::detached);
+    co_await until_holding();
     net::co_spawn(ioc, [&]() -> net::awaitable<void> {
       results[0] = (co_await writer->submit<std::int64_t>("a", insert(1))).has_value();
       ++done;
@@ -170,6 +187,7 @@ TEST_F(WriterTest, full_queue_holds_submitters_back_and_drops_nothing) {
     standalone.standalone = true;
     net::co_spawn(ioc, [&]() -> net::awaitable<void> { co_await writer->submit<int>("hold", hold(gate), standalone); },
                   net::detached);
+    co_await until_holding();
     for (int i = 0; i < 40; ++i) {
       net::co_spawn(ioc, [&, i]() -> net::awaitable<void> {
         auto r = co_await writer->submit<std::int64_t>("insert", insert(i));
@@ -241,6 +259,7 @@ TEST_F(WriterTest, stop_runs_every_accepted_job_and_refuses_new_ones) {
     standalone.standalone = true;
     net::co_spawn(ioc, [&]() -> net::awaitable<void> { co_await writer->submit<int>("hold", hold(gate), standalone); },
                   net::detached);
+    co_await until_holding();
     for (int i = 0; i < 50; ++i) {
       net::co_spawn(ioc, [&, i]() -> net::awaitable<void> {
         auto r = co_await writer->submit<std::int64_t>("insert", insert(i));

@@ -91,21 +91,22 @@ Result<void> Membership::handle_datagram(Instant now, std::span<const std::byte>
   // An update below may make us rejoin; the packet was still meant for us.
   const Identity self_before = self_;
 
+  // "You are Down in my view" is news about us, valid whatever we think of the
+  // sender (after a partition both sides hold each other Down).
+  if (p.kind == MessageKind::turn_undead) {
+    if (p.dst && *p.dst == self_) handle_declared_down(now, out);
+    return {};
+  }
+
   if (const Member* known = find(p.src.addr)) {
     // A sender we hold Down (same identity) is told so, and must rejoin.
     if (known->id == p.src && known->state == MemberState::down) {
-      if (p.kind != MessageKind::turn_undead)
-        send(p.src.addr, p.src, MessageKind::turn_undead, 0, nullptr, out);
+      send(p.src.addr, p.src, MessageKind::turn_undead, 0, nullptr, out);
       return fail(Errc::sender_is_down, "sender is down in our view");
     }
     // An older identity of a member that has since rejoined: stale, drop.
     if (known->id != p.src && known->id.wins_addr_conflict(p.src))
       return fail(Errc::not_for_us, "sender identity superseded");
-  }
-
-  if (p.kind == MessageKind::turn_undead) {
-    if (p.dst && *p.dst == self_before) handle_declared_down(now, out);
-    return {};
   }
 
   // The sender vouches for itself; then everything it piggy-backed.
@@ -539,6 +540,21 @@ void Membership::send(const std::string& to, const std::optional<Identity>& dst,
     }
   }
 
+  // Lifeguard's buddy system: a member we suspect hears it from us on every
+  // direct message, whatever the remaining budget of that update, so it can
+  // refute even after the general gossip about it ran out.
+  if (dst) {
+    if (const Member* m = find(dst->addr);
+        m && m->id == *dst && m->state == MemberState::suspect) {
+      MemberUpdate u{m->id, m->incarnation, MemberState::suspect};
+      const std::size_t n = encoded_size(u);
+      if (size + n <= config_.max_packet_size) {
+        size += n;
+        p.updates.push_back(std::move(u));
+      }
+    }
+  }
+
   // Piggy-back: most remaining transmissions (the newest news) first.
   std::vector<std::size_t> order(pending_.size());
   std::iota(order.begin(), order.end(), std::size_t{0});
@@ -549,6 +565,7 @@ void Membership::send(const std::string& to, const std::optional<Identity>& dst,
   });
   for (std::size_t i : order) {
     if (p.updates.size() == UINT16_MAX) break;
+    if (!p.updates.empty() && pending_[i].update == p.updates.front()) continue;  // buddy
     const std::size_t n = encoded_size(pending_[i].update);
     if (size + n > config_.max_packet_size) continue;  // a smaller one may still fit
     size += n;

@@ -55,12 +55,13 @@ std::string fresh_path(const std::string& name) {
   return p.string();
 }
 
-Outcome run_writer(std::int64_t total_rows, int submitters, int rows_per_job) {
+Outcome run_writer(std::int64_t total_rows, int submitters, int rows_per_job, std::size_t batch_jobs_max) {
   core::Metrics metrics;
   core::Watchdog watchdog(60000, core::Watchdog::Action::log, metrics);
   core::WriterOptions o;
   o.path = fresh_path(fmt::format("writer-{}-{}.db", submitters, rows_per_job));
   o.cache_size_kib = -65536;
+  o.batch_jobs_max = batch_jobs_max;
   core::Writer writer(o, metrics, watchdog);
   if (auto r = writer.start([](core::Db& db) { return db.exec(schema); }); !r) {
     fmt::print(stderr, "writer start failed: {}\n", r.error().message);
@@ -122,13 +123,14 @@ Outcome run_raw(std::int64_t total_rows, int rows_per_commit, const std::string&
   return out;
 }
 
-void scenario(const char* name, std::int64_t total_rows, int submitters, int rows_per_job) {
-  Outcome w = run_writer(total_rows, submitters, rows_per_job);
+void scenario(const std::string& name, std::int64_t total_rows, int submitters, int rows_per_job,
+              std::size_t batch_jobs_max) {
+  Outcome w = run_writer(total_rows, submitters, rows_per_job, batch_jobs_max);
   int per_commit = std::max(1, static_cast<int>(w.rows_per_commit + 0.5));
   Outcome raw = run_raw(w.rows, per_commit, fmt::format("raw-{}-{}.db", submitters, rows_per_job));
   double w_rate = static_cast<double>(w.rows) / w.seconds;
   double r_rate = static_cast<double>(raw.rows) / raw.seconds;
-  fmt::print("{:<34} writer {:>10.0f} rows/s   raw {:>10.0f} rows/s   {:>6.1f} rows/commit   ratio {:.2f}\n", name,
+  fmt::print("{:<42} writer {:>10.0f} rows/s   raw {:>10.0f} rows/s   {:>6.1f} rows/commit   ratio {:.2f}\n", name,
              w_rate, r_rate, w.rows_per_commit, w_rate / r_rate);
 }
 
@@ -138,7 +140,8 @@ int main(int argc, char** argv) {
   std::int64_t total = argc > 1 ? std::stoll(argv[1]) : 200000;
   core::log::set_default_filter("warn");
   fmt::print("writer throughput vs raw SQLite, {} rows per scenario (target ratio >= 0.80)\n", total);
-  scenario("8 submitters x 100 rows/job", total, 8, 100);
-  scenario("64 concurrent single-row jobs", total / 4, 64, 1);
+  std::size_t batch = argc > 2 ? std::stoul(argv[2]) : 256;
+  scenario(fmt::format("8 submitters x 100 rows/job, batch<={}", batch), total, 8, 100, batch);
+  scenario(fmt::format("64 single-row jobs, batch<={}", batch), total / 4, 64, 1, batch);
   return 0;
 }

@@ -126,7 +126,7 @@ void Membership::handle_packet(Instant now, Packet& p, Effects& out) {
     case MessageKind::ping:
       send(p.src.addr, p.src, MessageKind::ack, p.probe_number, nullptr, out);
       break;
-    case MessageKind::ack: handle_ack(now, p.src, p.probe_number); break;
+    case MessageKind::ack: handle_ack(now, p.src, p.probe_number, true); break;
     case MessageKind::ping_req:
       // Probe |other| on the sender's behalf; |other| in our ping is the origin.
       if (p.other.addr != self_.addr)
@@ -139,7 +139,7 @@ void Membership::handle_packet(Instant now, Packet& p, Effects& out) {
       if (p.other.addr != self_.addr)
         send(p.other.addr, p.other, MessageKind::forwarded_ack, p.probe_number, &p.src, out);
       break;
-    case MessageKind::forwarded_ack: handle_ack(now, p.other, p.probe_number); break;
+    case MessageKind::forwarded_ack: handle_ack(now, p.other, p.probe_number, false); break;
     case MessageKind::gossip: break;
     case MessageKind::announce:
       send(p.src.addr, p.src, MessageKind::feed, 0, nullptr, out);
@@ -154,10 +154,14 @@ void Membership::handle_packet(Instant now, Packet& p, Effects& out) {
   }
 }
 
-void Membership::handle_ack(Instant now, const Identity& target, std::uint32_t number) {
+void Membership::handle_ack(Instant now, const Identity& target, std::uint32_t number,
+                            bool direct) {
   if (!probe_.member || *probe_.member != target || probe_.number != number) return;
   if (probe_.acked) return;
   probe_.acked = true;
+  ++counters_.probes_acked;
+  // Only a direct ping/ack pair measures the path to |target|.
+  if (!direct) return;
   if (Member* m = find_mut(target.addr); m && m->id == target) m->rtt.add(now - probe_.sent_at);
 }
 
@@ -166,7 +170,13 @@ Result<void> Membership::handle_timer(Instant now, const Timer& timer, Effects& 
   return std::visit(
       [&](const auto& t) -> Result<void> {
         using T = std::decay_t<decltype(t)>;
-        if (t.token != token_) return {};  // invariant 5
+        // Invariant 5. Suspicion and removal timers are about other members
+        // and stay valid across our own rejoin: they are checked against the
+        // member's identity, state and incarnation instead.
+        if constexpr (!std::is_same_v<T, timer::ChangeSuspectToDown> &&
+                      !std::is_same_v<T, timer::RemoveDown>) {
+          if (t.token != token_) return {};
+        }
         if constexpr (std::is_same_v<T, timer::ProbeRandomMember>) {
           handle_probe_tick(now, out);
         } else if constexpr (std::is_same_v<T, timer::SendIndirectProbe>) {
@@ -226,6 +236,7 @@ Result<void> Membership::rejoin(Instant now, Effects& out, std::optional<std::ui
   (void)now;
   const std::uint64_t ts = new_ts && *new_ts > self_.ts ? *new_ts : self_.ts + 1;
   self_.ts = ts;
+  ++counters_.rejoins;
   incarnation_ = 0;
   left_ = false;
   defunct_ = false;
@@ -297,8 +308,10 @@ void Membership::handle_probe_tick(Instant now, Effects& out) {
   // Close the previous round: unanswered (directly or through ping_req) ⇒ Suspect.
   if (probe_.member && !probe_.acked) {
     Member* m = find_mut(probe_.member->addr);
-    if (m && m->id == *probe_.member && m->state == MemberState::alive)
+    if (m && m->id == *probe_.member && m->state == MemberState::alive) {
+      ++counters_.suspicions;
       set_state(now, *m, MemberState::suspect, m->incarnation, out);
+    }
   }
   probe_ = Probe{};
   arm(config_.probe_period, timer::ProbeRandomMember{token_}, out);
@@ -325,14 +338,17 @@ void Membership::handle_probe_tick(Instant now, Effects& out) {
   probe_.member = target->id;
   probe_.number = ++probe_counter_;
   probe_.sent_at = now;
+  ++counters_.probes_sent;
   send(target->id.addr, target->id, MessageKind::ping, probe_.number, nullptr, out);
   arm(config_.probe_rtt, timer::SendIndirectProbe{target->id, token_}, out);
 }
 
 void Membership::handle_indirect_probe(const Identity& probed, Effects& out) {
   if (!probe_.member || *probe_.member != probed || probe_.acked) return;
-  for (const Member* m : choose_members(config_.num_indirect_probes, true, &probed))
+  for (const Member* m : choose_members(config_.num_indirect_probes, true, &probed)) {
+    ++counters_.indirect_probes_sent;
     send(m->id.addr, m->id, MessageKind::ping_req, probe_.number, &probed, out);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -371,6 +387,7 @@ void Membership::apply_self_update(Instant now, const MemberUpdate& u, Effects& 
   if (!refute) return;
   // Invariant 1: rise above anything claimed about us.
   incarnation_ = u.incarnation + 1;
+  ++counters_.refutations;
   enqueue_self();
 }
 
@@ -420,6 +437,7 @@ void Membership::replace_identity(Instant now, Member& m, const MemberUpdate& u,
   notify(notification::IdentityChanged{old, u.id}, out);
   if (was_active && !m.active()) {
     --active_count_;
+    ++counters_.members_down;
     if (config_.notify_down_members) notify(notification::MemberDown{m.id}, out);
     if (active_count_ == 0) notify(notification::Idle{}, out);
   } else if (!was_active && m.active()) {
@@ -447,6 +465,7 @@ void Membership::set_state(Instant now, Member& m, MemberState state, std::uint6
   } else if (state == MemberState::down) {
     SWIM_ASSERT(active_count_ > 0);
     --active_count_;
+    ++counters_.members_down;
     if (config_.notify_down_members) notify(notification::MemberDown{m.id}, out);
     if (active_count_ == 0) notify(notification::Idle{}, out);
     arm(config_.remove_down_after, timer::RemoveDown{m.id, token_}, out);
@@ -567,7 +586,10 @@ void Membership::send(const std::string& to, const std::optional<Identity>& dst,
     if (p.updates.size() == UINT16_MAX) break;
     if (!p.updates.empty() && pending_[i].update == p.updates.front()) continue;  // buddy
     const std::size_t n = encoded_size(pending_[i].update);
-    if (size + n > config_.max_packet_size) continue;  // a smaller one may still fit
+    if (size + n > config_.max_packet_size) {
+      ++counters_.updates_dropped_for_size;
+      continue;  // a smaller one may still fit
+    }
     size += n;
     p.updates.push_back(pending_[i].update);
     --pending_[i].remaining;
@@ -577,6 +599,7 @@ void Membership::send(const std::string& to, const std::optional<Identity>& dst,
   Bytes payload = encode(p);
   SWIM_ASSERT(payload.size() == size);  // invariant 4
   SWIM_ASSERT(payload.size() <= config_.max_packet_size);
+  ++counters_.datagrams_sent;
   out.emplace_back(SendTo{to, std::move(payload)});
 }
 

@@ -145,6 +145,19 @@ struct Member {
   bool active() const { return state != MemberState::down; }
 };
 
+/// Monotonic event counts, for the driver's metrics. Reading them is free.
+struct Counters {
+  std::uint64_t datagrams_sent = 0;
+  std::uint64_t probes_sent = 0;          ///< direct pings of the probe cycle
+  std::uint64_t probes_acked = 0;         ///< directly or through ping_req
+  std::uint64_t indirect_probes_sent = 0; ///< ping_req datagrams
+  std::uint64_t suspicions = 0;           ///< members we turned Suspect ourselves
+  std::uint64_t refutations = 0;          ///< times we raised our incarnation
+  std::uint64_t members_down = 0;         ///< Alive/Suspect → Down transitions
+  std::uint64_t rejoins = 0;              ///< identity renewals (any cause)
+  std::uint64_t updates_dropped_for_size = 0;  ///< pending updates left out of a full packet
+};
+
 class Membership {
  public:
   /// Checks |config| and |self| (non-empty addr of at most 255 bytes).
@@ -210,6 +223,7 @@ class Membership {
   void set_config(Config config);
   bool has_left() const { return left_; }
   bool is_defunct() const { return defunct_; }
+  const Counters& counters() const { return counters_; }
   /// Updates still waiting for piggy-back transmissions.
   std::size_t pending_updates() const { return pending_.size(); }
 
@@ -231,7 +245,7 @@ class Membership {
   void handle_packet(Instant now, Packet& p, Effects& out);
   void handle_probe_tick(Instant now, Effects& out);
   void handle_indirect_probe(const Identity& probed, Effects& out);
-  void handle_ack(Instant now, const Identity& target, std::uint32_t number);
+  void handle_ack(Instant now, const Identity& target, std::uint32_t number, bool direct);
   void handle_declared_down(Instant now, Effects& out);
   void apply_update(Instant now, const MemberUpdate& u, Effects& out);
   void apply_self_update(Instant now, const MemberUpdate& u, Effects& out);
@@ -265,6 +279,7 @@ class Membership {
   bool defunct_ = false;
   Probe probe_;
   std::uint32_t probe_counter_ = 0;
+  Counters counters_;
   std::vector<std::string> probe_order_;
   std::size_t probe_index_ = 0;
 };

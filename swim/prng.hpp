@@ -2,7 +2,8 @@
 //
 // xoshiro256** seeded through splitmix64, with our own range reduction, so a
 // seed yields the same choices on every standard library and compiler (the
-// reason FoundationDB carries its own generator). <random> is banned in swim/.
+// reason FoundationDB carries its own generator). The standard header of
+// engines and distributions is banned in swim/ (tests/swim/tidy_test.cpp).
 //
 // Invariants:
 //  (1) The sequence depends only on the seed and the calls made.

@@ -559,5 +559,55 @@ TEST(Membership, record_rtt_feeds_rings) {
   EXPECT_EQ(a.m.record_rtt("nowhere:1", 1ms).error().code, Errc::invalid_argument);
 }
 
+TEST(Membership, timers_are_totally_ordered_for_driver_re_sorting) {
+  const Timer a = timer::ProbeRandomMember{1};
+  const Timer b = timer::ProbeRandomMember{2};
+  const Timer c = timer::ChangeSuspectToDown{make_identity(1), 3, 1};
+  EXPECT_TRUE(a < b);
+  EXPECT_TRUE(b < c);  // variant order: by alternative, then by value
+  EXPECT_TRUE(a == Timer{timer::ProbeRandomMember{1}});
+}
+
+TEST(Membership, suspicion_timers_survive_our_own_rejoin) {
+  Harness h;
+  Node& a = h.add(make_identity(1));
+  Node& b = h.add(make_identity(2));
+  join(h, a, b);
+  const Filter drop_all = [](auto&, auto&, MessageKind) { return false; };
+  ASSERT_TRUE(a.m.handle_timer(h.now(), timer::ProbeRandomMember{1}, a.fx).has_value());
+  h.pump(drop_all);
+  ASSERT_TRUE(a.m.handle_timer(h.now(), timer::ProbeRandomMember{1}, a.fx).has_value());
+  auto sus = timers_of<timer::ChangeSuspectToDown>(a.fx);
+  ASSERT_EQ(sus.size(), 1u);
+  h.pump(drop_all);
+  ASSERT_TRUE(a.m.rejoin(h.now(), a.fx).has_value());
+  h.pump(drop_all);
+  ASSERT_TRUE(a.m.handle_timer(h.now(), sus[0], a.fx).has_value());
+  EXPECT_EQ(view(a, b)->state, MemberState::down);
+  EXPECT_EQ(a.m.counters().suspicions, 1u);
+  EXPECT_EQ(a.m.counters().members_down, 1u);
+  EXPECT_EQ(a.m.counters().rejoins, 1u);
+  EXPECT_GE(a.m.counters().probes_sent, 2u);
+}
+
+TEST(Membership, counters_track_probes_and_refutations) {
+  Harness h;
+  Node& a = h.add(make_identity(1));
+  Node& b = h.add(make_identity(2));
+  join(h, a, b);
+  ASSERT_TRUE(a.m.handle_timer(h.now(), timer::ProbeRandomMember{1}, a.fx).has_value());
+  h.pump();
+  EXPECT_EQ(a.m.counters().probes_sent, 1u);
+  EXPECT_EQ(a.m.counters().probes_acked, 1u);
+  EXPECT_GT(a.m.counters().datagrams_sent, 0u);
+  Packet p;
+  p.kind = MessageKind::gossip;
+  p.src = a.m.identity();
+  p.updates = {MemberUpdate{b.m.identity(), 0, MemberState::suspect}};
+  ASSERT_TRUE(b.m.handle_datagram(h.now(), encode(p), b.fx).has_value());
+  EXPECT_EQ(b.m.counters().refutations, 1u);
+  EXPECT_EQ(b.m.incarnation(), 1u);
+}
+
 }  // namespace
 }  // namespace patina::swim

@@ -52,8 +52,10 @@ struct Config {
   PeriodicParams periodic_announce_to_down{std::chrono::seconds(45), 2};
   /// Push pending updates without waiting for probes. frequency 0 = off.
   PeriodicParams periodic_gossip{std::chrono::milliseconds(500), 4};
-  /// Members put in a Feed (answer to Announce), also bounded by packet size.
-  std::size_t feed_members_max = 64;
+  /// Members put in a feed (the answer to announce), a random sample, spread
+  /// over at most feed_packets_max datagrams of max_packet_size.
+  std::size_t feed_members_max = 128;
+  std::size_t feed_packets_max = 4;
 
   /// foca `Config::new_wan(cluster_size)` with Corrosion's overrides.
   static Config new_wan(std::size_t cluster_size);

@@ -142,7 +142,7 @@ void Membership::handle_packet(Instant now, Packet& p, Effects& out) {
     case MessageKind::forwarded_ack: handle_ack(now, p.other, p.probe_number, false); break;
     case MessageKind::gossip: break;
     case MessageKind::announce:
-      send(p.src.addr, p.src, MessageKind::feed, 0, nullptr, out);
+      send_feed(p.src, out);
       break;
     case MessageKind::feed:
       for (const auto& u : p.feed) {
@@ -267,6 +267,7 @@ Result<void> Membership::set_cluster_id(Instant now, std::uint16_t cluster_id, E
   pending_.clear();
   probe_order_.clear();
   probe_index_ = 0;
+  suspects_to_probe_.clear();
   if (was_active) notify(notification::Idle{}, out);
   self_.cluster_id = cluster_id;
   return rejoin(now, out, new_ts);
@@ -319,6 +320,15 @@ void Membership::handle_probe_tick(Instant now, Effects& out) {
   // Round-robin over a shuffled list (SWIM's bounded detection time). At most
   // one rebuild per tick, so the loop runs at most |members| + 1 times.
   const Member* target = nullptr;
+  // A member we hold Suspect is probed first, out of turn: our ping carries
+  // the suspicion to it (buddy system) and its ack carries its refutation
+  // back, so a live member is not declared Down just because the gossip
+  // about its refutation missed us.
+  while (!target && !suspects_to_probe_.empty()) {
+    const Member* m = find(suspects_to_probe_.front());
+    suspects_to_probe_.erase(suspects_to_probe_.begin());
+    if (m && m->state == MemberState::suspect) target = m;
+  }
   bool rebuilt = false;
   while (!target) {
     if (probe_index_ >= probe_order_.size()) {
@@ -420,6 +430,7 @@ void Membership::insert_member(Instant now, const MemberUpdate& u, Effects& out)
   if (++active_count_ == 1) notify(notification::Active{}, out);
   enqueue(u);  // after counting it: the budget scales with the new size
   notify(notification::MemberUp{added.id}, out);
+  if (u.state == MemberState::suspect) queue_suspect_probe(u.id.addr);
   if (u.state == MemberState::suspect)
     arm(config_.suspect_to_down_after(cluster_size()),
         timer::ChangeSuspectToDown{u.id, u.incarnation, token_}, out);
@@ -444,6 +455,7 @@ void Membership::replace_identity(Instant now, Member& m, const MemberUpdate& u,
     if (++active_count_ == 1) notify(notification::Active{}, out);
     notify(notification::MemberUp{m.id}, out);
   }
+  if (m.state == MemberState::suspect) queue_suspect_probe(m.id.addr);
   if (m.state == MemberState::suspect)
     arm(config_.suspect_to_down_after(cluster_size()),
         timer::ChangeSuspectToDown{m.id, m.incarnation, token_}, out);
@@ -454,12 +466,16 @@ void Membership::replace_identity(Instant now, Member& m, const MemberUpdate& u,
 void Membership::set_state(Instant now, Member& m, MemberState state, std::uint64_t incarnation,
                            Effects& out) {
   SWIM_ASSERT(m.state != MemberState::down);  // types.hpp invariant 3
-  SWIM_ASSERT(incarnation >= m.incarnation);  // invariant 2
+  // Down wins at any incarnation (a stale "down" still ends the identity);
+  // the recorded incarnation never goes back (invariant 2).
+  SWIM_ASSERT(incarnation >= m.incarnation || state == MemberState::down);
+  incarnation = std::max(incarnation, m.incarnation);
   m.state = state;
   m.incarnation = incarnation;
   m.state_since = now;
   enqueue(MemberUpdate{m.id, incarnation, state});
   if (state == MemberState::suspect) {
+    queue_suspect_probe(m.id.addr);
     arm(config_.suspect_to_down_after(cluster_size()),
         timer::ChangeSuspectToDown{m.id, incarnation, token_}, out);
   } else if (state == MemberState::down) {
@@ -470,6 +486,13 @@ void Membership::set_state(Instant now, Member& m, MemberState state, std::uint6
     if (active_count_ == 0) notify(notification::Idle{}, out);
     arm(config_.remove_down_after, timer::RemoveDown{m.id, token_}, out);
   }
+}
+
+void Membership::queue_suspect_probe(const std::string& addr) {
+  // At most one entry per member, so the queue is bounded by members_.size().
+  if (std::find(suspects_to_probe_.begin(), suspects_to_probe_.end(), addr) ==
+      suspects_to_probe_.end())
+    suspects_to_probe_.push_back(addr);
 }
 
 void Membership::remove_member(std::size_t index) {
@@ -533,8 +556,24 @@ std::vector<const Member*> Membership::choose_members(std::size_t k, bool want_a
   return candidates;
 }
 
+void Membership::send_feed(const Identity& to, Effects& out) {
+  // A random sample of our active members (|to| excluded), spread over up to
+  // feed_packets_max datagrams: enough to give a joiner (or a periodic
+  // announcer) most of the cluster at once instead of waiting for gossip.
+  std::vector<MemberUpdate> feed;
+  for (const Member* m : choose_members(config_.feed_members_max, true, &to))
+    feed.push_back(MemberUpdate{m->id, m->incarnation, m->state});
+  for (std::size_t i = 0; i < config_.feed_packets_max; ++i) {
+    const std::size_t before = feed.size();
+    send(to.addr, to, MessageKind::feed, 0, nullptr, out, &feed);
+    if (feed.empty() || feed.size() == before) break;
+  }
+}
+
 void Membership::send(const std::string& to, const std::optional<Identity>& dst, MessageKind kind,
-                      std::uint32_t probe_number, const Identity* other, Effects& out) {
+                      std::uint32_t probe_number, const Identity* other, Effects& out,
+                      std::vector<MemberUpdate>* feed) {
+  SWIM_ASSERT((feed != nullptr) == (kind == MessageKind::feed));
   Packet p;
   p.cluster_id = self_.cluster_id;
   p.kind = kind;
@@ -547,15 +586,15 @@ void Membership::send(const std::string& to, const std::optional<Identity>& dst,
   // Peer-supplied identities can be long; a header that cannot fit is dropped.
   if (size > config_.max_packet_size) return;
 
-  if (kind == MessageKind::feed) {
-    // A random sample of active members (the joiner learns the rest by gossip).
-    for (const Member* m : choose_members(config_.feed_members_max, true, nullptr)) {
-      if (dst && m->id == *dst) continue;
-      MemberUpdate u{m->id, m->incarnation, m->state};
-      const std::size_t n = encoded_size(u);
+  if (feed) {
+    // Take feed entries from the back while they fit; the caller sends more
+    // feed packets for the rest.
+    while (!feed->empty()) {
+      const std::size_t n = encoded_size(feed->back());
       if (size + n > config_.max_packet_size) break;
       size += n;
-      p.feed.push_back(std::move(u));
+      p.feed.push_back(std::move(feed->back()));
+      feed->pop_back();
     }
   }
 

@@ -253,10 +253,13 @@ class Membership {
   void replace_identity(Instant now, Member& m, const MemberUpdate& u, Effects& out);
   void set_state(Instant now, Member& m, MemberState state, std::uint64_t incarnation, Effects& out);
   void remove_member(std::size_t index);
+  void queue_suspect_probe(const std::string& addr);
   void enqueue(const MemberUpdate& u);
   void enqueue_self();
   void send(const std::string& to, const std::optional<Identity>& dst, MessageKind kind,
-            std::uint32_t probe_number, const Identity* other, Effects& out);
+            std::uint32_t probe_number, const Identity* other, Effects& out,
+            std::vector<MemberUpdate>* feed = nullptr);
+  void send_feed(const Identity& to, Effects& out);
   void gossip_to(std::size_t count, Effects& out);
   std::vector<const Member*> choose_members(std::size_t k, bool want_active,
                                             const Identity* exclude);
@@ -281,6 +284,7 @@ class Membership {
   std::uint32_t probe_counter_ = 0;
   Counters counters_;
   std::vector<std::string> probe_order_;
+  std::vector<std::string> suspects_to_probe_;  // probed out of turn, oldest first
   std::size_t probe_index_ = 0;
 };
 

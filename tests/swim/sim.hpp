@@ -51,11 +51,20 @@ class Sim {
     return i;
   }
 
-  /// Every node announces to the first |seeds| nodes (bootstrap list).
+  /// Every node announces to the first |seeds| nodes (bootstrap list), and,
+  /// like the io/ driver's announcer, re-announces every 5 s while it has no
+  /// active member.
   void start(std::size_t seeds = 1) {
-    for (std::size_t i = 0; i < nodes_.size(); ++i)
-      for (std::size_t s = 0; s < seeds && s < nodes_.size(); ++s)
-        if (s != i) announce(i, s);
+    seeds_ = seeds;
+    for (std::size_t i = 0; i < nodes_.size(); ++i) {
+      announce_to_seeds(i);
+      push(i, std::chrono::seconds(5), AnnounceTick{});
+    }
+  }
+
+  void announce_to_seeds(std::size_t i) {
+    for (std::size_t s = 0; s < seeds_ && s < nodes_.size(); ++s)
+      if (s != i) announce(i, s);
   }
 
   void announce(std::size_t from, std::size_t to) {
@@ -77,6 +86,11 @@ class Sim {
       SimNode& node = *nodes_[ev.node];
       if (!node.up || ev.epoch != node.epoch) continue;  // dead, or an older life
       Effects fx;
+      if (std::holds_alternative<AnnounceTick>(ev.what)) {
+        if (!node.m->has_left() && node.m->num_active() == 0) announce_to_seeds(ev.node);
+        push(ev.node, std::chrono::seconds(5), AnnounceTick{});
+        continue;
+      }
       if (auto* d = std::get_if<Datagram>(&ev.what)) {
         auto r = node.m->handle_datagram(now_, d->bytes, fx);
         mix(r ? 0 : 100 + static_cast<std::uint64_t>(r.error().code));
@@ -107,6 +121,7 @@ class Sim {
     ASSERT_TRUE(node.m->apply_snapshot(now_, saved, fx).has_value());
     route(i, std::move(fx));
     announce(i, seed);
+    push(i, std::chrono::seconds(5), AnnounceTick{});
   }
 
   void leave(std::size_t i) {
@@ -168,12 +183,14 @@ class Sim {
     std::size_t from;
     Bytes bytes;
   };
+  struct AnnounceTick {};
+  using What = std::variant<Datagram, Timer, AnnounceTick>;
   struct Event {
     Instant at;
     std::uint64_t seq;
     std::size_t node;
     std::uint64_t epoch;
-    std::variant<Datagram, Timer> what;
+    What what;
   };
   struct Later {
     bool operator()(const Event& a, const Event& b) const {
@@ -205,7 +222,7 @@ class Sim {
     for (char c : s) mix(static_cast<std::uint64_t>(static_cast<unsigned char>(c)));
   }
 
-  void push(std::size_t node, Duration after, std::variant<Datagram, Timer> what) {
+  void push(std::size_t node, Duration after, What what) {
     events_.push(Event{now_ + after, seq_++, node, nodes_[node]->epoch, std::move(what)});
   }
 
@@ -272,6 +289,7 @@ class Sim {
   std::vector<int> group_;
   std::priority_queue<Event, std::vector<Event>, Later> events_;
   std::uint64_t seq_ = 0;
+  std::size_t seeds_ = 1;
   std::size_t events_processed_ = 0;
   Instant now_{};
   std::uint64_t hash_ = 0xCBF29CE484222325ULL;

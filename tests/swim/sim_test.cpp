@@ -38,6 +38,17 @@ std::optional<Duration> run_until_true(Sim& sim, Duration limit, Pred pred) {
   return std::nullopt;
 }
 
+/// How long until every member holds a killed member Down. Someone probes it
+/// within a few periods (n−1 probers each cycle through all members, so no
+/// probe in k periods has probability ≈ e^−k: 4 periods), one period to
+/// suspect, the suspicion timeout, then epidemic dissemination of Down in
+/// O(log n) periods.
+Duration detection_bound(const Config& c, std::size_t n) {
+  std::int64_t log2n = 0;
+  while ((std::size_t{1} << log2n) < n) ++log2n;
+  return (5 + log2n) * c.probe_period + c.suspect_to_down_after(n);
+}
+
 class SimConverges : public ::testing::TestWithParam<std::size_t> {};
 
 TEST_P(SimConverges, all_members_converge_to_alive_despite_loss) {
@@ -80,11 +91,8 @@ TEST(Sim, killed_member_is_declared_down_by_all_within_bound) {
   const std::size_t victim = 4;
   const Identity victim_id = sim.node(victim).identity();
   sim.kill(victim);
-  // Detection: someone probes it within a few periods (each prober cycles
-  // through all members), one more period to suspect, then the suspicion
-  // timeout, then dissemination.
   const Config& c = sim.node(0).config();
-  const Duration bound = 4 * c.probe_period + c.suspect_to_down_after(o.n) + 3s;
+  const Duration bound = detection_bound(c, o.n);
   const auto others = all_but(sim, victim);
   const auto took = run_until_true(sim, bound, [&] {
     for (std::size_t i : others) {
@@ -117,14 +125,16 @@ TEST(Sim, briefly_unreachable_member_is_suspected_and_refutes) {
   ASSERT_TRUE(run_until_true(sim, 30s, [&] { return sim.converged(sim.live_nodes()); }));
   const std::size_t slow = 3;
   const Identity slow_id = sim.node(slow).identity();
-  // Unreachable for three probe periods: well below the suspicion timeout.
+  // Unreachable until someone suspects it, plus one probe period: still well
+  // within the suspicion timeout, so it must refute in time.
   sim.isolate(slow, true);
   bool suspected = false;
-  for (int step = 0; step < 30; ++step) {
+  for (int step = 0; step < 100 && !suspected; ++step) {
     sim.run_for(100ms);
     for (std::size_t i = 0; i < sim.size(); ++i)
       if (const Member* m = sim.view(i, slow); m && m->state == MemberState::suspect) suspected = true;
   }
+  sim.run_for(sim.node(0).config().probe_period);
   sim.isolate(slow, false);
   ASSERT_TRUE(suspected) << "nobody suspected it; seed " << o.seed;
   ASSERT_TRUE(run_until_true(sim, 20s, [&] { return sim.converged(sim.live_nodes()); }));
@@ -214,6 +224,77 @@ TEST(Sim, other_cluster_id_and_member_id_are_never_admitted) {
   }
   EXPECT_EQ(sim.node(foreign_cluster).num_active(), 0u);
   EXPECT_EQ(sim.node(foreign_member).num_active(), 0u);
+}
+
+// A small VOPR: each seed picks a size, a loss rate and a fault (kill, leave,
+// partition, isolation); the safety checker runs after every event; then the
+// network heals and the survivors must converge within the bound.
+TEST(Sim, swarm_of_seeds_keeps_invariants_and_converges) {
+  const std::uint64_t base = seed_or(0x5A4D);
+  for (std::uint64_t k = 0; k < 24; ++k) {
+    const std::uint64_t seed = base + k;
+    Prng pick(seed);
+    SimOptions o;
+    o.n = 5 + static_cast<std::size_t>(pick.below(16));
+    o.seed = seed;
+    o.loss_per_mille = static_cast<std::uint32_t>(pick.below(120));
+    Sim sim(o);
+    sim.start(1 + static_cast<std::size_t>(pick.below(3)));
+    sim.run_for(std::chrono::seconds(5 + pick.below(20)));
+    const auto fault = pick.below(4);
+    const std::size_t victim = 1 + static_cast<std::size_t>(pick.below(o.n - 1));
+    std::vector<int> groups(o.n, 0);
+    switch (fault) {
+      case 0: sim.kill(victim); break;
+      case 1: sim.leave(victim); break;
+      case 2:
+        for (auto& g : groups) g = static_cast<int>(pick.below(2));
+        sim.partition(groups);
+        break;
+      default: sim.isolate(victim, true); break;
+    }
+    sim.run_for(std::chrono::seconds(5 + pick.below(40)));
+    if (HasFatalFailure()) FAIL() << "safety violated; seed " << seed;
+    sim.heal();
+    sim.isolate(victim, false);
+    sim.set_loss(0);
+    // Converged: live nodes see each other Alive and nobody else as active
+    // (the killed or left member is Down everywhere).
+    const auto live = sim.live_nodes();
+    const auto took = run_until_true(sim, 120s, [&] {
+      if (!sim.converged(live)) return false;
+      for (std::size_t i : live)
+        if (sim.node(i).num_active() != live.size() - 1) return false;
+      return true;
+    });
+    ASSERT_TRUE(took.has_value()) << "no convergence; seed " << seed << " n " << o.n << " fault "
+                                  << fault << " loss " << o.loss_per_mille;
+  }
+}
+
+TEST(Sim, fifty_members_declare_a_killed_member_down) {
+  SimOptions o;
+  o.n = 50;
+  o.seed = seed_or(5050);
+  o.loss_per_mille = 10;
+  Sim sim(o);
+  sim.start(3);
+  sim.run_for(30s);
+  sim.set_loss(0);
+  ASSERT_TRUE(run_until_true(sim, 60s, [&] { return sim.converged(sim.live_nodes()); }));
+  const std::size_t victim = 33;
+  const Identity victim_id = sim.node(victim).identity();
+  sim.kill(victim);
+  const Config& c = sim.node(0).config();
+  const Duration bound = detection_bound(c, o.n);
+  const auto took = run_until_true(sim, bound, [&] {
+    for (std::size_t i : all_but(sim, victim)) {
+      const Member* m = sim.node(i).find(victim_id.addr);
+      if (!m || m->state != MemberState::down) return false;
+    }
+    return true;
+  });
+  ASSERT_TRUE(took.has_value()) << "seed " << o.seed;
 }
 
 std::uint64_t scenario_hash(std::uint64_t seed) {

@@ -46,6 +46,8 @@ Result<void> Config::validate() const {
   // Room for a header with two long identities plus at least one update.
   if (max_packet_size < 512 || max_packet_size > 65507)
     return fail(Errc::invalid_argument, "max_packet_size out of [512, 65507]");
+  if (feed_packets_max == 0) return fail(Errc::invalid_argument, "feed_packets_max == 0");
+  if (num_indirect_probes > 64) return fail(Errc::invalid_argument, "num_indirect_probes > 64");
   if (periodic_announce.frequency < Duration::zero() ||
       periodic_announce_to_down.frequency < Duration::zero() ||
       periodic_gossip.frequency < Duration::zero())

@@ -29,9 +29,11 @@ enum class Errc : std::uint8_t {
   /// Sender is Down in our view; we answered with TurnUndead but kept our
   /// member state. Effects may have been appended. Peer.
   sender_is_down,
-  /// Packet was addressed to an older identity of ours: its piggy-backed
-  /// updates were applied (state may have changed) but the message itself was
-  /// ignored. Peer (stale view).
+  /// Stale identities. Either the packet was addressed to an older identity
+  /// of ours (its piggy-backed updates were applied, so state may have
+  /// changed, but the message itself was ignored), or it came from an older
+  /// identity of a member that has since rejoined (dropped, state unchanged).
+  /// Peer (stale view or a restarted process).
   not_for_us,
   /// The instance has left the cluster (leave()) and only rejoin() is
   /// accepted. State unchanged. Caller.

@@ -27,6 +27,21 @@
 //    side rejoin: that is how a healed partition merges again.
 //  - Packets and members of another cluster_id or member_id are ignored.
 //
+// Driver contract (io/ membership driver, or a simulator):
+//  - Own the Membership on one thread; call an entry point, then carry out
+//    the appended effects in order: SendTo → one datagram (QUIC DATAGRAM
+//    frame) to |to|; ArmTimer → call handle_timer(|timer|) after |after|
+//    (timers are never cancelled: stale ones are recognised and ignored);
+//    Notify → members map, metrics, broadcast peer set.
+//  - Start: create(), apply_snapshot() with persisted states (if any), then
+//    announce() to each resolved bootstrap address (own address excluded).
+//    Re-announce with backoff while num_active() == 0.
+//  - Persist snapshot() (encode_snapshot) periodically and on shutdown.
+//  - Shutdown: leave(), send its datagrams, stop calling handle_*.
+//  - `cluster rejoin`: rejoin(now, out, hlc_now); `cluster set-id`:
+//    set_cluster_id(), then announce() to bootstrap addresses again.
+//  - Errors from handle_datagram are per-packet: count them, never stop.
+//
 // Invariants:
 //  (1) Our own incarnation never decreases for one identity; a refutation
 //      sets it above every incarnation claimed about us.

@@ -45,6 +45,13 @@ std::vector<std::string> BroadcastPlanner::plan_round(std::span<const Peer> peer
   return out;
 }
 
+std::optional<std::size_t> BroadcastPlanner::batch_to_drop(std::span<const BroadcastBatch> pending) {
+  std::optional<std::size_t> worst;
+  for (std::size_t i = 0; i < pending.size(); ++i)
+    if (!worst || pending[i].rounds > pending[*worst].rounds) worst = i;
+  return worst;
+}
+
 Duration BroadcastPlanner::delay_before_next_round(const BroadcastBatch& batch, bool rate_limited) {
   const auto unit = rate_limited ? std::chrono::milliseconds(500) : std::chrono::milliseconds(100);
   return unit * static_cast<std::int64_t>(std::max<std::uint32_t>(batch.rounds, 1));

@@ -67,6 +67,10 @@ class BroadcastPlanner {
   /// Delay before round |batch.rounds| + 1.
   static Duration delay_before_next_round(const BroadcastBatch& batch, bool rate_limited);
 
+  /// Which pending batch to drop when the queue exceeds its bound (SPEC §5.3:
+  /// the most-transmitted one; the oldest on ties). Empty span → nullopt.
+  static std::optional<std::size_t> batch_to_drop(std::span<const BroadcastBatch> pending);
+
  private:
   std::uint32_t max_transmissions_;
   std::size_t num_indirect_probes_;

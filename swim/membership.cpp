@@ -40,6 +40,23 @@ const char* to_string(MemberState s) {
   return "Unknown";
 }
 
+const char* to_string(const Timer& t) {
+  static constexpr const char* names[] = {"probe_random_member", "send_indirect_probe",
+                                          "change_suspect_to_down", "remove_down",
+                                          "periodic_announce", "periodic_announce_to_down",
+                                          "periodic_gossip"};
+  static_assert(std::size(names) == std::variant_size_v<Timer>);
+  return names[t.index()];
+}
+
+const char* to_string(const Notification& n) {
+  static constexpr const char* names[] = {"member_up", "member_down", "identity_changed",
+                                          "rejoined",  "active",      "idle",
+                                          "defunct"};
+  static_assert(std::size(names) == std::variant_size_v<Notification>);
+  return names[n.index()];
+}
+
 Result<Membership> Membership::create(Identity self, Config config, std::uint64_t prng_seed) {
   if (auto r = config.validate(); !r) return tl::unexpected(r.error());
   if (auto r = validate_identity(self); !r) return tl::unexpected(r.error());

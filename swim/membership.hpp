@@ -135,6 +135,10 @@ using Notification = std::variant<notification::MemberUp, notification::MemberDo
                                   notification::IdentityChanged, notification::Rejoined,
                                   notification::Active, notification::Idle, notification::Defunct>;
 
+/// Short names for logs ("probe_random_member", "member_up", ...).
+const char* to_string(const Timer& t);
+const char* to_string(const Notification& n);
+
 struct SendTo {
   std::string to;  ///< "ip:port" of the receiver
   Bytes payload;   ///< one datagram, <= max_packet_size

@@ -156,6 +156,16 @@ TEST(SwimBroadcastPlanner, rebroadcast_batches_may_use_ring0_and_run_out_of_peer
   EXPECT_TRUE(planner.plan_round(peers, batch, prng).empty());
 }
 
+TEST(SwimBroadcastPlanner, drops_the_most_transmitted_batch) {
+  std::vector<BroadcastBatch> pending(4);
+  pending[0].rounds = 1;
+  pending[1].rounds = 3;
+  pending[2].rounds = 3;
+  pending[3].rounds = 0;
+  EXPECT_EQ(BroadcastPlanner::batch_to_drop(pending), 1u);
+  EXPECT_FALSE(BroadcastPlanner::batch_to_drop({}).has_value());
+}
+
 TEST(SwimSeenSet, forwards_once_and_forgets_oldest) {
   SeenSet<std::string> seen(3);
   EXPECT_TRUE(seen.insert("a"));

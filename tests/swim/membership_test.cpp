@@ -567,6 +567,13 @@ TEST(Membership, record_rtt_feeds_rings) {
   EXPECT_EQ(a.m.record_rtt("nowhere:1", 1ms).error().code, Errc::invalid_argument);
 }
 
+TEST(Membership, effects_have_log_names) {
+  EXPECT_STREQ(to_string(Timer{timer::PeriodicGossip{1}}), "periodic_gossip");
+  EXPECT_STREQ(to_string(Notification{notification::Idle{}}), "idle");
+  EXPECT_STREQ(to_string(MemberState::suspect), "Suspect");
+  EXPECT_STREQ(to_string(Errc::wrong_cluster), "wrong_cluster");
+}
+
 TEST(Membership, timers_are_totally_ordered_for_driver_re_sorting) {
   const Timer a = timer::ProbeRandomMember{1};
   const Timer b = timer::ProbeRandomMember{2};

@@ -35,6 +35,8 @@
 namespace patina::swim {
 
 inline constexpr std::uint8_t protocol_version = 1;
+/// Largest datagram handle_datagram() accepts (the UDP payload limit).
+inline constexpr std::size_t packet_size_accept_max = 65507;
 inline constexpr std::uint8_t snapshot_version = 1;
 
 enum class MessageKind : std::uint8_t {

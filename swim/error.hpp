@@ -18,7 +18,7 @@ enum class Errc : std::uint8_t {
   malformed_packet = 1,
   /// Leading protocol version byte is not one we speak. State unchanged. Peer.
   unsupported_version,
-  /// Datagram larger than Config::max_packet_size. State unchanged. Input.
+  /// Datagram larger than packet_size_accept_max (65507). State unchanged. Input.
   packet_too_large,
   /// Packet (or its sender) belongs to another cluster_id. State unchanged. Peer.
   wrong_cluster,

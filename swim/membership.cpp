@@ -95,7 +95,9 @@ Member* Membership::find_mut(std::string_view addr) {
 Result<void> Membership::handle_datagram(Instant now, std::span<const std::byte> bytes,
                                          Effects& out) {
   if (auto r = check_active(); !r) return r;
-  if (bytes.size() > config_.max_packet_size) return fail(Errc::packet_too_large, "datagram");
+  // We emit at most max_packet_size but accept up to the UDP limit: peers may
+  // run with another max_mtu, and decode() is bounded by the span anyway.
+  if (bytes.size() > packet_size_accept_max) return fail(Errc::packet_too_large, "datagram");
   auto decoded = decode(bytes);
   if (!decoded) return tl::unexpected(decoded.error());
   Packet& p = *decoded;

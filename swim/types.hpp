@@ -57,23 +57,33 @@ struct Identity {
   bool wins_addr_conflict(const Identity& other) const { return ts > other.ts; }
 };
 
-/// SWIM member state.
+/// SWIM member state, per identity, as one node sees it.
 ///
-///     (update: alive, inc > cur)          probe + ping-req unanswered
-///        +-------+     ------------------------------>     +---------+
-///  ----> | Alive |                                          | Suspect |
-///        +-------+     <------------------------------     +---------+
-///            |          refuted: alive with inc > cur           |
-///            |                                                  | suspect_to_down_after
-///            | left / declared down                             v  (handle_timer)
-///            +---------------------------------------------> +------+
-///                                                             | Down | (terminal, removed
-///                                                             +------+  after remove_down_after)
+///              probe (and ping_req) unanswered by the next probe tick,
+///              or gossip "Suspect" with inc >= cur
+///   +-------+ ----------------------------------------------> +---------+
+///   | Alive |                                                  | Suspect |
+///   +-------+ <---------------------------------------------- +---------+
+///       |      gossip or header "Alive" with inc > cur (refuted)   |
+///       |                                                          |
+///       | gossip "Down" (a leave, or                               | suspect_to_down_after(n)
+///       | another node's verdict)                                  | without refutation
+///       v                                                          v
+///   +------------------------------------------------------------------+
+///   | Down: terminal for this identity; forgotten after remove_down_after |
+///   +------------------------------------------------------------------+
 ///
-/// Alive: the member answered recently or someone vouched for it.
-/// Suspect: someone failed to reach it; it is still probed and still counts as
-///   active, and has suspect_to_down_after to refute.
-/// Down: never probed, never gossiped to, never resurrected (invariant 3).
+/// Transitions and the functions that make them (membership.cpp):
+///   Alive → Suspect    handle_probe_tick (our probe failed), apply_update
+///   Suspect → Alive    apply_update (a higher incarnation: the refutation)
+///   Suspect → Down     handle_timer(ChangeSuspectToDown), apply_update
+///   Alive → Down       apply_update (gossip "Down", e.g. a graceful leave)
+///   any → replaced     replace_identity (same addr, larger ts)
+///
+/// Guarantees: Alive — answered recently or vouched for; probed in turn.
+/// Suspect — still active and probed (out of turn, carrying the suspicion),
+/// has suspect_to_down_after(n) to refute. Down — never probed or gossiped to,
+/// never resurrected (invariant 3); only a newer identity replaces it.
 enum class MemberState : std::uint8_t { alive = 0, suspect = 1, down = 2 };
 
 const char* to_string(MemberState s);

@@ -423,7 +423,7 @@ TEST(Membership, junk_and_own_packets_are_errors_without_state_change) {
   Node& a = h.add(make_identity(1));
   const Bytes junk{std::byte{1}, std::byte{0}};
   EXPECT_EQ(a.m.handle_datagram(h.now(), junk, a.fx).error().code, Errc::malformed_packet);
-  const Bytes big(a.m.config().max_packet_size + 1, std::byte{1});
+  const Bytes big(packet_size_accept_max + 1, std::byte{1});
   EXPECT_EQ(a.m.handle_datagram(h.now(), big, a.fx).error().code, Errc::packet_too_large);
   Packet own;
   own.kind = MessageKind::ping;
@@ -475,6 +475,24 @@ TEST(Membership, packets_stay_within_max_packet_size_with_many_updates) {
     for (const auto& u : packet->feed) EXPECT_TRUE(fed.insert(u.id.addr).second) << u.id.addr;
   }
   EXPECT_GT(fed.size(), 60u);
+}
+
+TEST(Membership, accepts_larger_datagrams_from_peers_with_a_larger_mtu) {
+  Harness h;
+  Node& a = h.add(make_identity(1));
+  Packet p;
+  p.kind = MessageKind::gossip;
+  p.src = make_identity(2);
+  for (std::uint32_t i = 0; i < 40; ++i)
+    p.updates.push_back(MemberUpdate{make_identity(10 + i), 0, MemberState::alive});
+  const Bytes b = encode(p);
+  ASSERT_GT(b.size(), a.m.config().max_packet_size);
+  ASSERT_TRUE(a.m.handle_datagram(h.now(), b, a.fx).has_value());
+  EXPECT_EQ(a.m.num_active(), 41u);
+  // What a emits in return still fits its own limit.
+  a.fx.clear();
+  ASSERT_TRUE(a.m.handle_timer(h.now(), timer::PeriodicGossip{1}, a.fx).has_value());
+  for (const auto& s : effects_of<SendTo>(a.fx)) EXPECT_LE(s.payload.size(), a.m.config().max_packet_size);
 }
 
 TEST(Membership, updates_are_retransmitted_a_bounded_number_of_times) {

@@ -12,6 +12,12 @@ namespace patina::crdt {
 using detail::Reset;
 using detail::TableState;
 
+bool BytesLess::operator()(const Bytes& a, const Bytes& b) const {
+  std::size_t n = std::min(a.size(), b.size());
+  int c = n == 0 ? 0 : std::memcmp(a.data(), b.data(), n);
+  return c != 0 ? c < 0 : a.size() < b.size();
+}
+
 std::size_t MergeReport::num_applied() const {
   std::size_t n = 0;
   for (bool b : applied) n += b ? 1 : 0;

@@ -32,12 +32,18 @@
 
 namespace patina::crdt {
 
+// Orders packed pks bytewise (memcmp, then length).
+struct BytesLess {
+  bool operator()(const Bytes& a, const Bytes& b) const;
+};
+using PkSet = std::set<Bytes, BytesLess>;
+
 struct MergeReport {
   // Per input change, in order: true if it changed local state (a row or a
   // clock entry); false for a no-op (lost the conflict, or already known).
   std::vector<bool> applied;
   // Table -> packed pks of rows whose content was inserted, updated or deleted.
-  std::map<std::string, std::set<Bytes>> changed_rows;
+  std::map<std::string, PkSet> changed_rows;
 
   std::size_t num_applied() const;
   std::size_t num_noop() const { return applied.size() - num_applied(); }

@@ -12,7 +12,13 @@ using testing::site_of;
 
 std::string str(const RangeSet& s) {
   std::string out;
-  for (const auto& r : s.ranges()) out += "[" + std::to_string(r.start) + "," + std::to_string(r.end) + "]";
+  for (const auto& r : s.ranges()) {
+    out += '[';
+    out += std::to_string(r.start);
+    out += ',';
+    out += std::to_string(r.end);
+    out += ']';
+  }
   return out;
 }
 
@@ -40,7 +46,7 @@ Change row(SiteId site, std::int64_t version, std::int64_t seq) {
   c.table = "t";
   c.pk = PackedPk::pack(std::vector<Value>{seq});
   c.cid = "a";
-  c.val = std::string("v") + std::to_string(seq);
+  c.val = std::to_string(seq);
   c.col_version = 1;
   c.db_version = version;
   c.site_id = site;
@@ -50,7 +56,8 @@ Change row(SiteId site, std::int64_t version, std::int64_t seq) {
 }
 
 TEST(Bookkeeper, GapsPartialsClearedSurviveReopen) {
-  std::string path = ::testing::TempDir() + "/patina_books.db";
+  std::string path = ::testing::TempDir();
+  path += "/patina_books.db";
   std::remove(path.c_str());
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);

@@ -331,22 +331,30 @@ void Membership::handle_probe_tick(Instant now, Effects& out) {
     if (m && m->id == *probe_.member && m->state == MemberState::alive) {
       ++counters_.suspicions;
       set_state(now, *m, MemberState::suspect, m->incarnation, out);
+    } else if (m && m->id == *probe_.member && m->state == MemberState::suspect) {
+      queue_suspect_probe(m->id.addr);  // still silent: try it again later
     }
   }
+  const bool last_out_of_turn = probe_out_of_turn_;
   probe_ = Probe{};
+  probe_out_of_turn_ = false;
   arm(config_.probe_period, timer::ProbeRandomMember{token_}, out);
 
   // Round-robin over a shuffled list (SWIM's bounded detection time). At most
   // one rebuild per tick, so the loop runs at most |members| + 1 times.
   const Member* target = nullptr;
-  // A member we hold Suspect is probed first, out of turn: our ping carries
-  // the suspicion to it (buddy system) and its ack carries its refutation
-  // back, so a live member is not declared Down just because the gossip
-  // about its refutation missed us.
-  while (!target && !suspects_to_probe_.empty()) {
+  // A member we hold Suspect is probed out of turn, every other tick while
+  // it stays Suspect: our ping carries the suspicion to it (buddy system) and
+  // its ack carries its refutation back, so a live member is not declared
+  // Down just because the gossip about its refutation missed us. Alternating
+  // keeps the round-robin (detection of other failures) going at half rate.
+  while (!target && !last_out_of_turn && !suspects_to_probe_.empty()) {
     const Member* m = find(suspects_to_probe_.front());
     suspects_to_probe_.erase(suspects_to_probe_.begin());
-    if (m && m->state == MemberState::suspect) target = m;
+    if (m && m->state == MemberState::suspect) {
+      target = m;
+      probe_out_of_turn_ = true;
+    }
   }
   bool rebuilt = false;
   while (!target) {

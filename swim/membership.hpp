@@ -304,6 +304,7 @@ class Membership {
   Counters counters_;
   std::vector<std::string> probe_order_;
   std::vector<std::string> suspects_to_probe_;  // probed out of turn, oldest first
+  bool probe_out_of_turn_ = false;              // current probe came from suspects_to_probe_
   std::size_t probe_index_ = 0;
 };
 

@@ -272,6 +272,35 @@ TEST(Membership, suspicion_refuted_by_higher_incarnation) {
   EXPECT_TRUE(notifications_of<notification::MemberDown>(a.log).empty());
 }
 
+TEST(Membership, suspects_are_probed_out_of_turn_every_other_tick) {
+  Harness h;
+  Node& a = h.add(make_identity(1));
+  Node& b = h.add(make_identity(2));
+  Node& c = h.add(make_identity(3));
+  join(h, b, a);
+  join(h, c, a);
+  const std::string& baddr = b.m.identity().addr;
+  const Filter b_silent = [&](const std::string& from, const std::string& to, MessageKind) {
+    return from != baddr && to != baddr;
+  };
+  auto tick = [&] {
+    a.fx.clear();
+    EXPECT_TRUE(a.m.handle_timer(h.now(), timer::ProbeRandomMember{1}, a.fx).has_value());
+    std::string to;
+    for (const auto& s : effects_of<SendTo>(a.fx))
+      if (decode(s.payload)->kind == MessageKind::ping) to = s.to;
+    h.pump(b_silent);
+    return to;
+  };
+  for (int i = 0; i < 6 && view(a, b)->state != MemberState::suspect; ++i) tick();
+  ASSERT_EQ(view(a, b)->state, MemberState::suspect);
+  // While b stays Suspect, every other ping goes to it; c is still probed.
+  std::size_t to_b = 0, to_c = 0;
+  for (int i = 0; i < 6; ++i) (tick() == baddr ? to_b : to_c) += 1;
+  EXPECT_GE(to_b, 3u);
+  EXPECT_GE(to_c, 1u);
+}
+
 TEST(Membership, restarted_member_wins_address_conflict_with_larger_ts) {
   Harness h;
   Node& a = h.add(make_identity(1));

@@ -150,6 +150,8 @@ class Sim {
   std::size_t size() const { return nodes_.size(); }
   Instant now() const { return now_; }
   std::uint64_t trace_hash() const { return hash_; }
+  std::uint64_t bytes_sent() const { return bytes_sent_; }
+  std::uint64_t datagrams_sent() const { return datagrams_sent_; }
   std::size_t events_processed() const { return events_processed_; }
   const std::vector<Notification>& notes(std::size_t i) const { return notes_[i]; }
 
@@ -229,6 +231,8 @@ class Sim {
   void route(std::size_t from, Effects fx) {
     for (Effect& e : fx) {
       if (auto* s = std::get_if<SendTo>(&e)) {
+        bytes_sent_ += s->payload.size();
+        ++datagrams_sent_;
         mix(static_cast<std::uint64_t>(now_.time_since_epoch().count()));
         mix(from);
         mix(s->to);
@@ -290,6 +294,8 @@ class Sim {
   std::priority_queue<Event, std::vector<Event>, Later> events_;
   std::uint64_t seq_ = 0;
   std::size_t seeds_ = 1;
+  std::uint64_t bytes_sent_ = 0;
+  std::uint64_t datagrams_sent_ = 0;
   std::size_t events_processed_ = 0;
   Instant now_{};
   std::uint64_t hash_ = 0xCBF29CE484222325ULL;

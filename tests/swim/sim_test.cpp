@@ -297,6 +297,32 @@ TEST(Sim, fifty_members_declare_a_killed_member_down) {
   ASSERT_TRUE(took.has_value()) << "seed " << o.seed;
 }
 
+// Idle cost with production settings (new_wan): once converged, a node sends
+// a ping and an ack per 5 s probe period plus a periodic announce and its feed
+// per minute. Recorded as test properties for the benchmark write-up.
+TEST(Sim, idle_traffic_per_node_is_small_with_wan_defaults) {
+  SimOptions o;
+  o.n = 16;
+  o.seed = seed_or(16);
+  o.config = Config::new_wan(16);
+  Sim sim(o);
+  sim.start(1);
+  sim.run_for(120s);
+  ASSERT_TRUE(sim.converged(sim.live_nodes()));
+  const auto bytes0 = sim.bytes_sent();
+  const auto dgrams0 = sim.datagrams_sent();
+  sim.run_for(600s);
+  EXPECT_TRUE(sim.converged(sim.live_nodes()));
+  const double per_node_s = 600.0 * static_cast<double>(o.n);
+  const double bytes_per_s = static_cast<double>(sim.bytes_sent() - bytes0) / per_node_s;
+  const double dgrams_per_s = static_cast<double>(sim.datagrams_sent() - dgrams0) / per_node_s;
+  RecordProperty("idle_bytes_per_node_per_s", std::to_string(bytes_per_s));
+  RecordProperty("idle_datagrams_per_node_per_s", std::to_string(dgrams_per_s));
+  EXPECT_LT(bytes_per_s, 1000.0);
+  EXPECT_LT(dgrams_per_s, 1.0);
+  for (std::size_t i = 0; i < sim.size(); ++i) EXPECT_EQ(sim.node(i).counters().suspicions, 0u);
+}
+
 std::uint64_t scenario_hash(std::uint64_t seed) {
   SimOptions o;
   o.n = 10;

@@ -193,9 +193,10 @@ Result<void> CrrTables::init(const CrrOptions& options) {
 
 int CrrTables::on_commit(void* self) {
   auto* t = static_cast<CrrTables*>(self);
-  if (t->pending_ >= 0) t->db_version_ = t->pending_;
+  t->db_version_ = std::max({t->db_version_, t->pending_, t->floor_});
   t->pending_ = -1;
   t->seq_ = 0;
+  t->floor_ = -1;
   return 0;
 }
 
@@ -203,6 +204,17 @@ void CrrTables::on_rollback(void* self) {
   auto* t = static_cast<CrrTables*>(self);
   t->pending_ = -1;
   t->seq_ = 0;
+  t->floor_ = -1;
+}
+
+LocalCommit CrrTables::end_version() {
+  LocalCommit c = current_tx();
+  if (pending_ >= 0) {
+    floor_ = pending_;
+    pending_ = -1;
+    seq_ = 0;
+  }
+  return c;
 }
 
 Result<void> CrrTables::set_merge_equal_values(bool on) {
@@ -236,7 +248,7 @@ Result<void> CrrTables::rollback() { return exec(db_, "ROLLBACK"); }
 
 Result<std::int64_t> CrrTables::next_db_version() {
   if (pending_ >= 0) return pending_;
-  std::int64_t v = db_version_ + 1;
+  std::int64_t v = std::max(db_version_, floor_) + 1;
   // Persist inside the transaction: the version survives a restart even if
   // every change of it is later superseded by remote writes.
   auto* s = shared_->set_db_version.get();

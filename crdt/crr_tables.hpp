@@ -43,6 +43,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -73,6 +74,13 @@ struct TableInfo {
   std::string name;
   std::vector<std::string> pks;      // in PRIMARY KEY order (the packing order)
   std::vector<std::string> non_pks;  // in declaration order
+};
+
+// Where the open transaction stands, to undo one group-committed job.
+struct TxMark {
+  std::int64_t pending = -1;
+  std::int64_t seq = 0;
+  std::int64_t floor = -1;
 };
 
 // What a local transaction recorded, as seen right before it commits.
@@ -110,9 +118,25 @@ class CrrTables {
   // Last committed local db_version (0 on a fresh database).
   std::int64_t db_version() const { return db_version_; }
   // The version the current (or next) local transaction gets; does not consume it.
-  std::int64_t peek_next_db_version() const { return pending_ >= 0 ? pending_ : db_version_ + 1; }
+  std::int64_t peek_next_db_version() const {
+    return pending_ >= 0 ? pending_ : std::max(db_version_, floor_) + 1;
+  }
   // State of the open transaction: what it would commit as right now.
   LocalCommit current_tx() const;
+
+  // Group commit: several jobs (API requests) in one SQLite transaction, each
+  // its own version. Before a job's SAVEPOINT take mark(); after it succeeds
+  // call end_version(), which returns what the job recorded and makes the next
+  // recorded change open a new version (seq from 0); after ROLLBACK TO its
+  // savepoint call restore(mark) so the version it had taken is reused. The
+  // COMMIT then publishes the highest version.
+  TxMark mark() const { return TxMark{pending_, seq_, floor_}; }
+  void restore(const TxMark& m) {
+    pending_ = m.pending;
+    seq_ = m.seq;
+    floor_ = m.floor;
+  }
+  LocalCommit end_version();
 
   // HLC timestamp stamped on local changes from now on (crsql_set_ts).
   void set_ts(std::uint64_t ts) { ts_ = ts; }
@@ -175,6 +199,7 @@ class CrrTables {
   std::int64_t db_version_ = 0;
   std::int64_t pending_ = -1;  // db_version of the open transaction, -1 if none yet
   std::int64_t seq_ = 0;       // next seq in the open transaction
+  std::int64_t floor_ = -1;    // last version closed by end_version() in this transaction
   std::uint64_t ts_ = 0;
   bool merge_equal_values_ = true;
   bool capture_suspended_ = false;

@@ -172,3 +172,42 @@ TEST(CrrRules, RejectsTablesCrSqliteRejects) {
 
 }  // namespace
 }  // namespace patina::crdt
+
+namespace patina::crdt {
+namespace {
+
+TEST(GroupCommit, EachJobGetsItsOwnVersionAndFailedJobsGiveTheirsBack) {
+  TestDb a{testing::site_of(0x11)};
+  a.exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a TEXT)");
+  a.crr_table("t");
+  a.exec("BEGIN IMMEDIATE");
+  // Job 1 records two rows.
+  auto m1 = a.crr->mark();
+  a.exec("SAVEPOINT job; INSERT INTO t VALUES (1, 'x'); INSERT INTO t VALUES (2, 'y'); RELEASE job");
+  auto j1 = a.crr->end_version();
+  EXPECT_EQ(j1.db_version, 1);
+  EXPECT_EQ(j1.last_seq, 1);
+  // Job 2 fails after recording: rolled back, its version is reused.
+  auto m2 = a.crr->mark();
+  a.exec("SAVEPOINT job; INSERT INTO t VALUES (3, 'z'); ROLLBACK TO job; RELEASE job");
+  a.crr->restore(m2);
+  // Job 3 is a no-op.
+  a.exec("SAVEPOINT job; UPDATE t SET a = 'x' WHERE id = 1; RELEASE job");
+  EXPECT_FALSE(a.crr->end_version().db_version);
+  // Job 4 records.
+  a.exec("SAVEPOINT job; UPDATE t SET a = 'q' WHERE id = 2; RELEASE job");
+  auto j4 = a.crr->end_version();
+  EXPECT_EQ(j4.db_version, 2);
+  EXPECT_EQ(j4.last_seq, 0);
+  a.exec("COMMIT");
+  (void)m1;
+  EXPECT_EQ(a.crr->db_version(), 2);
+  EXPECT_EQ(testing::briefs(a.changes("1", "db_version, seq")),
+            "a 'x' cv1 db1 cl1 seq0 | a 'q' cv2 db2 cl1 seq0");
+  // Survives a reopen: the persisted version is the highest.
+  a.reopen_crr(testing::site_of(0x11), std::nullopt);
+  EXPECT_EQ(a.crr->db_version(), 2);
+}
+
+}  // namespace
+}  // namespace patina::crdt

@@ -241,9 +241,16 @@ Result<void> Membership::announce(Instant now, std::string_view to, Effects& out
 Result<void> Membership::leave(Instant now, Effects& out) {
   (void)now;
   if (auto r = check_active(); !r) return r;
-  // Our own Down update rides every remaining packet; send a few right away.
+  // Our own Down update goes out right away to a few members, in every one
+  // of those packets even when max_transmissions(n) is smaller: nothing else
+  // will carry it once we stop.
+  const std::size_t fanout =
+      std::max(config_.num_indirect_probes, config_.periodic_gossip.num_members);
   enqueue(MemberUpdate{self_, incarnation_, MemberState::down});
-  gossip_to(std::max(config_.num_indirect_probes, config_.periodic_gossip.num_members), out);
+  for (Pending& p : pending_)
+    if (p.update.id == self_)
+      p.remaining = std::max<std::uint32_t>(p.remaining, static_cast<std::uint32_t>(fanout));
+  gossip_to(fanout, out);
   left_ = true;
   ++token_;  // invariant 5: every armed timer is now stale
   timers_started_ = false;

@@ -379,6 +379,30 @@ TEST(Membership, leave_is_final_for_the_identity_and_rejoin_comes_back) {
   EXPECT_EQ(notifications_of<notification::IdentityChanged>(a.log).size(), 1u);
 }
 
+TEST(Membership, leave_reaches_several_members_even_in_a_tiny_cluster) {
+  Harness h;
+  Node& a = h.add(make_identity(1));
+  Node& b = h.add(make_identity(2));
+  Node& c = h.add(make_identity(3));
+  Node& d = h.add(make_identity(4));
+  join(h, b, a);
+  join(h, c, a);
+  join(h, d, a);
+  ASSERT_EQ(a.m.num_active(), 3u);
+  a.fx.clear();
+  ASSERT_TRUE(a.m.leave(h.now(), a.fx).has_value());
+  auto sends = effects_of<SendTo>(a.fx);
+  ASSERT_EQ(sends.size(), 3u);  // every active member (fan-out 4 > 3)
+  for (const auto& s : sends) {
+    const auto p = decode(s.payload);
+    ASSERT_TRUE(p.has_value());
+    bool carries_down = false;
+    for (const auto& u : p->updates)
+      carries_down |= u.id == a.m.identity() && u.state == MemberState::down;
+    EXPECT_TRUE(carries_down) << s.to;
+  }
+}
+
 TEST(Membership, declared_down_member_auto_rejoins_with_renewed_identity) {
   Harness h;
   Node& a = h.add(make_identity(1));

@@ -15,12 +15,14 @@ Result<void> validate_identity(const Identity& self) {
 }
 
 // Does an update for an identity we already hold carry news? (SWIM precedence:
-// Down beats everything; Suspect beats Alive at an equal incarnation; otherwise
-// only a higher incarnation counts.)
+// Down beats Alive and Suspect at an equal or higher incarnation; Suspect
+// beats Alive at an equal incarnation; otherwise only a higher incarnation
+// counts.) A Down older than a refutation we already saw is stale, as in
+// memberlist: honouring it would force a needless rejoin.
 bool supersedes(const MemberUpdate& u, const Member& m) {
   if (m.state == MemberState::down) return false;  // types.hpp invariant 3
   switch (u.state) {
-    case MemberState::down: return true;
+    case MemberState::down: return u.incarnation >= m.incarnation;
     case MemberState::suspect:
       return u.incarnation > m.incarnation ||
              (u.incarnation == m.incarnation && m.state == MemberState::alive);
@@ -423,7 +425,9 @@ void Membership::apply_self_update(Instant now, const MemberUpdate& u, Effects& 
   // our address are ignored: the newest identity wins everywhere anyway.
   if (u.id != self_) return;
   if (u.state == MemberState::down) {
-    handle_declared_down(now, out);
+    // A verdict older than our last refutation is stale. Whoever still holds
+    // us Down answers our next packet with turn_undead, and we rejoin then.
+    if (u.incarnation >= incarnation_) handle_declared_down(now, out);
     return;
   }
   const bool refute = (u.state == MemberState::suspect && u.incarnation >= incarnation_) ||
@@ -500,10 +504,7 @@ void Membership::replace_identity(Instant now, Member& m, const MemberUpdate& u,
 void Membership::set_state(Instant now, Member& m, MemberState state, std::uint64_t incarnation,
                            Effects& out) {
   SWIM_ASSERT(m.state != MemberState::down);  // types.hpp invariant 3
-  // Down wins at any incarnation (a stale "down" still ends the identity);
-  // the recorded incarnation never goes back (invariant 2).
-  SWIM_ASSERT(incarnation >= m.incarnation || state == MemberState::down);
-  incarnation = std::max(incarnation, m.incarnation);
+  SWIM_ASSERT(incarnation >= m.incarnation);  // invariant 2
   m.state = state;
   m.incarnation = incarnation;
   m.state_since = now;

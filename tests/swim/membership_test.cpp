@@ -301,6 +301,32 @@ TEST(Membership, suspects_are_probed_out_of_turn_every_other_tick) {
   EXPECT_GE(to_c, 1u);
 }
 
+TEST(Membership, down_verdicts_older_than_a_refutation_are_stale) {
+  Harness h;
+  Node& a = h.add(make_identity(1));
+  const Identity b = make_identity(2);
+  auto gossip = [&](MemberUpdate u) {
+    Packet p;
+    p.kind = MessageKind::gossip;
+    p.src = make_identity(3);
+    p.updates = {std::move(u)};
+    return a.m.handle_datagram(h.now(), encode(p), a.fx);
+  };
+  ASSERT_TRUE(gossip(MemberUpdate{b, 2, MemberState::alive}).has_value());
+  ASSERT_TRUE(gossip(MemberUpdate{b, 1, MemberState::down}).has_value());
+  EXPECT_EQ(a.m.find(b.addr)->state, MemberState::alive);
+  ASSERT_TRUE(gossip(MemberUpdate{b, 2, MemberState::down}).has_value());
+  EXPECT_EQ(a.m.find(b.addr)->state, MemberState::down);
+  // About ourselves: a stale verdict is ignored, a current one makes us rejoin.
+  const Identity self = a.m.identity();
+  ASSERT_TRUE(gossip(MemberUpdate{self, 3, MemberState::suspect}).has_value());
+  ASSERT_EQ(a.m.incarnation(), 4u);
+  ASSERT_TRUE(gossip(MemberUpdate{self, 3, MemberState::down}).has_value());
+  EXPECT_EQ(a.m.identity(), self);
+  ASSERT_TRUE(gossip(MemberUpdate{self, 4, MemberState::down}).has_value());
+  EXPECT_GT(a.m.identity().ts, self.ts);
+}
+
 TEST(Membership, restarted_member_wins_address_conflict_with_larger_ts) {
   Harness h;
   Node& a = h.add(make_identity(1));

@@ -30,7 +30,7 @@
 namespace patina::crdt::detail {
 namespace {
 
-std::string ts_text(const CrrTables& t) { return std::to_string(t.ts()); }
+const std::string& ts_text(const CrrTables& t) { return t.ts_text(); }
 
 Result<void> run(sqlite3* db, sqlite3_stmt* s, const char* what) { return step_done(db, s, what); }
 
@@ -40,7 +40,7 @@ Result<void> mark_sentinel(CrrTables& t, sqlite3_stmt* s, std::int64_t key, std:
   sqlite3_bind_int64(s, 1, key);
   sqlite3_bind_int64(s, 2, dbv);
   sqlite3_bind_int64(s, 3, seq);
-  bind_text(s, 4, ts_text(t));
+  bind_text_static(s, 4, ts_text(t));
   return run(t.db(), s, what);
 }
 
@@ -53,9 +53,9 @@ Result<bool> bump_clock(CrrTables& t, TableState& st, std::int64_t key, const st
     Reset reset(u);
     sqlite3_bind_int64(u, 1, dbv);
     sqlite3_bind_int64(u, 2, seq);
-    bind_text(u, 3, ts_text(t));
+    bind_text_static(u, 3, ts_text(t));
     sqlite3_bind_int64(u, 4, key);
-    bind_text(u, 5, col);
+    bind_text_static(u, 5, col);
     if (auto r = run(db, u, "update clock"); !r) return tl::unexpected(r.error());
   }
   return sqlite3_changes(db) > 0;
@@ -66,10 +66,10 @@ Result<void> insert_clock(CrrTables& t, TableState& st, std::int64_t key, const 
   sqlite3_stmt* s = st.insert_clock.get();
   Reset reset(s);
   sqlite3_bind_int64(s, 1, key);
-  bind_text(s, 2, col);
+  bind_text_static(s, 2, col);
   sqlite3_bind_int64(s, 3, dbv);
   sqlite3_bind_int64(s, 4, seq);
-  bind_text(s, 5, ts_text(t));
+  bind_text_static(s, 5, ts_text(t));
   return run(t.db(), s, "insert clock");
 }
 
@@ -102,7 +102,22 @@ Result<void> record_insert(CrrTables& t, TableState& st, const Bytes& packed,
   if (!key) return tl::unexpected(key.error());
   if (st.info.non_pks.empty())
     return mark_sentinel(t, st.mark_created.get(), key->first, *dbv, t.bump_seq(), "mark created");
-  if (key->second) {
+  if (!key->second) {
+    // A pk never seen has no clock entries: one statement inserts them all,
+    // with seqs in column order (what the general path below would give).
+    sqlite3_stmt* s = st.insert_all_clocks.get();
+    Reset reset(s);
+    for (std::size_t i = 0; i < st.info.non_pks.size(); ++i) {
+      int at = static_cast<int>(i) * 5;
+      sqlite3_bind_int64(s, at + 1, key->first);
+      bind_text_static(s, at + 2, st.info.non_pks[i]);
+      sqlite3_bind_int64(s, at + 3, *dbv);
+      sqlite3_bind_int64(s, at + 4, t.bump_seq());
+      bind_text_static(s, at + 5, ts_text(t));
+    }
+    return run(t.db(), s, "insert clocks");
+  }
+  {
     // Known pk: a deleted row comes back (even cl -> next odd), or a REPLACE over
     // a live row (odd -> odd + 2). Without a sentinel row this is a no-op that
     // still consumes a seq, exactly as cr-sqlite does.
@@ -157,7 +172,7 @@ Result<void> record_update(CrrTables& t, TableState& st, sqlite3_value** argv) {
       sqlite3_bind_int64(s, 1, new_key->first);
       sqlite3_bind_int64(s, 2, *dbv);
       sqlite3_bind_int64(s, 3, t.bump_seq());
-      bind_text(s, 4, ts_text(t));
+      bind_text_static(s, 4, ts_text(t));
       sqlite3_bind_int64(s, 5, old_key->first);
       bind_text(s, 6, col);
       if (auto r = run(t.db(), s, "move column clock"); !r) return r;
@@ -250,23 +265,23 @@ void trigger_fn(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
 Result<std::pair<std::int64_t, bool>> get_or_create_key(sqlite3* db, TableState& st,
                                                         const Bytes& packed,
                                                         const PkBinder& bind_pks) {
+  // Insert first (ON CONFLICT DO NOTHING): a new row costs one statement; a
+  // known pk inserts nothing and is looked up. (No RETURNING: SQLite buffers
+  // its rows in an ephemeral table, which costs more than the rowid lookup.)
   {
-    sqlite3_stmt* s = st.select_key.get();
+    sqlite3_stmt* s = st.insert_key.get();
     Reset reset(s);
-    bind_blob(s, 1, packed.data(), packed.size());
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) return std::pair<std::int64_t, bool>{sqlite3_column_int64(s, 0), true};
-    if (rc != SQLITE_DONE) return sqlite_error(db, "select pk key", rc);
+    bind_blob_static(s, 1, packed.data(), packed.size());
+    bind_pks(s, 2);
+    if (auto r = step_done(db, s, "insert pk key"); !r) return tl::unexpected(r.error());
+    if (sqlite3_changes(db) > 0) return std::pair<std::int64_t, bool>{sqlite3_last_insert_rowid(db), false};
   }
-  sqlite3_stmt* s = st.insert_key.get();
+  sqlite3_stmt* s = st.select_key.get();
   Reset reset(s);
   bind_blob(s, 1, packed.data(), packed.size());
-  bind_pks(s, 2);
   int rc = sqlite3_step(s);
-  if (rc != SQLITE_ROW) return sqlite_error(db, "insert pk key", rc);
-  std::int64_t key = sqlite3_column_int64(s, 0);
-  if (auto r = step_done(db, s, "insert pk key"); !r) return tl::unexpected(r.error());
-  return std::pair<std::int64_t, bool>{key, false};
+  if (rc == SQLITE_ROW) return std::pair<std::int64_t, bool>{sqlite3_column_int64(s, 0), true};
+  return sqlite_error(db, "select pk key", rc == SQLITE_DONE ? SQLITE_CORRUPT : rc);
 }
 
 Result<void> record_local_insert(CrrTables& t, TableState& st, std::span<const Value> pks) {

@@ -507,7 +507,7 @@ Result<void> CrrTables::load_table(const std::string& name) {
   std::vector<std::pair<Stmt*, std::string>> stmts = {
       {&st->select_key, "SELECT __crsql_key FROM " + P + " WHERE __crsql_pk = ?"},
       {&st->insert_key, "INSERT INTO " + P + " (__crsql_pk, " + pk_cols + ") VALUES (?, " +
-                            placeholders(npk) + ") RETURNING __crsql_key"},
+                            placeholders(npk) + ") ON CONFLICT DO NOTHING"},
       {&st->mark_created,
        "INSERT INTO " + C +
            " (key, col_name, col_version, db_version, seq, site_id, ts) VALUES (?, '-1', 1, ?, ?, 0, ?) "
@@ -545,6 +545,12 @@ Result<void> CrrTables::load_table(const std::string& name) {
        "INSERT OR IGNORE INTO " + t + " (" + pk_cols + ") VALUES (" + placeholders(npk) + ")"},
       {&st->row_exists, "SELECT 1 FROM " + t + " WHERE " + where},
   };
+  if (!info->non_pks.empty()) {
+    std::string values;
+    for (std::size_t i = 0; i < info->non_pks.size(); ++i) values += i ? ", (?, ?, 1, ?, ?, 0, ?)" : "(?, ?, 1, ?, ?, 0, ?)";
+    stmts.emplace_back(&st->insert_all_clocks,
+                       "INSERT INTO " + C + " (key, col_name, col_version, db_version, seq, site_id, ts) VALUES " + values);
+  }
   for (auto& [s, sql] : stmts)
     if (auto r = p(*s, sql); !r) return r;
   for (const auto& col : info->non_pks) {

@@ -139,7 +139,11 @@ class CrrTables {
   LocalCommit end_version();
 
   // HLC timestamp stamped on local changes from now on (crsql_set_ts).
-  void set_ts(std::uint64_t ts) { ts_ = ts; }
+  void set_ts(std::uint64_t ts) {
+    ts_ = ts;
+    ts_text_ = std::to_string(ts);
+  }
+  const std::string& ts_text() const { return ts_text_; }
   std::uint64_t ts() const { return ts_; }
 
   bool merge_equal_values() const { return merge_equal_values_; }
@@ -201,6 +205,7 @@ class CrrTables {
   std::int64_t seq_ = 0;       // next seq in the open transaction
   std::int64_t floor_ = -1;    // last version closed by end_version() in this transaction
   std::uint64_t ts_ = 0;
+  std::string ts_text_ = "0";
   bool merge_equal_values_ = true;
   bool capture_suspended_ = false;
   std::map<std::string, std::unique_ptr<detail::TableState>, std::less<>> tables_;

@@ -98,6 +98,17 @@ inline void bind_text(sqlite3_stmt* s, int i, std::string_view t) {
   sqlite3_bind_text64(s, i, t.data(), t.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
 }
 
+// For data that outlives the step (long-lived names, locals of the caller):
+// SQLite does not copy it.
+inline void bind_text_static(sqlite3_stmt* s, int i, std::string_view t) {
+  sqlite3_bind_text64(s, i, t.data(), t.size(), SQLITE_STATIC, SQLITE_UTF8);
+}
+
+inline void bind_blob_static(sqlite3_stmt* s, int i, const void* p, std::size_t n) {
+  static const unsigned char empty = 0;
+  sqlite3_bind_blob64(s, i, n ? p : &empty, n, SQLITE_STATIC);
+}
+
 inline void bind_blob(sqlite3_stmt* s, int i, const void* p, std::size_t n) {
   static const unsigned char empty = 0;
   sqlite3_bind_blob64(s, i, n ? p : &empty, n, SQLITE_TRANSIENT);

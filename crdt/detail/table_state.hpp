@@ -13,7 +13,8 @@ struct TableState {
   TableInfo info;
   // Key lookaside (T__crsql_pks).
   Stmt select_key;  // (pk blob) -> key
-  Stmt insert_key;  // (pk blob, pk values...) -> key
+  Stmt insert_key;  // (pk blob, pk values...); changes() == 0 when it exists
+  Stmt insert_all_clocks;   // per non-pk (key, col, db_version, seq, ts): a new row's columns
   // Local writes.
   Stmt mark_created;        // (key, db_version, seq, ts)
   Stmt reinsert_sentinel;   // (db_version, seq, ts, key)

@@ -66,8 +66,8 @@ struct Identity {
 ///   +-------+ <---------------------------------------------- +---------+
 ///       |      gossip or header "Alive" with inc > cur (refuted)   |
 ///       |                                                          |
-///       | gossip "Down" (a leave, or                               | suspect_to_down_after(n)
-///       | another node's verdict)                                  | without refutation
+///       | gossip "Down", inc >= cur (a leave,                      | suspect_to_down_after(n)
+///       | or another node's verdict)                               | without refutation
 ///       v                                                          v
 ///   +------------------------------------------------------------------+
 ///   | Down: terminal for this identity; forgotten after remove_down_after |

@@ -2,6 +2,7 @@
 // moves every datagram itself and fires timers explicitly.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <set>
@@ -662,6 +663,67 @@ TEST(Membership, record_rtt_feeds_rings) {
   ASSERT_TRUE(a.m.record_rtt(b.m.identity().addr, 30ms).has_value());
   EXPECT_EQ(*view(a, b)->rtt.ring(), 2);
   EXPECT_EQ(a.m.record_rtt("nowhere:1", 1ms).error().code, Errc::invalid_argument);
+}
+
+// Adversarial peers: real datagrams, semantically mutated (kinds, states,
+// incarnations, identities, cluster ids), fed to one node together with its
+// timers. Nothing may trip an assertion, and the node must keep its
+// invariants: no member at our address, one member per address.
+TEST(Membership, survives_semantically_mutated_datagrams) {
+  Harness h;
+  Node& a = h.add(make_identity(1));
+  Node& b = h.add(make_identity(2));
+  Node& c = h.add(make_identity(3));
+  join(h, b, a);
+  join(h, c, a);
+  const char* env = std::getenv("PATINA_SWIM_SEED");
+  Prng r(env ? std::strtoull(env, nullptr, 0) : 0xFA22);
+  const std::vector<Identity> cast{a.m.identity(), b.m.identity(), c.m.identity(),
+                                   make_identity(2, 5000), make_identity(4), make_identity(5, 1, 9),
+                                   make_identity(6, 1, 0, 3)};
+  auto pick = [&] { return cast[static_cast<std::size_t>(r.below(cast.size()))]; };
+  std::vector<Timer> armed;
+  for (int i = 0; i < 20000; ++i) {
+    Packet p;
+    p.kind = static_cast<MessageKind>(1 + r.below(message_kind_max));
+    p.cluster_id = r.chance(1, 20) ? 9 : 0;
+    p.src = pick();
+    p.src_incarnation = r.below(6);
+    if (r.chance(2, 3)) p.dst = r.chance(1, 2) ? a.m.identity() : pick();
+    p.probe_number = static_cast<std::uint32_t>(r.below(4));
+    p.other = pick();
+    const auto n = r.below(4);
+    for (std::uint64_t k = 0; k < n; ++k)
+      p.updates.push_back(MemberUpdate{pick(), r.below(6), static_cast<MemberState>(r.below(3))});
+    if (p.kind == MessageKind::feed)
+      p.feed.push_back(MemberUpdate{pick(), r.below(6), static_cast<MemberState>(r.below(3))});
+    a.fx.clear();
+    (void)a.m.handle_datagram(h.now(), encode(p), a.fx);
+    // Fire armed timers early and out of order (worst case for a driver).
+    for (const auto& e : a.fx)
+      if (const auto* t = std::get_if<ArmTimer>(&e)) {
+        if (armed.size() == 64) armed.erase(armed.begin());
+        armed.push_back(t->timer);
+      }
+    for (int f = 0; f < 2 && !armed.empty(); ++f) {
+      Effects fired;
+      const auto k = static_cast<std::size_t>(r.below(armed.size()));
+      (void)a.m.handle_timer(h.now(), armed[k], fired);
+      for (const auto& e : fired)
+        if (const auto* t = std::get_if<ArmTimer>(&e)) armed[k] = t->timer;
+      for (const auto& s : effects_of<SendTo>(fired))
+        ASSERT_LE(s.payload.size(), a.m.config().max_packet_size);
+    }
+    if (a.m.has_left() || a.m.is_defunct()) (void)a.m.rejoin(h.now(), a.fx);
+    h.now() += 10ms;
+    for (const auto& s : effects_of<SendTo>(a.fx)) ASSERT_LE(s.payload.size(), a.m.config().max_packet_size);
+    std::set<std::string> addrs;
+    for (const Member& m : a.m.members()) {
+      ASSERT_NE(m.id.addr, a.m.identity().addr);
+      ASSERT_TRUE(addrs.insert(m.id.addr).second);
+    }
+  }
+  EXPECT_GT(a.m.counters().refutations + a.m.counters().rejoins, 0u);
 }
 
 TEST(Membership, effects_have_log_names) {

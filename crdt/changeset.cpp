@@ -99,3 +99,104 @@ Result<RangeSet> versions_with_rows(CrrTables& tables, const SiteId& actor, Rang
 }
 
 }  // namespace patina::crdt
+
+#include "crdt/bookkeeping.hpp"
+
+namespace patina::crdt {
+
+namespace {
+
+std::int64_t head_of(const CrrTables& tables, const Bookkeeper& books, const SiteId& actor) {
+  if (actor == tables.site_id()) return tables.db_version();
+  const auto* a = books.actor(actor);
+  return a ? a->max : 0;
+}
+
+// Stored rows of a version, and the version's last seq as far as we can tell:
+// the highest seq still stored (superseded tail seqs are covered by the last
+// chunk's range).
+std::int64_t last_seq_of(const std::vector<Change>& rows) {
+  std::int64_t m = 0;
+  for (const auto& c : rows) m = std::max(m, c.seq);
+  return m;
+}
+
+std::uint64_t ts_of(const std::vector<Change>& rows) { return rows.empty() ? 0 : rows.front().ts; }
+
+}  // namespace
+
+Result<ServedVersions> serve_versions(CrrTables& tables, const Bookkeeper& books, const SiteId& actor,
+                                      Range versions, std::size_t max_bytes) {
+  ServedVersions out;
+  const bool self = actor == tables.site_id();
+  const ActorBooks* a = self ? nullptr : books.actor(actor);
+  const std::int64_t head = head_of(tables, books, actor);
+  Range r{std::max<std::int64_t>(versions.start, 1), std::min(versions.end, head)};
+  if (r.start > r.end) return out;
+  auto with_rows = versions_with_rows(tables, actor, r);
+  if (!with_rows) return tl::unexpected(with_rows.error());
+  for (std::int64_t v = r.start; v <= r.end; ++v) {
+    if (a && a->needed.contains(v)) continue;  // we lack it too
+    if (a) {
+      if (auto it = a->partials.find(v); it != a->partials.end()) {
+        auto rows = books.buffered(actor, v);
+        if (!rows) return tl::unexpected(rows.error());
+        for (const auto& seqs : it->second.seqs.ranges()) {
+          std::vector<Change> part;
+          for (const auto& c : *rows)
+            if (c.seq >= seqs.start && c.seq <= seqs.end) part.push_back(c);
+          auto chunks = ChangesetChunker::chunk(actor, v, seqs, it->second.last_seq, it->second.ts,
+                                                std::move(part), max_bytes);
+          for (auto& c : chunks) out.changesets.push_back(std::move(c));
+        }
+        continue;
+      }
+    }
+    if (!with_rows->contains(v)) {
+      out.empty.insert(v);
+      continue;
+    }
+    auto rows = changes_for_version(tables, actor, v);
+    if (!rows) return tl::unexpected(rows.error());
+    const std::int64_t last = last_seq_of(*rows);
+    const std::uint64_t ts = ts_of(*rows);
+    auto chunks = ChangesetChunker::chunk(actor, v, Range{0, last}, last, ts, std::move(*rows), max_bytes);
+    for (auto& c : chunks) out.changesets.push_back(std::move(c));
+  }
+  return out;
+}
+
+Result<std::vector<Changeset>> serve_partial(CrrTables& tables, const Bookkeeper& books, const SiteId& actor,
+                                             std::int64_t version, const RangeSet& seqs, std::size_t max_bytes) {
+  std::vector<Change> rows;
+  std::int64_t last = 0;
+  std::uint64_t ts = 0;
+  const ActorBooks* a = actor == tables.site_id() ? nullptr : books.actor(actor);
+  if (a && a->partials.count(version)) {
+    const auto& p = a->partials.at(version);
+    auto b = books.buffered(actor, version);
+    if (!b) return tl::unexpected(b.error());
+    rows = std::move(*b);
+    last = p.last_seq;
+    ts = p.ts;
+  } else {
+    auto stored = changes_for_version(tables, actor, version);
+    if (!stored) return tl::unexpected(stored.error());
+    rows = std::move(*stored);
+    last = last_seq_of(rows);
+    ts = ts_of(rows);
+  }
+  std::vector<Changeset> out;
+  for (const auto& want : seqs.ranges()) {
+    Range r{want.start, std::min(want.end, last)};
+    if (r.start > r.end) continue;
+    std::vector<Change> part;
+    for (const auto& c : rows)
+      if (c.seq >= r.start && c.seq <= r.end) part.push_back(c);
+    auto chunks = ChangesetChunker::chunk(actor, version, r, last, ts, std::move(part), max_bytes);
+    for (auto& c : chunks) out.push_back(std::move(c));
+  }
+  return out;
+}
+
+}  // namespace patina::crdt

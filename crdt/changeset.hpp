@@ -54,3 +54,29 @@ Result<std::vector<Change>> changes_since(CrrTables& tables, const SiteId& actor
 Result<RangeSet> versions_with_rows(CrrTables& tables, const SiteId& actor, Range versions);
 
 }  // namespace patina::crdt
+
+namespace patina::crdt {
+
+class Bookkeeper;
+
+// What a node sends for a Full{versions} request of |actor| (SPEC.md §5.7
+// "Serving"): versions with rows as chunked changesets (newest first is the
+// caller's choice; these come oldest first), versions buffered here as
+// partials from their buffered rows with the seq ranges received, versions
+// known but without rows coalesced into `empty` ranges, and versions this node
+// lacks (gaps, above its head) skipped.
+struct ServedVersions {
+  std::vector<Changeset> changesets;
+  RangeSet empty;
+};
+
+// |own_head| is this node's local db_version, used when |actor| is this node.
+Result<ServedVersions> serve_versions(CrrTables& tables, const Bookkeeper& books, const SiteId& actor,
+                                      Range versions,
+                                      std::size_t max_bytes = ChangesetChunker::default_max_bytes);
+// A Partial{version, seqs} request: the rows of those seqs (stored or buffered).
+Result<std::vector<Changeset>> serve_partial(CrrTables& tables, const Bookkeeper& books, const SiteId& actor,
+                                             std::int64_t version, const RangeSet& seqs,
+                                             std::size_t max_bytes = ChangesetChunker::default_max_bytes);
+
+}  // namespace patina::crdt

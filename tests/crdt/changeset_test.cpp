@@ -146,3 +146,50 @@ TEST(SyncNeeds, StateFromBookkeeper) {
 
 }  // namespace
 }  // namespace patina::crdt
+
+namespace patina::crdt {
+namespace {
+
+TEST(Serving, FullRequestsYieldRowsEmptiesAndBufferedPartials) {
+  testing::TestDb a{testing::site_of(0x11)};
+  a.exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v TEXT)");
+  a.crr_table("t");
+  a.exec("INSERT INTO t VALUES (1, 'one')");     // v1: superseded below -> empty
+  a.exec("INSERT INTO t VALUES (2, 'two')");     // v2
+  a.exec("UPDATE t SET v = 'uno' WHERE id = 1");  // v3
+  auto books = Bookkeeper::open(a.db);
+  ASSERT_TRUE(books);
+  auto served = serve_versions(*a.crr, *books, a.crr->site_id(), Range{1, 10});
+  ASSERT_TRUE(served) << served.error().message;
+  EXPECT_EQ(served->empty, (RangeSet{Range{1, 1}}));
+  ASSERT_EQ(served->changesets.size(), 2u);
+  EXPECT_EQ(served->changesets[0].version, 2);
+  EXPECT_EQ(served->changesets[1].version, 3);
+
+  // Another actor's partial version is served from the buffer; gaps are skipped.
+  const SiteId b = testing::site_of(0x22);
+  Change c;
+  c.table = "t";
+  c.pk = PackedPk::pack(std::vector<Value>{std::int64_t{9}});
+  c.cid = "v";
+  c.val = std::string("nine");
+  c.col_version = 1;
+  c.db_version = 3;
+  c.site_id = b;
+  c.cl = 1;
+  c.seq = 1;
+  ASSERT_TRUE(books->record_partial(b, 3, Range{1, 1}, 2, 0, std::vector<Change>{c}));
+  served = serve_versions(*a.crr, *books, b, Range{1, 3});
+  ASSERT_TRUE(served);
+  EXPECT_TRUE(served->empty.empty());  // 1..2 are gaps here: skipped, not "empty"
+  ASSERT_EQ(served->changesets.size(), 1u);
+  EXPECT_EQ(served->changesets[0].seqs, (Range{1, 1}));
+  EXPECT_EQ(served->changesets[0].last_seq, 2);
+  auto partial = serve_partial(*a.crr, *books, b, 3, RangeSet{Range{0, 5}});
+  ASSERT_TRUE(partial);
+  ASSERT_EQ(partial->size(), 1u);
+  EXPECT_EQ((*partial)[0].changes.size(), 1u);
+}
+
+}  // namespace
+}  // namespace patina::crdt

@@ -86,6 +86,14 @@ const Member* Membership::find(std::string_view addr) const {
   return it == index_.end() ? nullptr : &members_[it->second];
 }
 
+std::vector<Peer> Membership::active_peers() const {
+  std::vector<Peer> out;
+  out.reserve(active_count_);
+  for (const Member& m : members_)
+    if (m.active()) out.push_back(Peer{m.id.addr, m.rtt.ring()});
+  return out;
+}
+
 Member* Membership::find_mut(std::string_view addr) {
   auto it = index_.find(std::string(addr));
   return it == index_.end() ? nullptr : &members_[it->second];

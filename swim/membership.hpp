@@ -66,6 +66,7 @@
 
 #include "swim/codec.hpp"
 #include "swim/config.hpp"
+#include "swim/dissemination.hpp"
 #include "swim/error.hpp"
 #include "swim/prng.hpp"
 #include "swim/rtt.hpp"
@@ -232,6 +233,9 @@ class Membership {
   /// Every member we know, Down ones included until remove_down_after.
   std::span<const Member> members() const { return members_; }
   const Member* find(std::string_view addr) const;
+  /// Active members as broadcast candidates (addr, ring), in members() order:
+  /// the input of BroadcastPlanner (dissemination.hpp).
+  std::vector<Peer> active_peers() const;
   std::size_t num_active() const { return active_count_; }
   /// Active members plus us: the n that scales the config.
   std::size_t cluster_size() const { return active_count_ + 1; }

@@ -662,6 +662,10 @@ TEST(Membership, record_rtt_feeds_rings) {
   join(h, a, b);
   ASSERT_TRUE(a.m.record_rtt(b.m.identity().addr, 30ms).has_value());
   EXPECT_EQ(*view(a, b)->rtt.ring(), 2);
+  const auto peers = a.m.active_peers();
+  ASSERT_EQ(peers.size(), 1u);
+  EXPECT_EQ(peers[0].addr, b.m.identity().addr);
+  EXPECT_EQ(peers[0].ring, std::optional<std::uint8_t>(2));
   EXPECT_EQ(a.m.record_rtt("nowhere:1", 1ms).error().code, Errc::invalid_argument);
 }
 

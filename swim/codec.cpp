@@ -88,8 +88,10 @@ bool read_identity(Reader& r, Identity& id) {
   id.cluster_id = r.u16();
   const std::uint8_t has_member = r.u8();
   if (has_member > 1) return false;
-  if (has_member == 1) id.member_id = r.u16();
-  else id.member_id.reset();
+  if (has_member == 1)
+    id.member_id = r.u16();
+  else
+    id.member_id.reset();
   return r.ok();
 }
 
@@ -130,16 +132,26 @@ bool read_updates(Reader& r, std::vector<MemberUpdate>& v, std::size_t count) {
 
 const char* to_string(MessageKind k) {
   switch (k) {
-    case MessageKind::ping: return "ping";
-    case MessageKind::ack: return "ack";
-    case MessageKind::ping_req: return "ping_req";
-    case MessageKind::indirect_ping: return "indirect_ping";
-    case MessageKind::indirect_ack: return "indirect_ack";
-    case MessageKind::forwarded_ack: return "forwarded_ack";
-    case MessageKind::gossip: return "gossip";
-    case MessageKind::announce: return "announce";
-    case MessageKind::feed: return "feed";
-    case MessageKind::turn_undead: return "turn_undead";
+    case MessageKind::ping:
+      return "ping";
+    case MessageKind::ack:
+      return "ack";
+    case MessageKind::ping_req:
+      return "ping_req";
+    case MessageKind::indirect_ping:
+      return "indirect_ping";
+    case MessageKind::indirect_ack:
+      return "indirect_ack";
+    case MessageKind::forwarded_ack:
+      return "forwarded_ack";
+    case MessageKind::gossip:
+      return "gossip";
+    case MessageKind::announce:
+      return "announce";
+    case MessageKind::feed:
+      return "feed";
+    case MessageKind::turn_undead:
+      return "turn_undead";
   }
   return "unknown";
 }
@@ -151,8 +163,10 @@ bool has_probe_number(MessageKind k) {
     case MessageKind::ping_req:
     case MessageKind::indirect_ping:
     case MessageKind::indirect_ack:
-    case MessageKind::forwarded_ack: return true;
-    default: return false;
+    case MessageKind::forwarded_ack:
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -161,8 +175,10 @@ bool has_other(MessageKind k) {
     case MessageKind::ping_req:
     case MessageKind::indirect_ping:
     case MessageKind::indirect_ack:
-    case MessageKind::forwarded_ack: return true;
-    default: return false;
+    case MessageKind::forwarded_ack:
+      return true;
+    default:
+      return false;
   }
 }
 

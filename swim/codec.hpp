@@ -40,18 +40,19 @@ inline constexpr std::size_t packet_size_accept_max = 65507;
 inline constexpr std::uint8_t snapshot_version = 1;
 
 enum class MessageKind : std::uint8_t {
-  ping = 1,        ///< direct probe; answered by ack
-  ack,             ///< answer to ping
-  ping_req,        ///< "probe |other| for me" (SWIM indirect probe request)
-  indirect_ping,   ///< intermediary → target; |other| = origin
-  indirect_ack,    ///< target → intermediary; |other| = origin
-  forwarded_ack,   ///< intermediary → origin; |other| = target
-  gossip,          ///< only piggy-backed updates
-  announce,        ///< join request; answered by feed
-  feed,            ///< a sample of our members, for a joiner
-  turn_undead,     ///< "you are Down in my view": the receiver should rejoin
+  ping = 1,       ///< direct probe; answered by ack
+  ack,            ///< answer to ping
+  ping_req,       ///< "probe |other| for me" (SWIM indirect probe request)
+  indirect_ping,  ///< intermediary → target; |other| = origin
+  indirect_ack,   ///< target → intermediary; |other| = origin
+  forwarded_ack,  ///< intermediary → origin; |other| = target
+  gossip,         ///< only piggy-backed updates
+  announce,       ///< join request; answered by feed
+  feed,           ///< a sample of our members, for a joiner
+  turn_undead,    ///< "you are Down in my view": the receiver should rejoin
 };
-inline constexpr std::uint8_t message_kind_max = static_cast<std::uint8_t>(MessageKind::turn_undead);
+inline constexpr std::uint8_t message_kind_max =
+    static_cast<std::uint8_t>(MessageKind::turn_undead);
 
 const char* to_string(MessageKind k);
 bool has_probe_number(MessageKind k);
@@ -62,11 +63,11 @@ struct Packet {
   MessageKind kind = MessageKind::gossip;
   Identity src;
   std::uint64_t src_incarnation = 0;
-  std::optional<Identity> dst;          ///< absent for announce (we only know an address)
-  std::uint32_t probe_number = 0;       ///< when has_probe_number(kind)
-  Identity other;                       ///< when has_other(kind)
-  std::vector<MemberUpdate> feed;       ///< kind == feed only
-  std::vector<MemberUpdate> updates;    ///< piggy-backed, any kind
+  std::optional<Identity> dst;        ///< absent for announce (we only know an address)
+  std::uint32_t probe_number = 0;     ///< when has_probe_number(kind)
+  Identity other;                     ///< when has_other(kind)
+  std::vector<MemberUpdate> feed;     ///< kind == feed only
+  std::vector<MemberUpdate> updates;  ///< piggy-backed, any kind
 
   bool operator==(const Packet&) const = default;
 };

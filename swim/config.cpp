@@ -26,9 +26,8 @@ Duration Config::suspect_to_down_after(std::size_t cluster_size) const {
   if (suspect_to_down_fixed) return *suspect_to_down_fixed;
   const double n = static_cast<double>(std::max<std::size_t>(cluster_size, 1));
   const double factor = std::max(1.0, std::log10(n));
-  return std::chrono::duration_cast<Duration>(
-      std::chrono::duration<double, Duration::period>(
-          static_cast<double>(suspect_to_down_base.count()) * factor));
+  return std::chrono::duration_cast<Duration>(std::chrono::duration<double, Duration::period>(
+      static_cast<double>(suspect_to_down_base.count()) * factor));
 }
 
 Result<void> Config::validate() const {

@@ -17,7 +17,8 @@ std::vector<std::string> BroadcastPlanner::ring0(std::span<const Peer> peers) {
 
 std::size_t BroadcastPlanner::fanout(std::size_t members, std::size_t ring0_count) const {
   const std::size_t others = members > ring0_count ? members - ring0_count : 0;
-  return std::max(num_indirect_probes_, others / (static_cast<std::size_t>(max_transmissions_) * 10));
+  return std::max(num_indirect_probes_,
+                  others / (static_cast<std::size_t>(max_transmissions_) * 10));
 }
 
 std::vector<std::string> BroadcastPlanner::plan_round(std::span<const Peer> peers,
@@ -45,7 +46,8 @@ std::vector<std::string> BroadcastPlanner::plan_round(std::span<const Peer> peer
   return out;
 }
 
-std::optional<std::size_t> BroadcastPlanner::batch_to_drop(std::span<const BroadcastBatch> pending) {
+std::optional<std::size_t> BroadcastPlanner::batch_to_drop(
+    std::span<const BroadcastBatch> pending) {
   std::optional<std::size_t> worst;
   for (std::size_t i = 0; i < pending.size(); ++i)
     if (!worst || pending[i].rounds > pending[*worst].rounds) worst = i;

@@ -42,9 +42,9 @@ struct Peer {
 
 /// One batch being spread over several rounds.
 struct BroadcastBatch {
-  bool local = false;              ///< originated here (ring 0 already served)
-  std::set<std::string> sent_to;   ///< invariant (1)
-  std::uint32_t rounds = 0;        ///< rounds already run
+  bool local = false;             ///< originated here (ring 0 already served)
+  std::set<std::string> sent_to;  ///< invariant (1)
+  std::uint32_t rounds = 0;       ///< rounds already run
 };
 
 class BroadcastPlanner {

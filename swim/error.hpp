@@ -8,7 +8,6 @@
 #pragma once
 
 #include <cstdint>
-
 #include <tl/expected.hpp>
 
 namespace patina::swim {

@@ -22,11 +22,13 @@ Result<void> validate_identity(const Identity& self) {
 bool supersedes(const MemberUpdate& u, const Member& m) {
   if (m.state == MemberState::down) return false;  // types.hpp invariant 3
   switch (u.state) {
-    case MemberState::down: return u.incarnation >= m.incarnation;
+    case MemberState::down:
+      return u.incarnation >= m.incarnation;
     case MemberState::suspect:
       return u.incarnation > m.incarnation ||
              (u.incarnation == m.incarnation && m.state == MemberState::alive);
-    case MemberState::alive: return u.incarnation > m.incarnation;
+    case MemberState::alive:
+      return u.incarnation > m.incarnation;
   }
   return false;
 }
@@ -35,26 +37,27 @@ bool supersedes(const MemberUpdate& u, const Member& m) {
 
 const char* to_string(MemberState s) {
   switch (s) {
-    case MemberState::alive: return "Alive";
-    case MemberState::suspect: return "Suspect";
-    case MemberState::down: return "Down";
+    case MemberState::alive:
+      return "Alive";
+    case MemberState::suspect:
+      return "Suspect";
+    case MemberState::down:
+      return "Down";
   }
   return "Unknown";
 }
 
 const char* to_string(const Timer& t) {
-  static constexpr const char* names[] = {"probe_random_member", "send_indirect_probe",
-                                          "change_suspect_to_down", "remove_down",
-                                          "periodic_announce", "periodic_announce_to_down",
-                                          "periodic_gossip"};
+  static constexpr const char* names[] = {
+      "probe_random_member", "send_indirect_probe",       "change_suspect_to_down", "remove_down",
+      "periodic_announce",   "periodic_announce_to_down", "periodic_gossip"};
   static_assert(std::size(names) == std::variant_size_v<Timer>);
   return names[t.index()];
 }
 
 const char* to_string(const Notification& n) {
-  static constexpr const char* names[] = {"member_up", "member_down", "identity_changed",
-                                          "rejoined",  "active",      "idle",
-                                          "defunct"};
+  static constexpr const char* names[] = {
+      "member_up", "member_down", "identity_changed", "rejoined", "active", "idle", "defunct"};
   static_assert(std::size(names) == std::variant_size_v<Notification>);
   return names[n.index()];
 }
@@ -155,7 +158,9 @@ void Membership::handle_packet(Instant now, Packet& p, Effects& out) {
     case MessageKind::ping:
       send(p.src.addr, p.src, MessageKind::ack, p.probe_number, nullptr, out);
       break;
-    case MessageKind::ack: handle_ack(now, p.src, p.probe_number, true); break;
+    case MessageKind::ack:
+      handle_ack(now, p.src, p.probe_number, true);
+      break;
     case MessageKind::ping_req:
       // Probe |other| on the sender's behalf; |other| in our ping is the origin.
       if (p.other.addr != self_.addr)
@@ -168,8 +173,11 @@ void Membership::handle_packet(Instant now, Packet& p, Effects& out) {
       if (p.other.addr != self_.addr)
         send(p.other.addr, p.other, MessageKind::forwarded_ack, p.probe_number, &p.src, out);
       break;
-    case MessageKind::forwarded_ack: handle_ack(now, p.other, p.probe_number, false); break;
-    case MessageKind::gossip: break;
+    case MessageKind::forwarded_ack:
+      handle_ack(now, p.other, p.probe_number, false);
+      break;
+    case MessageKind::gossip:
+      break;
     case MessageKind::announce:
       send_feed(p.src, out);
       break;
@@ -179,7 +187,8 @@ void Membership::handle_packet(Instant now, Packet& p, Effects& out) {
         apply_update(now, u, out);
       }
       break;
-    case MessageKind::turn_undead: break;  // handled by the caller
+    case MessageKind::turn_undead:
+      break;  // handled by the caller
   }
 }
 
@@ -221,14 +230,16 @@ Result<void> Membership::handle_timer(Instant now, const Timer& timer, Effects& 
               members_[it->second].state == MemberState::down)
             remove_member(it->second);
         } else if constexpr (std::is_same_v<T, timer::PeriodicAnnounce>) {
-          for (const Member* m : choose_members(config_.periodic_announce.num_members, true, nullptr))
+          for (const Member* m :
+               choose_members(config_.periodic_announce.num_members, true, nullptr))
             send(m->id.addr, std::nullopt, MessageKind::announce, 0, nullptr, out);
           arm(config_.periodic_announce.frequency, timer::PeriodicAnnounce{token_}, out);
         } else if constexpr (std::is_same_v<T, timer::PeriodicAnnounceToDown>) {
           for (const Member* m :
                choose_members(config_.periodic_announce_to_down.num_members, false, nullptr))
             send(m->id.addr, std::nullopt, MessageKind::announce, 0, nullptr, out);
-          arm(config_.periodic_announce_to_down.frequency, timer::PeriodicAnnounceToDown{token_}, out);
+          arm(config_.periodic_announce_to_down.frequency, timer::PeriodicAnnounceToDown{token_},
+              out);
         } else if constexpr (std::is_same_v<T, timer::PeriodicGossip>) {
           if (!pending_.empty()) gossip_to(config_.periodic_gossip.num_members, out);
           arm(config_.periodic_gossip.frequency, timer::PeriodicGossip{token_}, out);
@@ -288,7 +299,8 @@ Result<void> Membership::rejoin(Instant now, Effects& out, std::optional<std::ui
   // we are on the wrong side of, or a restart after everyone expired us).
   auto targets = choose_members(config_.num_indirect_probes, true, nullptr);
   if (targets.empty()) targets = choose_members(config_.num_indirect_probes, false, nullptr);
-  for (const Member* m : targets) send(m->id.addr, std::nullopt, MessageKind::announce, 0, nullptr, out);
+  for (const Member* m : targets)
+    send(m->id.addr, std::nullopt, MessageKind::announce, 0, nullptr, out);
   return {};
 }
 
@@ -645,8 +657,7 @@ void Membership::send(const std::string& to, const std::optional<Identity>& dst,
   // direct message, whatever the remaining budget of that update, so it can
   // refute even after the general gossip about it ran out.
   if (dst) {
-    if (const Member* m = find(dst->addr);
-        m && m->id == *dst && m->state == MemberState::suspect) {
+    if (const Member* m = find(dst->addr); m && m->id == *dst && m->state == MemberState::suspect) {
       MemberUpdate u{m->id, m->incarnation, MemberState::suspect};
       const std::size_t n = encoded_size(u);
       if (size + n <= config_.max_packet_size) {

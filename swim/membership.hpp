@@ -78,7 +78,10 @@ namespace patina::swim {
 /// All alternatives are totally ordered (a lagging driver may re-sort them).
 namespace timer {
 /// Probe the next member; armed every probe_period.
-struct ProbeRandomMember { std::uint64_t token; auto operator<=>(const ProbeRandomMember&) const = default; };
+struct ProbeRandomMember {
+  std::uint64_t token;
+  auto operator<=>(const ProbeRandomMember&) const = default;
+};
 /// probe_rtt after a ping: ask k members to probe |probed| if no ack came.
 struct SendIndirectProbe {
   Identity probed;
@@ -98,9 +101,18 @@ struct RemoveDown {
   std::uint64_t token;
   auto operator<=>(const RemoveDown&) const = default;
 };
-struct PeriodicAnnounce { std::uint64_t token; auto operator<=>(const PeriodicAnnounce&) const = default; };
-struct PeriodicAnnounceToDown { std::uint64_t token; auto operator<=>(const PeriodicAnnounceToDown&) const = default; };
-struct PeriodicGossip { std::uint64_t token; auto operator<=>(const PeriodicGossip&) const = default; };
+struct PeriodicAnnounce {
+  std::uint64_t token;
+  auto operator<=>(const PeriodicAnnounce&) const = default;
+};
+struct PeriodicAnnounceToDown {
+  std::uint64_t token;
+  auto operator<=>(const PeriodicAnnounceToDown&) const = default;
+};
+struct PeriodicGossip {
+  std::uint64_t token;
+  auto operator<=>(const PeriodicGossip&) const = default;
+};
 }  // namespace timer
 
 using Timer = std::variant<timer::ProbeRandomMember, timer::SendIndirectProbe,
@@ -110,9 +122,15 @@ using Timer = std::variant<timer::ProbeRandomMember, timer::SendIndirectProbe,
 /// Events for the driver (members map, metrics, broadcast peers).
 namespace notification {
 /// |who| became active (Alive or Suspect) in our view.
-struct MemberUp { Identity who; bool operator==(const MemberUp&) const = default; };
+struct MemberUp {
+  Identity who;
+  bool operator==(const MemberUp&) const = default;
+};
 /// |who| went Down (failed, or left). Only if Config::notify_down_members.
-struct MemberDown { Identity who; bool operator==(const MemberDown&) const = default; };
+struct MemberDown {
+  Identity who;
+  bool operator==(const MemberDown&) const = default;
+};
 /// The member at |new_id.addr| was replaced by a newer identity (it restarted
 /// or rejoined). If its activeness changed, a MemberUp/MemberDown for |new_id|
 /// follows; otherwise it stays as active as |old_id| was.
@@ -123,13 +141,22 @@ struct IdentityChanged {
 };
 /// We now run as |self| (rejoin(), auto-rejoin after being declared Down, or a
 /// cluster id change). The driver should persist the new identity.
-struct Rejoined { Identity self; bool operator==(const Rejoined&) const = default; };
+struct Rejoined {
+  Identity self;
+  bool operator==(const Rejoined&) const = default;
+};
 /// We went from zero to at least one active member.
-struct Active { bool operator==(const Active&) const = default; };
+struct Active {
+  bool operator==(const Active&) const = default;
+};
 /// We have no active member any more.
-struct Idle { bool operator==(const Idle&) const = default; };
+struct Idle {
+  bool operator==(const Idle&) const = default;
+};
 /// We were declared Down and auto_rejoin is off: only rejoin() is accepted.
-struct Defunct { bool operator==(const Defunct&) const = default; };
+struct Defunct {
+  bool operator==(const Defunct&) const = default;
+};
 }  // namespace notification
 
 using Notification = std::variant<notification::MemberUp, notification::MemberDown,
@@ -168,13 +195,13 @@ struct Member {
 /// Monotonic event counts, for the driver's metrics. Reading them is free.
 struct Counters {
   std::uint64_t datagrams_sent = 0;
-  std::uint64_t probes_sent = 0;          ///< direct pings of the probe cycle
-  std::uint64_t probes_acked = 0;         ///< directly or through ping_req
-  std::uint64_t indirect_probes_sent = 0; ///< ping_req datagrams
-  std::uint64_t suspicions = 0;           ///< members we turned Suspect ourselves
-  std::uint64_t refutations = 0;          ///< times we raised our incarnation
-  std::uint64_t members_down = 0;         ///< Alive/Suspect → Down transitions
-  std::uint64_t rejoins = 0;              ///< identity renewals (any cause)
+  std::uint64_t probes_sent = 0;               ///< direct pings of the probe cycle
+  std::uint64_t probes_acked = 0;              ///< directly or through ping_req
+  std::uint64_t indirect_probes_sent = 0;      ///< ping_req datagrams
+  std::uint64_t suspicions = 0;                ///< members we turned Suspect ourselves
+  std::uint64_t refutations = 0;               ///< times we raised our incarnation
+  std::uint64_t members_down = 0;              ///< Alive/Suspect → Down transitions
+  std::uint64_t rejoins = 0;                   ///< identity renewals (any cause)
   std::uint64_t updates_dropped_for_size = 0;  ///< pending updates left out of a full packet
 };
 
@@ -274,7 +301,8 @@ class Membership {
   void apply_self_update(Instant now, const MemberUpdate& u, Effects& out);
   void insert_member(Instant now, const MemberUpdate& u, Effects& out);
   void replace_identity(Instant now, Member& m, const MemberUpdate& u, Effects& out);
-  void set_state(Instant now, Member& m, MemberState state, std::uint64_t incarnation, Effects& out);
+  void set_state(Instant now, Member& m, MemberState state, std::uint64_t incarnation,
+                 Effects& out);
   void remove_member(std::size_t index);
   void queue_suspect_probe(const std::string& addr);
   void enqueue(const MemberUpdate& u);
@@ -288,7 +316,9 @@ class Membership {
                                             const Identity* exclude);
   Member* find_mut(std::string_view addr);
   void notify(Notification n, Effects& out) { out.emplace_back(Notify{std::move(n)}); }
-  void arm(Duration after, Timer t, Effects& out) { out.emplace_back(ArmTimer{after, std::move(t)}); }
+  void arm(Duration after, Timer t, Effects& out) {
+    out.emplace_back(ArmTimer{after, std::move(t)});
+  }
 
   Identity self_;
   std::uint64_t incarnation_ = 0;

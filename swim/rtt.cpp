@@ -23,8 +23,10 @@ std::uint8_t ring_for(Duration min_rtt, std::optional<std::uint8_t> current) {
   const std::uint8_t fresh = plain_ring(min_rtt);
   if (!current || *current == fresh) return fresh;
   SWIM_ASSERT(*current <= ring_max);
-  const Duration lower = *current == 0 ? Duration::min() : Duration(ring_upper[*current - 1]) - hysteresis;
-  const Duration upper = *current == ring_max ? Duration::max() : Duration(ring_upper[*current]) + hysteresis;
+  const Duration lower =
+      *current == 0 ? Duration::min() : Duration(ring_upper[*current - 1]) - hysteresis;
+  const Duration upper =
+      *current == ring_max ? Duration::max() : Duration(ring_upper[*current]) + hysteresis;
   if (min_rtt >= lower && min_rtt < upper) return *current;
   return fresh;
 }

@@ -45,10 +45,10 @@ using ActorId = std::array<std::uint8_t, 16>;
 /// Who a node is, as seen by the cluster (SPEC §5.2 `Actor`).
 struct Identity {
   ActorId id{};
-  std::string addr;                       ///< "ip:port" the node is reached at.
-  std::uint64_t ts = 0;                   ///< NTP64 HLC time of identity creation.
+  std::string addr;      ///< "ip:port" the node is reached at.
+  std::uint64_t ts = 0;  ///< NTP64 HLC time of identity creation.
   std::uint16_t cluster_id = 0;
-  std::optional<std::uint16_t> member_id; ///< Only peers with an equal member_id are kept.
+  std::optional<std::uint16_t> member_id;  ///< Only peers with an equal member_id are kept.
 
   auto operator<=>(const Identity&) const = default;
   bool operator==(const Identity&) const = default;

@@ -1,9 +1,10 @@
 // Codec: round trips, every truncation, random garbage, version and bounds.
+#include "swim/codec.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 
-#include "swim/codec.hpp"
 #include "swim/prng.hpp"
 #include "tests/swim/test_util.hpp"
 
@@ -44,13 +45,14 @@ TEST(SwimCodec, round_trips_every_message_kind) {
   for (MessageKind kind : all_kinds()) {
     const Packet p = sample_packet(kind);
     const Bytes b = encode(p);
-    EXPECT_EQ(b.size(), encoded_size_without_lists(p) +
-                            [&] {
-                              std::size_t n = 0;
-                              for (auto& u : p.feed) n += encoded_size(u);
-                              for (auto& u : p.updates) n += encoded_size(u);
-                              return n;
-                            }())
+    EXPECT_EQ(
+        b.size(), encoded_size_without_lists(p) +
+                      [&] {
+                        std::size_t n = 0;
+                        for (auto& u : p.feed) n += encoded_size(u);
+                        for (auto& u : p.updates) n += encoded_size(u);
+                        return n;
+                      }())
         << to_string(kind);
     auto d = decode(b);
     ASSERT_TRUE(d.has_value()) << to_string(kind) << ": " << to_string(d.error().code);

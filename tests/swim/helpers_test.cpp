@@ -49,11 +49,11 @@ TEST(SwimConfig, new_wan_values_scale_with_cluster_size) {
   EXPECT_EQ(c.num_indirect_probes, 3u);
   EXPECT_EQ(c.remove_down_after, 48h);
   EXPECT_EQ(c.max_packet_size, 1178u);
-  EXPECT_EQ(c.max_transmissions(1), 1u);    // floor(4·log10 2) = 1
-  EXPECT_EQ(c.max_transmissions(2), 1u);    // floor(4·log10 3) = 1
-  EXPECT_EQ(c.max_transmissions(9), 4u);    // floor(4·log10 10) = 4
-  EXPECT_EQ(c.max_transmissions(10), 4u);   // 4.16
-  EXPECT_EQ(c.max_transmissions(99), 8u);   // floor(4·log10 100) = 8
+  EXPECT_EQ(c.max_transmissions(1), 1u);   // floor(4·log10 2) = 1
+  EXPECT_EQ(c.max_transmissions(2), 1u);   // floor(4·log10 3) = 1
+  EXPECT_EQ(c.max_transmissions(9), 4u);   // floor(4·log10 10) = 4
+  EXPECT_EQ(c.max_transmissions(10), 4u);  // 4.16
+  EXPECT_EQ(c.max_transmissions(99), 8u);  // floor(4·log10 100) = 8
   EXPECT_EQ(c.max_transmissions(1000), 12u);
   EXPECT_EQ(c.suspect_to_down_after(1), 30s);
   EXPECT_EQ(c.suspect_to_down_after(10), 30s);
@@ -110,8 +110,8 @@ TEST(SwimRtt, ring_buckets_with_hysteresis) {
 std::vector<Peer> make_peers(std::size_t n, std::size_t ring0) {
   std::vector<Peer> v;
   for (std::size_t i = 0; i < n; ++i)
-    v.push_back(Peer{"p" + std::to_string(i), i < ring0 ? std::optional<std::uint8_t>(0)
-                                                         : std::optional<std::uint8_t>(2)});
+    v.push_back(Peer{"p" + std::to_string(i),
+                     i < ring0 ? std::optional<std::uint8_t>(0) : std::optional<std::uint8_t>(2)});
   return v;
 }
 
@@ -119,8 +119,8 @@ TEST(SwimBroadcastPlanner, ring0_and_fanout) {
   const auto peers = make_peers(10, 3);
   EXPECT_EQ(BroadcastPlanner::ring0(peers), (std::vector<std::string>{"p0", "p1", "p2"}));
   BroadcastPlanner planner(4, 3);
-  EXPECT_EQ(planner.fanout(10, 3), 3u);       // max(3, 7/40)
-  EXPECT_EQ(planner.fanout(1000, 0), 25u);    // 1000/40
+  EXPECT_EQ(planner.fanout(10, 3), 3u);     // max(3, 7/40)
+  EXPECT_EQ(planner.fanout(1000, 0), 25u);  // 1000/40
 }
 
 TEST(SwimBroadcastPlanner, rounds_never_repeat_a_peer_and_stop_after_max_transmissions) {

@@ -1,5 +1,7 @@
 // Membership driven by hand, foca style: two or three instances, the test
 // moves every datagram itself and fires timers explicitly.
+#include "swim/membership.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -7,7 +9,6 @@
 #include <memory>
 #include <set>
 
-#include "swim/membership.hpp"
 #include "tests/swim/test_util.hpp"
 
 namespace patina::swim {
@@ -23,8 +24,8 @@ using test::timers_of;
 struct Node {
   Node(Identity id, Config c, std::uint64_t seed) : m(std::move(id), std::move(c), seed) {}
   Membership m;
-  Effects fx;       // effects not yet moved by the harness
-  Effects log;      // every non-send effect, for assertions
+  Effects fx;   // effects not yet moved by the harness
+  Effects log;  // every non-send effect, for assertions
   std::vector<Error> errors;
 };
 
@@ -339,7 +340,9 @@ TEST(Membership, restarted_member_wins_address_conflict_with_larger_ts) {
   a.log.clear();
   ASSERT_TRUE(b2.m.announce(h.now(), a.m.identity().addr, b2.fx).has_value());
   // Deliver only to a: the old b is gone.
-  h.pump([&](auto&, const std::string& to, MessageKind) { return to == a.m.identity().addr || &b != h.by_addr(to); });
+  h.pump([&](auto&, const std::string& to, MessageKind) {
+    return to == a.m.identity().addr || &b != h.by_addr(to);
+  });
   auto changed = notifications_of<notification::IdentityChanged>(a.log);
   ASSERT_EQ(changed.size(), 1u);
   EXPECT_EQ(changed[0].old_id, old_b);
@@ -373,7 +376,8 @@ TEST(Membership, leave_is_final_for_the_identity_and_rejoin_comes_back) {
   EXPECT_EQ(notifications_of<notification::MemberDown>(a.log).size(), 1u);
   // Everything but rejoin() is refused; old timers are stale.
   EXPECT_EQ(b.m.leave(h.now(), b.fx).error().code, Errc::not_active);
-  EXPECT_EQ(b.m.handle_timer(h.now(), timer::ProbeRandomMember{1}, b.fx).error().code, Errc::not_active);
+  EXPECT_EQ(b.m.handle_timer(h.now(), timer::ProbeRandomMember{1}, b.fx).error().code,
+            Errc::not_active);
   // Stale gossip claiming old b alive with a higher incarnation: ignored.
   Node& c = h.add(make_identity(3));
   Packet stale;
@@ -389,7 +393,8 @@ TEST(Membership, leave_is_final_for_the_identity_and_rejoin_comes_back) {
   from_dead.src = old_b;
   from_dead.dst = a.m.identity();
   a.fx.clear();
-  EXPECT_EQ(a.m.handle_datagram(h.now(), encode(from_dead), a.fx).error().code, Errc::sender_is_down);
+  EXPECT_EQ(a.m.handle_datagram(h.now(), encode(from_dead), a.fx).error().code,
+            Errc::sender_is_down);
   auto replies = effects_of<SendTo>(a.fx);
   ASSERT_EQ(replies.size(), 1u);
   EXPECT_EQ(decode(replies[0].payload)->kind, MessageKind::turn_undead);
@@ -508,7 +513,8 @@ TEST(Membership, junk_and_own_packets_are_errors_without_state_change) {
   Packet own;
   own.kind = MessageKind::ping;
   own.src = a.m.identity();
-  EXPECT_EQ(a.m.handle_datagram(h.now(), encode(own), a.fx).error().code, Errc::data_from_ourselves);
+  EXPECT_EQ(a.m.handle_datagram(h.now(), encode(own), a.fx).error().code,
+            Errc::data_from_ourselves);
   EXPECT_TRUE(a.fx.empty());
   EXPECT_TRUE(a.m.members().empty());
 }
@@ -572,7 +578,8 @@ TEST(Membership, accepts_larger_datagrams_from_peers_with_a_larger_mtu) {
   // What a emits in return still fits its own limit.
   a.fx.clear();
   ASSERT_TRUE(a.m.handle_timer(h.now(), timer::PeriodicGossip{1}, a.fx).has_value());
-  for (const auto& s : effects_of<SendTo>(a.fx)) EXPECT_LE(s.payload.size(), a.m.config().max_packet_size);
+  for (const auto& s : effects_of<SendTo>(a.fx))
+    EXPECT_LE(s.payload.size(), a.m.config().max_packet_size);
 }
 
 TEST(Membership, updates_are_retransmitted_a_bounded_number_of_times) {
@@ -682,9 +689,9 @@ TEST(Membership, survives_semantically_mutated_datagrams) {
   join(h, c, a);
   const char* env = std::getenv("PATINA_SWIM_SEED");
   Prng r(env ? std::strtoull(env, nullptr, 0) : 0xFA22);
-  const std::vector<Identity> cast{a.m.identity(), b.m.identity(), c.m.identity(),
-                                   make_identity(2, 5000), make_identity(4), make_identity(5, 1, 9),
-                                   make_identity(6, 1, 0, 3)};
+  const std::vector<Identity> cast{
+      a.m.identity(),   b.m.identity(),         c.m.identity(),           make_identity(2, 5000),
+      make_identity(4), make_identity(5, 1, 9), make_identity(6, 1, 0, 3)};
   auto pick = [&] { return cast[static_cast<std::size_t>(r.below(cast.size()))]; };
   std::vector<Timer> armed;
   for (int i = 0; i < 20000; ++i) {
@@ -720,7 +727,8 @@ TEST(Membership, survives_semantically_mutated_datagrams) {
     }
     if (a.m.has_left() || a.m.is_defunct()) (void)a.m.rejoin(h.now(), a.fx);
     h.now() += 10ms;
-    for (const auto& s : effects_of<SendTo>(a.fx)) ASSERT_LE(s.payload.size(), a.m.config().max_packet_size);
+    for (const auto& s : effects_of<SendTo>(a.fx))
+      ASSERT_LE(s.payload.size(), a.m.config().max_packet_size);
     std::set<std::string> addrs;
     for (const Member& m : a.m.members()) {
       ASSERT_NE(m.id.addr, a.m.identity().addr);

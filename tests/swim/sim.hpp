@@ -35,7 +35,8 @@ struct SimOptions {
 class Sim {
  public:
   explicit Sim(SimOptions o) : o_(std::move(o)), prng_(o_.seed ^ 0x5EED5EED5EEDULL) {
-    for (std::size_t i = 0; i < o_.n; ++i) add_node(make_identity(static_cast<std::uint32_t>(i), 1000));
+    for (std::size_t i = 0; i < o_.n; ++i)
+      add_node(make_identity(static_cast<std::uint32_t>(i), 1000));
   }
 
   /// Adds a node (not started). Returns its index.
@@ -244,7 +245,8 @@ class Sim {
         if (nodes_[from]->isolated || nodes_[to]->isolated) continue;
         if (o_.loss_per_mille > 0 && prng_.chance(o_.loss_per_mille, 1000)) continue;
         const auto span = static_cast<std::uint64_t>((o_.delay_max - o_.delay_min).count());
-        const Duration delay = o_.delay_min + Duration(static_cast<Duration::rep>(prng_.between(0, span)));
+        const Duration delay =
+            o_.delay_min + Duration(static_cast<Duration::rep>(prng_.between(0, span)));
         push(to, delay, Datagram{from, std::move(s->payload)});
       } else if (auto* a = std::get_if<ArmTimer>(&e)) {
         mix(1000 + a->timer.index());
@@ -253,12 +255,14 @@ class Sim {
       } else {
         const auto& n = std::get<Notify>(e).what;
         mix(2000 + n.index());
-        std::visit([&](const auto& x) {
-          using T = std::decay_t<decltype(x)>;
-          if constexpr (std::is_same_v<T, notification::MemberUp> ||
-                        std::is_same_v<T, notification::MemberDown>)
-            mix(x.who.addr);
-        }, n);
+        std::visit(
+            [&](const auto& x) {
+              using T = std::decay_t<decltype(x)>;
+              if constexpr (std::is_same_v<T, notification::MemberUp> ||
+                            std::is_same_v<T, notification::MemberDown>)
+                mix(x.who.addr);
+            },
+            n);
         notes_[from].push_back(n);
       }
     }

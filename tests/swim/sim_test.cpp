@@ -1,11 +1,11 @@
 // Seeded cluster simulations (STYLE §2.9): a safety phase with faults, then a
 // liveness phase without them that must converge within a bound.
 // PATINA_SWIM_SEED overrides the seed for replay.
+#include "tests/swim/sim.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
-
-#include "tests/swim/sim.hpp"
 
 namespace patina::swim {
 namespace {
@@ -105,7 +105,8 @@ TEST(Sim, killed_member_is_declared_down_by_all_within_bound) {
   for (std::size_t i : others) {
     bool saw_down = false;
     for (const auto& n : sim.notes(i))
-      if (auto* d = std::get_if<notification::MemberDown>(&n); d && d->who == victim_id) saw_down = true;
+      if (auto* d = std::get_if<notification::MemberDown>(&n); d && d->who == victim_id)
+        saw_down = true;
     EXPECT_TRUE(saw_down) << "node " << i;
   }
   EXPECT_TRUE(sim.converged(others));
@@ -132,7 +133,8 @@ TEST(Sim, briefly_unreachable_member_is_suspected_and_refutes) {
   for (int step = 0; step < 100 && !suspected; ++step) {
     sim.run_for(100ms);
     for (std::size_t i = 0; i < sim.size(); ++i)
-      if (const Member* m = sim.view(i, slow); m && m->state == MemberState::suspect) suspected = true;
+      if (const Member* m = sim.view(i, slow); m && m->state == MemberState::suspect)
+        suspected = true;
   }
   sim.run_for(sim.node(0).config().probe_period);
   sim.isolate(slow, false);
@@ -245,13 +247,19 @@ TEST(Sim, swarm_of_seeds_keeps_invariants_and_converges) {
     const std::size_t victim = 1 + static_cast<std::size_t>(pick.below(o.n - 1));
     std::vector<int> groups(o.n, 0);
     switch (fault) {
-      case 0: sim.kill(victim); break;
-      case 1: sim.leave(victim); break;
+      case 0:
+        sim.kill(victim);
+        break;
+      case 1:
+        sim.leave(victim);
+        break;
       case 2:
         for (auto& g : groups) g = static_cast<int>(pick.below(2));
         sim.partition(groups);
         break;
-      default: sim.isolate(victim, true); break;
+      default:
+        sim.isolate(victim, true);
+        break;
     }
     sim.run_for(std::chrono::seconds(5 + pick.below(40)));
     if (HasFatalFailure()) FAIL() << "safety violated; seed " << seed;

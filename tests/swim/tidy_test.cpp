@@ -14,11 +14,26 @@ TEST(SwimTidy, swim_sources_use_no_clock_random_thread_io_or_project_includes) {
   namespace fs = std::filesystem;
   const fs::path dir = PATINA_SWIM_SOURCE_DIR;
   ASSERT_TRUE(fs::is_directory(dir)) << dir;
-  const std::vector<std::string> banned{
-      "::now(",          "<random>",      "random_device", "_distribution<", "<thread>",
-      "<mutex>",         "<future>",      "asio",          "<sys/socket",   "getaddrinfo",
-      "#include \"core/", "#include \"io/", "#include \"api/", "#include \"crdt/",
-      "#include \"tools/", "FIX" "ME",     "rand(",         "time(nullptr",  "<iostream>"};
+  const std::vector<std::string> banned{"::now(",
+                                        "<random>",
+                                        "random_device",
+                                        "_distribution<",
+                                        "<thread>",
+                                        "<mutex>",
+                                        "<future>",
+                                        "asio",
+                                        "<sys/socket",
+                                        "getaddrinfo",
+                                        "#include \"core/",
+                                        "#include \"io/",
+                                        "#include \"api/",
+                                        "#include \"crdt/",
+                                        "#include \"tools/",
+                                        "FIX"
+                                        "ME",
+                                        "rand(",
+                                        "time(nullptr",
+                                        "<iostream>"};
   std::size_t files = 0;
   for (const auto& entry : fs::directory_iterator(dir)) {
     const auto ext = entry.path().extension();

@@ -125,3 +125,35 @@ inline ReplayCase read_case(const std::string& path) {
 }
 
 }  // namespace patina::crdt::oracle
+
+#include <ostream>
+
+namespace patina::crdt::oracle {
+
+// The body of `patina debug replay-case FILE.json...`: one line per case
+// ("PASS path" or "FAIL path" followed by the first mismatch, indented), then
+// "N passed, M failed". Returns the process exit code (0 only if all passed).
+inline int replay_files(const std::vector<std::string>& files, std::ostream& out) {
+  int passed = 0, failed = 0;
+  for (const auto& f : files) {
+    std::string why;
+    try {
+      auto outcome = replay_case(read_case(f));
+      if (!outcome) why = "replay error: " + outcome.error().message;
+      else if (!outcome->passed) why = outcome->mismatch;
+    } catch (const std::exception& e) {
+      why = std::string("cannot read case: ") + e.what();
+    }
+    if (why.empty()) {
+      ++passed;
+      out << "PASS " << f << "\n";
+    } else {
+      ++failed;
+      out << "FAIL " << f << "\n  " << why << "\n";
+    }
+  }
+  out << passed << " passed, " << failed << " failed\n";
+  return failed == 0 && passed > 0 ? 0 : 1;
+}
+
+}  // namespace patina::crdt::oracle

@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <sstream>
 
 #include "oracle_json.hpp"
 
@@ -33,6 +34,16 @@ TEST_P(OracleCase, ReplaysExactly) {
   auto outcome = replay_case(c);
   ASSERT_TRUE(outcome) << outcome.error().message;
   EXPECT_TRUE(outcome->passed) << GetParam() << "\n" << outcome->mismatch;
+}
+
+TEST(OracleCli, PrintsOneLinePerCaseAndATotal) {
+  auto files = case_files();
+  ASSERT_FALSE(files.empty());
+  std::ostringstream out;
+  EXPECT_EQ(oracle::replay_files({files[0], files[0] + ".missing"}, out), 1);
+  EXPECT_NE(out.str().find("PASS " + files[0]), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("FAIL " + files[0] + ".missing"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("1 passed, 1 failed"), std::string::npos) << out.str();
 }
 
 INSTANTIATE_TEST_SUITE_P(Oracle, OracleCase, ::testing::ValuesIn(case_files()),

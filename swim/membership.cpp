@@ -125,6 +125,13 @@ Result<void> Membership::handle_datagram(Instant now, std::span<const std::byte>
 
   // "You are Down in my view" is news about us, valid whatever we think of the
   // sender (after a partition both sides hold each other Down).
+  // A newer identity of our own (same addr and actor id, larger ts) means
+  // our clock went back across a restart: renew above it, or nobody will
+  // ever accept us (address conflicts are won by the larger ts).
+  if (const auto newer = newer_life_of_ours(p)) {
+    (void)rejoin(now, out, *newer + 1);
+    return fail(Errc::not_for_us, "packet for a newer identity of ours");
+  }
   if (p.kind == MessageKind::turn_undead) {
     if (p.dst && *p.dst == self_) handle_declared_down(now, out);
     return {};
@@ -137,8 +144,14 @@ Result<void> Membership::handle_datagram(Instant now, std::span<const std::byte>
       return fail(Errc::sender_is_down, "sender is down in our view");
     }
     // An older identity of a member that has since rejoined: stale, drop.
-    if (known->id != p.src && known->id.wins_addr_conflict(p.src))
+    // If it is the same actor, its process is running with an older ts than
+    // its previous life (clock went back across a restart): tell it, and
+    // send() attaches the newer identity so it can renew above it.
+    if (known->id != p.src && known->id.wins_addr_conflict(p.src)) {
+      if (known->id.id == p.src.id && p.kind != MessageKind::turn_undead)
+        send(p.src.addr, p.src, MessageKind::turn_undead, 0, nullptr, out);
       return fail(Errc::not_for_us, "sender identity superseded");
+    }
   }
 
   // The sender vouches for itself; then everything it piggy-backed.
@@ -151,6 +164,19 @@ Result<void> Membership::handle_datagram(Instant now, std::span<const std::byte>
   if (p.dst && *p.dst != self_before) return fail(Errc::not_for_us, "packet for an older identity");
   handle_packet(now, p, out);
   return {};
+}
+
+std::optional<std::uint64_t> Membership::newer_life_of_ours(const Packet& p) const {
+  std::optional<std::uint64_t> ts;
+  auto consider = [&](const Identity& id) {
+    if (id.addr == self_.addr && id.id == self_.id && id.ts > self_.ts &&
+        id.cluster_id == self_.cluster_id)
+      ts = std::max(ts.value_or(0), id.ts);
+  };
+  if (p.dst) consider(*p.dst);
+  for (const auto& u : p.updates) consider(u.id);
+  for (const auto& u : p.feed) consider(u.id);
+  return ts;
 }
 
 void Membership::handle_packet(Instant now, Packet& p, Effects& out) {
@@ -657,8 +683,12 @@ void Membership::send(const std::string& to, const std::optional<Identity>& dst,
   // direct message, whatever the remaining budget of that update, so it can
   // refute even after the general gossip about it ran out.
   if (dst) {
-    if (const Member* m = find(dst->addr); m && m->id == *dst && m->state == MemberState::suspect) {
-      MemberUpdate u{m->id, m->incarnation, MemberState::suspect};
+    if (const Member* m = find(dst->addr);
+        m && ((m->id == *dst && m->state == MemberState::suspect) ||
+              (m->id != *dst && m->id.wins_addr_conflict(*dst)))) {
+      // (Or: |dst| is a stale identity; tell it what superseded it, so a
+      // node whose clock went back can renew above its previous life.)
+      MemberUpdate u{m->id, m->incarnation, m->state};
       const std::size_t n = encoded_size(u);
       if (size + n <= config_.max_packet_size) {
         size += n;

@@ -293,6 +293,7 @@ class Membership {
   Result<void> check_active() const;
   void ensure_timers(Effects& out);
   void handle_packet(Instant now, Packet& p, Effects& out);
+  std::optional<std::uint64_t> newer_life_of_ours(const Packet& p) const;
   void handle_probe_tick(Instant now, Effects& out);
   void handle_indirect_probe(const Identity& probed, Effects& out);
   void handle_ack(Instant now, const Identity& target, std::uint32_t number, bool direct);

@@ -28,10 +28,13 @@ enum class Errc : std::uint8_t {
   /// Sender is Down in our view; we answered with TurnUndead but kept our
   /// member state. Effects may have been appended. Peer.
   sender_is_down,
-  /// Stale identities. Either the packet was addressed to an older identity
-  /// of ours (its piggy-backed updates were applied, so state may have
-  /// changed, but the message itself was ignored), or it came from an older
-  /// identity of a member that has since rejoined (dropped, state unchanged).
+  /// Stale identities; the message itself was ignored. Three cases:
+  ///  - addressed to an older identity of ours: its piggy-backed updates were
+  ///    applied, so state may have changed;
+  ///  - from an older identity of a member that has since rejoined: dropped
+  ///    (we may have answered turn_undead), member state unchanged;
+  ///  - it names a *newer* identity of ours (our clock went back across a
+  ///    restart): we renewed our identity above it (state changed, Rejoined).
   /// Peer (stale view or a restarted process).
   not_for_us,
   /// The instance has left the cluster (leave()) and only rejoin() is

@@ -34,11 +34,17 @@ std::vector<Changeset> ChangesetChunker::chunk(const SiteId& actor, std::int64_t
 
 namespace {
 
-Result<std::vector<Change>> query(CrrTables& tables, const std::string& where,
-                                  const std::function<void(sqlite3_stmt*)>& bind) {
+// Reads changes of |actor| straight from the clock tables (not through the
+// view, whose site_id is a join result and cannot use the index).
+Result<std::vector<Change>> query(CrrTables& tables, const SiteId& actor, const std::string& clock_where,
+                                  const std::string& tail, const std::function<void(sqlite3_stmt*)>& bind) {
+  auto ord = tables.site_ordinal(actor, false);
+  if (!ord) return tl::unexpected(ord.error());
+  if (!*ord) return std::vector<Change>{};
   auto st = prepare(tables.db(),
-                    "SELECT \"table\", pk, cid, val, col_version, db_version, site_id, cl, seq, ts "
-                    "FROM crsql_changes WHERE " + where,
+                    "SELECT \"table\", pk, cid, val, col_version, db_version, site_id, cl, seq, ts FROM (" +
+                        tables.changes_select("c.site_id = " + std::to_string(**ord) + " AND " + clock_where) +
+                        ") " + tail,
                     false);
   if (!st) return tl::unexpected(st.error());
   bind(st->get());
@@ -68,33 +74,34 @@ Result<std::vector<Change>> query(CrrTables& tables, const std::string& where,
 
 Result<std::vector<Change>> changes_for_version(CrrTables& tables, const SiteId& actor,
                                                 std::int64_t version) {
-  return query(tables, "site_id = ?1 AND db_version = ?2 ORDER BY seq", [&](sqlite3_stmt* s) {
-    detail::bind_blob(s, 1, actor.data(), actor.size());
-    sqlite3_bind_int64(s, 2, version);
-  });
+  return query(tables, actor, "c.db_version = ?1", "ORDER BY seq",
+               [&](sqlite3_stmt* s) { sqlite3_bind_int64(s, 1, version); });
 }
 
 Result<std::vector<Change>> changes_since(CrrTables& tables, const SiteId& actor, std::int64_t after,
                                           std::optional<std::size_t> limit) {
-  std::string where = "site_id = ?1 AND db_version > ?2 ORDER BY db_version, seq";
-  if (limit) where += " LIMIT " + std::to_string(*limit);
-  return query(tables, where, [&](sqlite3_stmt* s) {
-    detail::bind_blob(s, 1, actor.data(), actor.size());
-    sqlite3_bind_int64(s, 2, after);
-  });
+  std::string tail = "ORDER BY db_version, seq";
+  if (limit) tail += " LIMIT " + std::to_string(*limit);
+  return query(tables, actor, "c.db_version > ?1", tail,
+               [&](sqlite3_stmt* s) { sqlite3_bind_int64(s, 1, after); });
 }
 
 Result<RangeSet> versions_with_rows(CrrTables& tables, const SiteId& actor, Range versions) {
-  auto st = prepare(tables.db(),
-                    "SELECT DISTINCT db_version FROM crsql_changes WHERE site_id = ?1 AND "
-                    "db_version BETWEEN ?2 AND ?3",
-                    false);
-  if (!st) return tl::unexpected(st.error());
-  detail::bind_blob(st->get(), 1, actor.data(), actor.size());
-  sqlite3_bind_int64(st->get(), 2, versions.start);
-  sqlite3_bind_int64(st->get(), 3, versions.end);
   RangeSet out;
-  while (sqlite3_step(st->get()) == SQLITE_ROW) out.insert(sqlite3_column_int64(st->get(), 0));
+  auto ord = tables.site_ordinal(actor, false);
+  if (!ord) return tl::unexpected(ord.error());
+  if (!*ord) return out;
+  for (const auto& name : tables.crr_names()) {
+    auto st = prepare(tables.db(),
+                      "SELECT DISTINCT db_version FROM " + detail::quote_ident(name + "__crsql_clock") +
+                          " WHERE site_id = ?1 AND db_version BETWEEN ?2 AND ?3",
+                      false);
+    if (!st) return tl::unexpected(st.error());
+    sqlite3_bind_int64(st->get(), 1, **ord);
+    sqlite3_bind_int64(st->get(), 2, versions.start);
+    sqlite3_bind_int64(st->get(), 3, versions.end);
+    while (sqlite3_step(st->get()) == SQLITE_ROW) out.insert(sqlite3_column_int64(st->get(), 0));
+  }
   return out;
 }
 

@@ -136,6 +136,9 @@ Result<void> CrrTables::init(const CrrOptions& options) {
       if (rc == SQLITE_ROW && sqlite3_column_bytes(st->get(), 0) == 16) {
         std::memcpy(site_id_.data(), sqlite3_column_blob(st->get(), 0), 16);
       } else if (rc == SQLITE_DONE) {
+        if (options.new_site_id == SiteId{})
+          return make_error(ErrorCode::invalid_input,
+                            "a new database needs a site id: set CrrOptions::new_site_id to 16 random bytes");
         site_id_ = options.new_site_id;
         auto ins = prepare(db_, "INSERT INTO __patina_sites (ordinal, site_id) VALUES (0, ?)", false);
         if (!ins) return tl::unexpected(ins.error());
@@ -569,13 +572,11 @@ Result<void> CrrTables::load_table(const std::string& name) {
   return {};
 }
 
-Result<void> CrrTables::rebuild_changes_view() {
-  std::string sql = "DROP VIEW IF EXISTS crsql_changes;\nCREATE VIEW crsql_changes AS ";
-  bool first = true;
+std::string CrrTables::changes_select(const std::string& clock_where) const {
+  std::string sql;
   for (const auto& [name, st] : tables_) {
     const auto& info = st->info;
-    if (!first) sql += "\nUNION ALL ";
-    first = false;
+    if (!sql.empty()) sql += "\nUNION ALL ";
     std::string val = "NULL";
     if (!info.non_pks.empty()) {
       val = "CASE c.col_name";
@@ -597,12 +598,16 @@ Result<void> CrrTables::rebuild_changes_view() {
            " AS p ON p.__crsql_key = c.key LEFT JOIN " + quote_ident(name) + " AS b ON " + on +
            " LEFT JOIN __patina_sites AS s ON s.ordinal = c.site_id LEFT JOIN " + C +
            " AS c2 ON c2.key = c.key AND c2.col_name = '-1'";
+    if (!clock_where.empty()) sql += " WHERE " + clock_where;
   }
-  if (first)
-    sql += "SELECT NULL AS \"table\", NULL AS pk, NULL AS cid, NULL AS val, NULL AS col_version, "
-           "NULL AS db_version, NULL AS site_id, NULL AS cl, NULL AS seq, NULL AS ts WHERE 0";
-  sql += ";";
-  return exec(db_, sql);
+  if (sql.empty())
+    sql = "SELECT NULL AS \"table\", NULL AS pk, NULL AS cid, NULL AS val, NULL AS col_version, "
+          "NULL AS db_version, NULL AS site_id, NULL AS cl, NULL AS seq, NULL AS ts WHERE 0";
+  return sql;
+}
+
+Result<void> CrrTables::rebuild_changes_view() {
+  return exec(db_, "DROP VIEW IF EXISTS crsql_changes;\nCREATE VIEW crsql_changes AS " + changes_select("") + ";");
 }
 
 Result<void> CrrTables::backfill(detail::TableState& st) {

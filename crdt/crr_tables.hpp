@@ -178,6 +178,12 @@ class CrrTables {
     bool was_;
   };
 
+  // SELECT over every replicated table's clock with crsql_changes' columns,
+  // filtered by |clock_where| on the clock alias `c` (e.g. "c.site_id = ?1"),
+  // so the filter can use the clock's (site_id, db_version) index. Empty
+  // |clock_where| selects everything (that is the crsql_changes view).
+  std::string changes_select(const std::string& clock_where) const;
+
   // Internal: per-table prepared statements, shared with Merger and capture.
   detail::TableState* state(std::string_view table);
   // Internal: records that |site| has been seen up to |db_version|.

@@ -137,6 +137,15 @@ TEST_F(Capture, SiteIdAndVersionSurviveReopen) {
   std::remove(path.c_str());
 }
 
+TEST(CrrOpen, FreshDatabaseNeedsASiteId) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(":memory:", &db), SQLITE_OK);
+  auto r = CrrTables::open(db, CrrOptions{});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("site id"), std::string::npos);
+  sqlite3_close(db);
+}
+
 TEST(CrrRules, RejectsTablesCrSqliteRejects) {
   TestDb a{site_of(1)};
   struct Case {

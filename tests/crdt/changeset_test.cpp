@@ -193,3 +193,17 @@ TEST(Serving, FullRequestsYieldRowsEmptiesAndBufferedPartials) {
 
 }  // namespace
 }  // namespace patina::crdt
+
+namespace patina::crdt {
+namespace {
+
+TEST(Changesets, ExtractionByVersionUsesTheClockIndex) {
+  testing::TestDb a{testing::site_of(0x11)};
+  a.exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v TEXT)");
+  a.crr_table("t");
+  std::string plan = a.dump("EXPLAIN QUERY PLAN " + a.crr->changes_select("c.site_id = 0 AND c.db_version = 7"));
+  EXPECT_NE(plan.find("t__crsql_clock_dbv_idx"), std::string::npos) << plan;
+}
+
+}  // namespace
+}  // namespace patina::crdt

@@ -1,0 +1,224 @@
+// io/quic_endpoint.hpp — the QUIC endpoint of a node: ngtcp2 0.12 + GnuTLS on
+// one UdpRing, client and server roles on the same UDP port.
+//
+// Channels (SPEC.md §5.1): DATAGRAM frames (SWIM), unidirectional streams
+// (broadcasts) and bidirectional streams (sync sessions).
+//
+// Roles. Outgoing traffic always uses *our* client connection to the peer,
+// cached per peer address: send_datagram/open_uni/open_bi dial it on first
+// use (5 s connect timeout) and re-dial when it has failed or closed. Incoming
+// connections are server connections; their datagrams and streams reach the
+// on_datagram/on_stream handlers, and a handler answers a bidirectional
+// stream on that same stream. Because both roles share the port, a peer's
+// source address is its gossip address.
+//
+// Packet dispatch is by destination connection ID (all ours are 16 bytes).
+// An unknown ID in a long-header Initial packet makes a server connection;
+// anything else unknown (garbage, unknown versions, stale connections) is
+// dropped, counted in patina_quic_bad_packets_total{reason} and logged at
+// most once a second naming the peer.
+//
+// Timers. Each connection has one timer, re-armed from ngtcp2_conn_get_expiry
+// after every read or write. Idle timeout is gossip.idle_timeout_secs; client
+// connections send keep-alive PINGs every timeout/2 so idle caches stay warm.
+//
+// Flow control. Stream data handed to write() is kept until acknowledged;
+// write() resumes only once the unacknowledged backlog of its stream is below
+// a high-water mark. Receive credit is returned to the peer as the reader
+// consumes data, so a slow reader slows its sender instead of growing memory.
+//
+// Invariants:
+//  (1) Everything runs on the endpoint's executor (one reactor thread); no
+//      user callback runs inside an ngtcp2 callback except on_datagram, whose
+//      span is valid only during the call.
+//  (2) ngtcp2 return codes are translated only in quic_error.cpp.
+//  (3) A closed connection is removed from every map at once; later calls
+//      re-dial. Streams of a closed connection fail reads and writes.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include "core/config.hpp"
+#include "core/metrics.hpp"
+#include "core/result.hpp"
+#include "io/quic_tls.hpp"
+#include "io/udp_ring.hpp"
+
+namespace patina::io {
+
+struct QuicConfig {
+  std::string bind_addr = "127.0.0.1:0";
+  QuicTlsConfig tls;
+  std::chrono::milliseconds idle_timeout{30000};
+  bool keep_alive = true;
+  std::chrono::milliseconds connect_timeout{5000};
+  // Fixed UDP payload size (>= 1200) and no path MTU discovery when set.
+  std::optional<int> max_mtu;
+  bool disable_gso = false;
+  std::uint64_t stream_window = 256 * 1024;
+  std::uint64_t connection_window = 1024 * 1024;
+  std::uint64_t max_streams_bidi = 32;
+  std::uint64_t max_streams_uni = 256;
+  std::size_t stream_send_high_water = 256 * 1024;
+  std::size_t connections_max = 4096;
+  core::Labels metric_labels;
+};
+
+// Builds a QuicConfig from [gossip] (bind_addr, plaintext, tls, max_mtu,
+// idle_timeout_secs, disable_gso). Errc::invalid_argument when TLS is
+// neither plaintext nor configured, or max_mtu < 1200.
+Result<QuicConfig> quic_config_from(const core::GossipConfig& gossip);
+
+class QuicConnection;
+class QuicNotifier;
+struct QuicCallbacks;
+
+// One QUIC stream. Obtained from open_uni/open_bi (local) or on_stream
+// (remote). Kept alive by shared ownership; outlives its connection safely.
+class QuicStream : public std::enable_shared_from_this<QuicStream> {
+ public:
+  std::int64_t id() const { return id_; }
+  bool unidirectional() const { return (id_ & 0x2) != 0; }
+  bool local() const { return local_; }
+  const UdpEndpoint& peer() const { return peer_; }
+
+  // Queues |data| (then FIN when |fin|) and resumes once the stream's
+  // unacknowledged backlog is below the high-water mark. Errors: Errc::io
+  // when the connection closed or the peer stopped the stream,
+  // Errc::invalid_argument after FIN or on a receive-only stream,
+  // Errc::timeout when no progress for the idle timeout.
+  boost::asio::awaitable<Result<void>> write(std::vector<std::byte> data, bool fin = false);
+  // Resumes when everything written so far was acknowledged.
+  boost::asio::awaitable<Result<void>> flush(std::chrono::milliseconds timeout);
+  // The next received bytes; an empty vector means FIN (end of stream).
+  // Errors: Errc::io (connection closed, stream reset), Errc::timeout.
+  boost::asio::awaitable<Result<std::vector<std::byte>>> read_some(std::chrono::milliseconds timeout);
+  // Reads until FIN. Errc::invalid_argument when more than |limit| bytes.
+  boost::asio::awaitable<Result<std::vector<std::byte>>> read_all(std::size_t limit,
+                                                                  std::chrono::milliseconds timeout);
+  // Abandons the stream in both directions with |app_error|.
+  void reset(std::uint64_t app_error = 0);
+
+ private:
+  friend class QuicConnection;
+  friend struct QuicCallbacks;
+  QuicStream(std::weak_ptr<QuicConnection> conn, std::int64_t id, bool local, UdpEndpoint peer);
+
+  struct Chunk {
+    std::uint64_t offset;
+    std::vector<std::byte> data;
+  };
+
+  std::weak_ptr<QuicConnection> conn_;
+  std::int64_t id_;
+  bool local_;
+  UdpEndpoint peer_;
+  // Send side: chunks kept from the acknowledged offset on.
+  std::deque<Chunk> tx_;
+  std::uint64_t tx_end_ = 0;
+  std::uint64_t tx_sent_ = 0;
+  std::uint64_t tx_acked_ = 0;
+  bool fin_requested_ = false;
+  bool fin_sent_ = false;
+  bool write_closed_ = false;
+  // Receive side.
+  std::deque<std::vector<std::byte>> rx_;
+  bool fin_received_ = false;
+  bool reset_received_ = false;
+  bool closed_ = false;
+  std::shared_ptr<QuicNotifier> events_;
+};
+
+class QuicEndpoint : public std::enable_shared_from_this<QuicEndpoint> {
+ public:
+  using OnDatagram = std::function<void(const UdpEndpoint& peer, std::span<const std::byte> payload)>;
+  using OnStream = std::function<void(std::shared_ptr<QuicStream> stream)>;
+
+  // Binds the UDP socket and loads TLS material. |metrics| outlives the
+  // endpoint. Nothing is received until start().
+  static Result<std::shared_ptr<QuicEndpoint>> open(boost::asio::any_io_executor ex, QuicConfig config,
+                                                    core::Metrics& metrics);
+  ~QuicEndpoint();
+  QuicEndpoint(const QuicEndpoint&) = delete;
+  QuicEndpoint& operator=(const QuicEndpoint&) = delete;
+
+  void set_on_datagram(OnDatagram handler) { on_datagram_ = std::move(handler); }
+  void set_on_stream(OnStream handler) { on_stream_ = std::move(handler); }
+  void start();
+  // Sends CONNECTION_CLOSE on every connection and stops receiving.
+  void close();
+
+  // Ensures a handshaken client connection to |peer| (dialing if needed).
+  // Errors: Errc::timeout (5 s), Errc::protocol (TLS refused, with the
+  // peer's close code), Errc::shutting_down.
+  boost::asio::awaitable<Result<void>> connect(UdpEndpoint peer);
+  // Unreliable, unordered; at most max_datagram_size() bytes.
+  boost::asio::awaitable<Result<void>> send_datagram(UdpEndpoint peer, std::vector<std::byte> payload);
+  boost::asio::awaitable<Result<std::shared_ptr<QuicStream>>> open_uni(UdpEndpoint peer);
+  boost::asio::awaitable<Result<std::shared_ptr<QuicStream>>> open_bi(UdpEndpoint peer);
+  // open_uni + write + FIN + wait until acknowledged.
+  boost::asio::awaitable<Result<void>> send_uni(UdpEndpoint peer, std::vector<std::byte> payload);
+  // open_bi, send |request| with FIN, read the whole response (<= |limit|).
+  boost::asio::awaitable<Result<std::vector<std::byte>>> request(UdpEndpoint peer, std::vector<std::byte> request,
+                                                                 std::size_t limit);
+
+  UdpEndpoint local_endpoint() const;
+  std::size_t max_datagram_size() const;
+  std::size_t connection_count() const { return conns_.size(); }
+  bool has_client_connection(const UdpEndpoint& peer) const;
+  // Smoothed RTT of our client connection to |peer|, if one is up.
+  std::optional<std::chrono::microseconds> rtt(const UdpEndpoint& peer) const;
+  const QuicConfig& config() const { return config_; }
+
+ private:
+  friend class QuicConnection;
+  friend struct QuicCallbacks;
+  QuicEndpoint(boost::asio::any_io_executor ex, QuicConfig config, core::Metrics& metrics);
+  void handle_datagram(const UdpEndpoint& from, std::span<const std::byte> data);
+  boost::asio::awaitable<Result<std::shared_ptr<QuicConnection>>> client_connection(UdpEndpoint peer);
+  boost::asio::awaitable<Result<std::shared_ptr<QuicStream>>> open_stream(UdpEndpoint peer, bool bidi);
+  void register_cid(const std::string& cid, QuicConnection* conn);
+  void unregister_cid(const std::string& cid);
+  void forget(QuicConnection* conn);
+  void bad_packet(const char* reason, const UdpEndpoint& from);
+
+  boost::asio::any_io_executor ex_;
+  QuicConfig config_;
+  core::Metrics& metrics_;
+  std::shared_ptr<TlsContext> tls_;
+  std::shared_ptr<UdpRing> ring_;
+  OnDatagram on_datagram_;
+  OnStream on_stream_;
+  bool closed_ = false;
+  std::map<QuicConnection*, std::shared_ptr<QuicConnection>> conns_;
+  std::unordered_map<std::string, QuicConnection*> cids_;
+  std::map<UdpEndpoint, std::shared_ptr<QuicConnection>> clients_;
+  std::chrono::steady_clock::time_point bad_log_next_{};
+  std::uint64_t bad_log_suppressed_ = 0;
+
+  core::Gauge& connections_;
+  core::Counter& handshakes_client_;
+  core::Counter& handshakes_server_;
+  core::Counter& connect_failures_;
+  core::Counter& datagrams_sent_;
+  core::Counter& datagrams_received_;
+  core::Counter& datagrams_dropped_;
+  core::Counter& streams_opened_;
+  core::Histogram& handshake_seconds_;
+};
+
+}  // namespace patina::io

@@ -1,0 +1,515 @@
+#include "io/quic_endpoint.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+
+#include <boost/asio/detached.hpp>
+#include <gtest/gtest.h>
+
+#include "io/quic_endpoint.hpp"
+#include "io/tls_generate.hpp"
+#include "tests/io/io_test_util.hpp"
+
+namespace patina::io {
+namespace {
+
+using testing::run_coro;
+using testing::sleep_ms;
+namespace net = boost::asio;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::vector<std::byte> bytes_of(const std::string& s) {
+  std::vector<std::byte> out(s.size());
+  std::memcpy(out.data(), s.data(), s.size());
+  return out;
+}
+
+std::string string_of(std::span<const std::byte> b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
+
+QuicConfig plaintext_config(std::string label) {
+  QuicConfig c;
+  c.bind_addr = "127.0.0.1:0";
+  c.tls.plaintext = true;
+  c.metric_labels = {{"ep", std::move(label)}};
+  return c;
+}
+
+// Certificates for the TLS-mode tests, made once per process with the same
+// functions `patina tls ... generate` uses.
+struct Certs {
+  fs::path dir;
+  fs::path other_dir;
+  Certs() {
+    dir = fs::temp_directory_path() / fmt::format("patina-io-certs-{}", ::getpid());
+    other_dir = dir / "other";
+    fs::create_directories(other_dir);
+    auto ca = tls::generate_ca_files(dir);
+    EXPECT_TRUE(ca) << (ca ? "" : ca.error().message);
+    auto server = tls::generate_server_files(dir, "127.0.0.1", dir / "ca_cert.pem", dir / "ca_key.pem");
+    EXPECT_TRUE(server) << (server ? "" : server.error().message);
+    auto client = tls::generate_client_files(dir, dir / "ca_cert.pem", dir / "ca_key.pem");
+    EXPECT_TRUE(client) << (client ? "" : client.error().message);
+    auto other = tls::generate_ca_files(other_dir);
+    EXPECT_TRUE(other);
+  }
+  ~Certs() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  QuicTlsConfig server_tls(bool verify_with_other_ca = false) const {
+    QuicTlsConfig t;
+    t.plaintext = false;
+    t.cert_file = (dir / "server_cert.pem").string();
+    t.key_file = (dir / "server_key.pem").string();
+    t.ca_file = ((verify_with_other_ca ? other_dir : dir) / "ca_cert.pem").string();
+    return t;
+  }
+  QuicTlsConfig mutual_tls() const {
+    QuicTlsConfig t = server_tls();
+    t.client_cert_file = (dir / "client_cert.pem").string();
+    t.client_key_file = (dir / "client_key.pem").string();
+    return t;
+  }
+};
+
+const Certs& certs() {
+  static Certs c;
+  return c;
+}
+
+std::shared_ptr<QuicEndpoint> open_ep(net::io_context& ioc, QuicConfig cfg, core::Metrics& metrics) {
+  auto ep = QuicEndpoint::open(ioc.get_executor(), std::move(cfg), metrics);
+  EXPECT_TRUE(ep) << (ep ? "" : ep.error().message);
+  if (!ep) return nullptr;
+  (*ep)->start();
+  return *ep;
+}
+
+// Echoes every datagram back to its sender.
+net::awaitable<void> echo_datagram(std::weak_ptr<QuicEndpoint> weak, UdpEndpoint peer, std::vector<std::byte> data) {
+  auto ep = weak.lock();
+  if (!ep) co_return;
+  auto r = co_await ep->send_datagram(peer, std::move(data));
+  if (!r) ADD_FAILURE() << "echo failed: " << r.error().message;
+}
+
+void install_echo(net::any_io_executor ex, const std::shared_ptr<QuicEndpoint>& ep) {
+  std::weak_ptr<QuicEndpoint> weak = ep;
+  ep->set_on_datagram([ex, weak](const UdpEndpoint& peer, std::span<const std::byte> p) {
+    std::vector<std::byte> copy(p.begin(), p.end());
+    net::co_spawn(ex, echo_datagram(weak, peer, std::move(copy)), net::detached);
+  });
+}
+
+// Connects |a| to |b| and checks one datagram round trip.
+net::awaitable<Result<void>> handshake_and_echo(std::shared_ptr<QuicEndpoint> a, std::shared_ptr<QuicEndpoint> b) {
+  auto ex = co_await net::this_coro::executor;
+  install_echo(ex, b);
+  auto got = std::make_shared<std::vector<std::string>>();
+  a->set_on_datagram([got](const UdpEndpoint&, std::span<const std::byte> p) { got->push_back(string_of(p)); });
+  auto c = co_await a->connect(b->local_endpoint());
+  if (!c) co_return c;
+  auto payload = bytes_of("hello");
+  auto s = co_await a->send_datagram(b->local_endpoint(), std::move(payload));
+  if (!s) co_return s;
+  for (int i = 0; i < 3000 && got->empty(); ++i) co_await sleep_ms(1);
+  if (got->size() != 1 || (*got)[0] != "hello") co_return make_error(Errc::internal, "no datagram echo");
+  co_return Result<void>{};
+}
+
+net::awaitable<void> shutdown(std::shared_ptr<QuicEndpoint> a, std::shared_ptr<QuicEndpoint> b) {
+  if (a) a->close();
+  if (b) b->close();
+  co_await sleep_ms(10);
+}
+
+// Runs a two-endpoint test: |a_tls| dials |b_tls|; |expect_ok| says whether
+// the handshake must succeed.
+net::awaitable<void> run_mode(net::io_context& ioc, QuicTlsConfig a_tls, QuicTlsConfig b_tls, bool expect_ok) {
+  core::Metrics metrics;
+  QuicConfig ca = plaintext_config("a");
+  ca.tls = a_tls;
+  QuicConfig cb = plaintext_config("b");
+  cb.tls = b_tls;
+  auto a = open_ep(ioc, ca, metrics);
+  auto b = open_ep(ioc, cb, metrics);
+  if (!a || !b) co_return;
+  auto r = co_await handshake_and_echo(a, b);
+  if (expect_ok) {
+    EXPECT_TRUE(r) << (r ? "" : r.error().message);
+  } else {
+    EXPECT_FALSE(r);
+    if (!r) {
+      EXPECT_NE(r.error().code, Errc::timeout) << "refusal should be explicit: " << r.error().message;
+      std::printf("refused as expected: %s\n", r.error().message.c_str());
+    }
+    EXPECT_FALSE(a->has_client_connection(b->local_endpoint()));
+  }
+  co_await shutdown(a, b);
+}
+
+TEST(Quic, plaintext_handshake_and_datagram_echo) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  QuicTlsConfig t;
+  t.plaintext = true;
+  run_coro([&](net::io_context& ioc) { return run_mode(ioc, t, t, true); });
+}
+
+TEST(Quic, ca_verified_handshake) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  auto t = certs().server_tls();
+  run_coro([&](net::io_context& ioc) { return run_mode(ioc, t, t, true); });
+}
+
+TEST(Quic, insecure_client_accepts_any_server) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  auto server = certs().server_tls();
+  auto client = certs().server_tls(true);  // trusts another CA...
+  client.insecure = true;                   // ...but does not verify
+  run_coro([&](net::io_context& ioc) { return run_mode(ioc, client, server, true); });
+}
+
+TEST(Quic, mutual_tls_accepted) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  auto t = certs().mutual_tls();
+  run_coro([&](net::io_context& ioc) { return run_mode(ioc, t, t, true); });
+}
+
+TEST(Quic, mutual_tls_without_client_cert_refused) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  auto server = certs().mutual_tls();
+  auto client = certs().server_tls();
+  run_coro([&](net::io_context& ioc) { return run_mode(ioc, client, server, false); });
+}
+
+TEST(Quic, wrong_ca_refused) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  auto server = certs().server_tls();
+  auto client = certs().server_tls(true);
+  run_coro([&](net::io_context& ioc) { return run_mode(ioc, client, server, false); });
+}
+
+TEST(Quic, tls_config_errors_are_reported) {
+  QuicTlsConfig t;
+  t.plaintext = false;
+  t.cert_file = "/nonexistent/cert.pem";
+  t.key_file = "/nonexistent/key.pem";
+  t.insecure = true;
+  EXPECT_FALSE(TlsContext::create(t));
+  auto no_ca = certs().server_tls();
+  no_ca.ca_file.reset();
+  EXPECT_FALSE(TlsContext::create(no_ca));  // neither ca_file nor insecure
+  auto mutual_no_ca = certs().mutual_tls();
+  mutual_no_ca.ca_file.reset();
+  mutual_no_ca.insecure = true;
+  EXPECT_FALSE(TlsContext::create(mutual_no_ca));
+}
+
+TEST(Quic, config_from_gossip) {
+  core::GossipConfig g;
+  g.bind_addr = "127.0.0.1:4001";
+  g.plaintext = true;
+  g.idle_timeout_secs = 7;
+  g.max_mtu = 1400;
+  auto c = quic_config_from(g);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->idle_timeout, std::chrono::seconds(7));
+  EXPECT_EQ(c->max_mtu, 1400);
+  g.max_mtu = 1000;
+  EXPECT_FALSE(quic_config_from(g));
+  g.max_mtu.reset();
+  g.plaintext = false;
+  EXPECT_FALSE(quic_config_from(g));
+}
+
+net::awaitable<void> run_many_datagrams(net::io_context& ioc) {
+  core::Metrics metrics;
+  auto a = open_ep(ioc, plaintext_config("a"), metrics);
+  auto b = open_ep(ioc, plaintext_config("b"), metrics);
+  if (!a || !b) co_return;
+  install_echo(ioc.get_executor(), b);
+  auto got = std::make_shared<std::size_t>(0);
+  a->set_on_datagram([got](const UdpEndpoint&, std::span<const std::byte>) { ++*got; });
+  const UdpEndpoint to = b->local_endpoint();
+  auto t0 = Clock::now();
+  auto c = co_await a->connect(to);
+  auto handshake = Clock::now() - t0;
+  EXPECT_TRUE(c);
+  if (!c) co_return;
+  std::printf("handshake (plaintext, first dial): %.2f ms\n",
+              std::chrono::duration<double, std::milli>(handshake).count());
+  {
+    // Later dials, to fresh endpoints (no cached connection).
+    std::vector<double> ms;
+    for (int i = 0; i < 10; ++i) {
+      auto other = open_ep(ioc, plaintext_config("other"), metrics);
+      if (!other) break;
+      auto t1 = Clock::now();
+      auto r = co_await a->connect(other->local_endpoint());
+      EXPECT_TRUE(r);
+      ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t1).count());
+      other->close();
+    }
+    std::sort(ms.begin(), ms.end());
+    if (!ms.empty()) std::printf("handshake (plaintext), median of %zu: %.2f ms\n", ms.size(), ms[ms.size() / 2]);
+  }
+  // Ping-pong with up to 32 in flight.
+  const std::size_t total = 2000;
+  std::size_t sent = 0;
+  std::vector<std::byte> payload(64, std::byte(7));
+  t0 = Clock::now();
+  for (int pauses = 0; *got < total && pauses < 10000;) {
+    if (sent < total && sent - *got < 32) {
+      auto r = co_await a->send_datagram(to, payload);
+      EXPECT_TRUE(r);
+      ++sent;
+      continue;
+    }
+    co_await sleep_ms(0);
+    ++pauses;
+  }
+  auto secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::printf("datagram echo: %zu of %zu round trips, %.0f/s\n", *got, total, static_cast<double>(*got) / secs);
+  // Loopback loses nothing in practice, but datagrams are unreliable: allow 1%.
+  EXPECT_GE(*got, total * 99 / 100);
+  std::vector<std::byte> big(a->max_datagram_size() + 1);
+  auto too_big = co_await a->send_datagram(to, big);
+  EXPECT_FALSE(too_big);
+  co_await shutdown(a, b);
+}
+
+TEST(Quic, datagram_echo_many) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  run_coro([](net::io_context& ioc) { return run_many_datagrams(ioc); });
+}
+
+struct StreamSink {
+  std::vector<std::vector<std::byte>> received;
+  std::vector<std::string> errors;
+};
+
+net::awaitable<void> read_uni(std::shared_ptr<QuicStream> s, std::shared_ptr<StreamSink> sink) {
+  auto data = co_await s->read_all(4 << 20, std::chrono::seconds(10));
+  if (data) {
+    sink->received.push_back(std::move(*data));
+  } else {
+    sink->errors.push_back(data.error().message);
+  }
+}
+
+// Answers a request on a bidirectional stream with the reversed request.
+net::awaitable<void> serve_bi(std::shared_ptr<QuicStream> s) {
+  auto req = co_await s->read_all(1 << 20, std::chrono::seconds(10));
+  if (!req) co_return;
+  std::vector<std::byte> resp(req->rbegin(), req->rend());
+  auto w = co_await s->write(std::move(resp), true);
+  if (!w) ADD_FAILURE() << "response write failed: " << w.error().message;
+}
+
+void install_stream_server(net::any_io_executor ex, const std::shared_ptr<QuicEndpoint>& ep,
+                           std::shared_ptr<StreamSink> sink) {
+  ep->set_on_stream([ex, sink](std::shared_ptr<QuicStream> s) {
+    if (s->unidirectional()) {
+      net::co_spawn(ex, read_uni(s, sink), net::detached);
+    } else {
+      net::co_spawn(ex, serve_bi(s), net::detached);
+    }
+  });
+}
+
+net::awaitable<void> run_streams(net::io_context& ioc) {
+  core::Metrics metrics;
+  auto a = open_ep(ioc, plaintext_config("a"), metrics);
+  auto b = open_ep(ioc, plaintext_config("b"), metrics);
+  if (!a || !b) co_return;
+  auto sink = std::make_shared<StreamSink>();
+  install_stream_server(ioc.get_executor(), b, sink);
+  const UdpEndpoint to = b->local_endpoint();
+
+  // 1 MiB on a unidirectional stream, larger than every flow-control window.
+  std::vector<std::byte> big(1 << 20);
+  std::mt19937 rng(0x9a71);
+  for (auto& x : big) x = std::byte(static_cast<unsigned char>(rng()));
+  auto t0 = Clock::now();
+  auto r = co_await a->send_uni(to, big);
+  EXPECT_TRUE(r) << (r ? "" : r.error().message);
+  for (int i = 0; i < 5000 && sink->received.empty() && sink->errors.empty(); ++i) co_await sleep_ms(1);
+  std::printf("1 MiB uni stream: %.1f ms\n", std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  EXPECT_TRUE(sink->errors.empty()) << (sink->errors.empty() ? "" : sink->errors[0]);
+  EXPECT_EQ(sink->received.size(), 1u);
+  if (!sink->received.empty()) EXPECT_TRUE(sink->received[0] == big) << "uni stream bytes differ";
+
+  // Several uni streams in sequence and bidirectional request/response.
+  for (int i = 0; i < 300; ++i) {  // more than max_streams_uni (256)
+    auto msg = bytes_of(fmt::format("broadcast {}", i));
+    auto u = co_await a->send_uni(to, std::move(msg));
+    EXPECT_TRUE(u) << (u ? "" : u.error().message);
+    if (!u) break;
+  }
+  for (int i = 0; i < 5000 && sink->received.size() < 301; ++i) co_await sleep_ms(1);
+  EXPECT_EQ(sink->received.size(), 301u);
+
+  for (int i = 0; i < 40; ++i) {  // more than max_streams_bidi (32): credit must come back
+    auto req = bytes_of(fmt::format("request number {}", i));
+    auto resp = co_await a->request(to, std::move(req), 1024);
+    EXPECT_TRUE(resp) << (resp ? "" : resp.error().message);
+    if (!resp) break;
+    std::string expect = fmt::format("request number {}", i);
+    std::reverse(expect.begin(), expect.end());
+    EXPECT_EQ(string_of(*resp), expect);
+  }
+  co_await shutdown(a, b);
+}
+
+TEST(Quic, uni_and_bi_streams) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  run_coro([](net::io_context& ioc) { return run_streams(ioc); });
+}
+
+net::awaitable<void> run_garbage(net::io_context& ioc) {
+  core::Metrics metrics;
+  auto b = open_ep(ioc, plaintext_config("b"), metrics);
+  if (!b) co_return;
+  UdpRingOptions gopts;
+  gopts.metric_labels = {{"ring", "garbage"}};
+  auto g = UdpRing::open(ioc.get_executor(), gopts, metrics);
+  EXPECT_TRUE(g);
+  if (!g) co_return;
+  (*g)->start([](const UdpEndpoint&, std::span<const std::byte>) {});
+  std::mt19937 rng(0x6a5b);
+  const int total = 1000;
+  for (int i = 0; i < total; ++i) {
+    std::vector<std::byte> junk(static_cast<std::size_t>(rng() % 1400));
+    for (auto& x : junk) x = std::byte(static_cast<unsigned char>(rng()));
+    if (i % 4 == 0 && junk.size() > 6) {
+      junk[0] = std::byte(0xc0);  // long header, Initial, unknown version
+      junk[1] = std::byte(0xba);
+      junk[2] = std::byte(0xba);
+      junk[3] = std::byte(0xba);
+      junk[4] = std::byte(0xba);
+    }
+    (*g)->send(b->local_endpoint(), junk);
+    if (i % 50 == 49) co_await sleep_ms(1);
+  }
+  auto bad_total = [&] {
+    std::uint64_t sum = 0;
+    for (const char* reason : {"unknown_version", "malformed", "unknown_connection", "not_initial", "accept_failed",
+                               "too_many_connections"}) {
+      sum += metrics.counter("patina_quic_bad_packets_total", "", {{"ep", "b"}, {"reason", reason}}).value();
+    }
+    return sum;
+  };
+  for (int i = 0; i < 3000 && bad_total() < static_cast<std::uint64_t>(total); ++i) co_await sleep_ms(1);
+  EXPECT_EQ(bad_total(), static_cast<std::uint64_t>(total));
+  EXPECT_EQ(b->connection_count(), 0u);
+  // Still healthy: a real client gets through.
+  auto a = open_ep(ioc, plaintext_config("a"), metrics);
+  if (a) {
+    auto r = co_await handshake_and_echo(a, b);
+    EXPECT_TRUE(r) << (r ? "" : r.error().message);
+  }
+  (*g)->close();
+  co_await shutdown(a, b);
+}
+
+TEST(Quic, garbage_is_counted_and_harmless) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  run_coro([](net::io_context& ioc) { return run_garbage(ioc); });
+}
+
+net::awaitable<void> run_redial(net::io_context& ioc) {
+  core::Metrics metrics_a;
+  core::Metrics metrics_b1;
+  core::Metrics metrics_b2;
+  auto a = open_ep(ioc, plaintext_config("a"), metrics_a);
+  auto b = open_ep(ioc, plaintext_config("b"), metrics_b1);
+  if (!a || !b) co_return;
+  const UdpEndpoint to = b->local_endpoint();
+  auto r = co_await handshake_and_echo(a, b);
+  EXPECT_TRUE(r);
+  EXPECT_TRUE(a->has_client_connection(to));
+  // The peer restarts on the same port.
+  b->close();
+  b.reset();
+  for (int i = 0; i < 2000 && a->has_client_connection(to); ++i) co_await sleep_ms(1);
+  EXPECT_FALSE(a->has_client_connection(to)) << "peer's CONNECTION_CLOSE should drop the cached connection";
+  QuicConfig cb = plaintext_config("b");
+  cb.bind_addr = fmt::format("127.0.0.1:{}", to.port());
+  auto b2 = open_ep(ioc, cb, metrics_b2);
+  if (!b2) co_return;
+  auto r2 = co_await handshake_and_echo(a, b2);
+  EXPECT_TRUE(r2) << (r2 ? "" : r2.error().message);
+  EXPECT_EQ(metrics_a.counter("patina_quic_handshakes_client_total", "", {{"ep", "a"}}).value(), 2u);
+  co_await shutdown(a, b2);
+}
+
+TEST(Quic, redial_after_peer_restart) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  run_coro([](net::io_context& ioc) { return run_redial(ioc); });
+}
+
+net::awaitable<void> run_idle(net::io_context& ioc, bool keep_alive) {
+  core::Metrics metrics;
+  QuicConfig ca = plaintext_config("a");
+  ca.idle_timeout = std::chrono::milliseconds(600);
+  ca.keep_alive = keep_alive;
+  QuicConfig cb = plaintext_config("b");
+  cb.idle_timeout = std::chrono::milliseconds(600);
+  auto a = open_ep(ioc, ca, metrics);
+  auto b = open_ep(ioc, cb, metrics);
+  if (!a || !b) co_return;
+  const UdpEndpoint to = b->local_endpoint();
+  auto c = co_await a->connect(to);
+  EXPECT_TRUE(c);
+  if (keep_alive) {
+    // Keep-alive PINGs every 300 ms hold the connection open well past 600 ms.
+    co_await sleep_ms(2000);
+    EXPECT_TRUE(a->has_client_connection(to));
+    EXPECT_EQ(b->connection_count(), 1u);
+  } else {
+    for (int i = 0; i < 5000 && (a->connection_count() > 0 || b->connection_count() > 0); ++i) co_await sleep_ms(1);
+    EXPECT_EQ(a->connection_count(), 0u);
+    EXPECT_EQ(b->connection_count(), 0u);
+    // And the next use simply re-dials.
+    auto again = co_await a->connect(to);
+    EXPECT_TRUE(again);
+  }
+  co_await shutdown(a, b);
+}
+
+TEST(Quic, idle_timeout_closes) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  run_coro([](net::io_context& ioc) { return run_idle(ioc, false); });
+}
+
+TEST(Quic, keep_alive_holds_idle_connection) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  run_coro([](net::io_context& ioc) { return run_idle(ioc, true); });
+}
+
+net::awaitable<void> run_generated_files(net::io_context&) {
+  const Certs& c = certs();
+  for (const char* name : {"ca_cert.pem", "ca_key.pem", "server_cert.pem", "server_key.pem", "client_cert.pem",
+                           "client_key.pem"}) {
+    EXPECT_TRUE(fs::exists(c.dir / name)) << name;
+  }
+  auto perms = fs::status(c.dir / "server_key.pem").permissions();
+  EXPECT_EQ(perms & (fs::perms::group_all | fs::perms::others_all), fs::perms::none);
+  co_return;
+}
+
+TEST(TlsGenerate, writes_corrosion_file_names_with_private_keys) {
+  run_coro([](net::io_context& ioc) { return run_generated_files(ioc); });
+}
+
+TEST(TlsGenerate, rejects_missing_ca) {
+  auto r = tls::generate_server_files(fs::temp_directory_path(), "127.0.0.1", "/nonexistent/ca_cert.pem",
+                                      "/nonexistent/ca_key.pem");
+  EXPECT_FALSE(r);
+}
+
+}  // namespace
+}  // namespace patina::io

@@ -128,6 +128,72 @@ Result<std::int64_t> local_cl(const Ctx& x) {
 
 }  // namespace
 
+namespace {
+
+// Rule 1 for an even cl: a higher one deletes the row; an equal one is a
+// concurrent delete, settled by site id only with merge-equal-values.
+Result<bool> merge_delete(const Ctx& x, std::int64_t local, PkSet& rows) {
+  if (x.c.cl == local) {
+    if (!x.t.merge_equal_values()) return false;
+    auto clock = local_clock(x, sentinel_cid);
+    if (!clock) return tl::unexpected(clock.error());
+    if (!*clock) return false;
+    auto wins = site_wins(x, (*clock)->site_ordinal);
+    if (!wins) return tl::unexpected(wins.error());
+    if (!*wins) return false;
+    if (auto r = set_winner_clock(x, sentinel_cid, x.c.col_version); !r) return tl::unexpected(r.error());
+    return true;  // metadata only: the row is gone on both sides
+  }
+  {
+    CrrTables::CaptureSuspension quiet(x.t);
+    sqlite3_stmt* s = x.st.merge_delete.get();
+    Reset reset(s);
+    x.bind_pks(s);
+    if (auto r = detail::step_done(x.db(), s, "merge delete"); !r) return tl::unexpected(r.error());
+    if (sqlite3_changes(x.db()) > 0) rows.insert(x.packed);
+  }
+  // The sentinel first, then drop the column clocks (cr-sqlite's order).
+  if (auto r = set_winner_clock(x, sentinel_cid, x.c.col_version); !r) return tl::unexpected(r.error());
+  sqlite3_stmt* d = x.st.drop_clocks.get();
+  Reset reset(d);
+  sqlite3_bind_int64(d, 1, x.key);
+  if (auto r = detail::step_done(x.db(), d, "drop clocks"); !r) return tl::unexpected(r.error());
+  return true;
+}
+
+// A column change (odd cl >= local): resurrect first if it comes from a later
+// life of the row, then rules 2-4 unless the resurrection already decided.
+Result<bool> merge_column(const Ctx& x, int col_index, std::int64_t local, PkSet& rows) {
+  const bool needs_resurrect = x.c.cl > local;
+  const bool row_exists = local != 0;
+  if (needs_resurrect && (row_exists || x.c.cl > 1)) {
+    // The sentinel takes this change's cl and stamp.
+    auto inserted = resurrect(x, x.c.cl);
+    if (!inserted) return tl::unexpected(inserted.error());
+    if (*inserted) rows.insert(x.packed);
+  }
+  bool wins = needs_resurrect || !row_exists;
+  if (!wins) {
+    auto w = column_wins(x, col_index);
+    if (!w) return tl::unexpected(w.error());
+    wins = *w;
+  }
+  if (!wins) return false;
+  {
+    CrrTables::CaptureSuspension quiet(x.t);
+    sqlite3_stmt* s = x.st.merge_col[static_cast<std::size_t>(col_index)].get();
+    Reset reset(s);
+    x.bind_pks(s);
+    bind_value(s, static_cast<int>(x.pks.size()) + 1, x.c.val);
+    if (auto r = detail::step_done(x.db(), s, "merge column"); !r) return tl::unexpected(r.error());
+    rows.insert(x.packed);
+  }
+  if (auto r = set_winner_clock(x, x.c.cid, x.c.col_version); !r) return tl::unexpected(r.error());
+  return true;
+}
+
+}  // namespace
+
 Result<bool> Merger::merge_one(const Change& c, MergeReport& report) {
   TableState* st = tables_.state(c.table);
   if (st == nullptr) return make_error(ErrorCode::invalid_input, "merge: unknown table " + c.table);
@@ -152,82 +218,20 @@ Result<bool> Merger::merge_one(const Change& c, MergeReport& report) {
   if (!key) return tl::unexpected(key.error());
   Ctx x{tables_, *st, c, *pks, packed, key->first};
 
-  auto lcl = local_cl(x);
-  if (!lcl) return tl::unexpected(lcl.error());
-  const std::int64_t local = *lcl;
-  if (c.cl < local) return false;
-
-  const bool is_delete = c.cl % 2 == 0;
-  const bool needs_resurrect = c.cl > local && !is_delete;
-  const bool row_exists = local != 0;
+  auto local = local_cl(x);
+  if (!local) return tl::unexpected(local.error());
+  if (c.cl < *local) return false;  // rule 1: an older life of the row
   auto& rows = report.changed_rows[c.table];
-
-  if (is_delete) {
-    if (c.cl == local) {
-      // Concurrent deletes: with merge-equal-values the greater site's entry wins
-      // (metadata only; the row is gone on both sides).
-      if (!tables_.merge_equal_values()) return false;
-      auto clock = local_clock(x, sentinel_cid);
-      if (!clock) return tl::unexpected(clock.error());
-      if (!*clock) return false;
-      auto wins = site_wins(x, (*clock)->site_ordinal);
-      if (!wins) return tl::unexpected(wins.error());
-      if (!*wins) return false;
-      if (auto r = set_winner_clock(x, sentinel_cid, c.col_version); !r) return tl::unexpected(r.error());
-      return true;
-    }
-    {
-      CrrTables::CaptureSuspension quiet(tables_);
-      sqlite3_stmt* s = st->merge_delete.get();
-      Reset reset(s);
-      x.bind_pks(s);
-      if (auto r = detail::step_done(x.db(), s, "merge delete"); !r) return tl::unexpected(r.error());
-      if (sqlite3_changes(x.db()) > 0) rows.insert(packed);
-    }
-    // The sentinel first, then drop the column clocks (cr-sqlite's order).
-    if (auto r = set_winner_clock(x, sentinel_cid, c.col_version); !r) return tl::unexpected(r.error());
-    sqlite3_stmt* d = st->drop_clocks.get();
-    Reset reset(d);
-    sqlite3_bind_int64(d, 1, x.key);
-    if (auto r = detail::step_done(x.db(), d, "drop clocks"); !r) return tl::unexpected(r.error());
-    return true;
-  }
-
+  if (c.cl % 2 == 0) return merge_delete(x, *local, rows);
   if (is_sentinel) {
     // An equal live sentinel is not tie-broken, even with merge-equal-values.
-    if (c.cl == local) return false;
+    if (c.cl == *local) return false;
     auto inserted = resurrect(x, c.col_version);
     if (!inserted) return tl::unexpected(inserted.error());
     if (*inserted) rows.insert(packed);
     return true;
   }
-
-  if (needs_resurrect && (row_exists || c.cl > 1)) {
-    // A column from a later life of the row resurrects it on its own; the
-    // sentinel takes this change's cl and stamp.
-    auto inserted = resurrect(x, c.cl);
-    if (!inserted) return tl::unexpected(inserted.error());
-    if (*inserted) rows.insert(packed);
-  }
-
-  bool wins = needs_resurrect || !row_exists;
-  if (!wins) {
-    auto w = column_wins(x, col_index);
-    if (!w) return tl::unexpected(w.error());
-    wins = *w;
-  }
-  if (!wins) return false;
-  {
-    CrrTables::CaptureSuspension quiet(tables_);
-    sqlite3_stmt* s = st->merge_col[static_cast<std::size_t>(col_index)].get();
-    Reset reset(s);
-    x.bind_pks(s);
-    bind_value(s, static_cast<int>(pks->size()) + 1, c.val);
-    if (auto r = detail::step_done(x.db(), s, "merge column"); !r) return tl::unexpected(r.error());
-    rows.insert(packed);
-  }
-  if (auto r = set_winner_clock(x, c.cid, c.col_version); !r) return tl::unexpected(r.error());
-  return true;
+  return merge_column(x, col_index, *local, rows);
 }
 
 Result<MergeReport> Merger::apply(std::span<const Change> changes) {

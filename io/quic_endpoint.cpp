@@ -177,160 +177,160 @@ struct QuicCallbacks {
   static void rand_cb(std::uint8_t* dest, std::size_t destlen, const ngtcp2_rand_ctx*) { random_bytes(dest, destlen); }
 
   static int get_new_connection_id_cb(ngtcp2_conn*, ngtcp2_cid* cid, std::uint8_t* token, std::size_t cidlen, void* user_data) {
-  QuicConnection* c = self_of(user_data);
-  cid->datalen = cidlen;
-  random_bytes(cid->data, cidlen);
-  random_bytes(token, NGTCP2_STATELESS_RESET_TOKENLEN);
-  std::string key = cid_key(cid->data, cidlen);
-  c->cids_.push_back(key);
-  c->ep_->register_cid(key, c);
-  return 0;
-}
+    QuicConnection* c = self_of(user_data);
+    cid->datalen = cidlen;
+    random_bytes(cid->data, cidlen);
+    random_bytes(token, NGTCP2_STATELESS_RESET_TOKENLEN);
+    std::string key = cid_key(cid->data, cidlen);
+    c->cids_.push_back(key);
+    c->ep_->register_cid(key, c);
+    return 0;
+  }
 
   static int remove_connection_id_cb(ngtcp2_conn*, const ngtcp2_cid* cid, void* user_data) {
-  QuicConnection* c = self_of(user_data);
-  std::string key = cid_key(cid->data, cid->datalen);
-  c->ep_->unregister_cid(key);
-  std::erase(c->cids_, key);
-  return 0;
-}
+    QuicConnection* c = self_of(user_data);
+    std::string key = cid_key(cid->data, cid->datalen);
+    c->ep_->unregister_cid(key);
+    std::erase(c->cids_, key);
+    return 0;
+  }
 
   static int handshake_completed_cb(ngtcp2_conn*, void* user_data) {
-  QuicConnection* c = self_of(user_data);
-  // A client waits for confirmation: under mutual TLS the server may still
-  // refuse after the client's handshake completed (pitfall 7).
-  if (c->server_) {
-    c->handshake_confirmed_ = true;
-    c->ep_->handshakes_server_.inc();
-    c->events_->notify();
+    QuicConnection* c = self_of(user_data);
+    // A client waits for confirmation: under mutual TLS the server may still
+    // refuse after the client's handshake completed (pitfall 7).
+    if (c->server_) {
+      c->handshake_confirmed_ = true;
+      c->ep_->handshakes_server_.inc();
+      c->events_->notify();
+    }
+    return 0;
   }
-  return 0;
-}
 
   static int handshake_confirmed_cb(ngtcp2_conn*, void* user_data) {
-  QuicConnection* c = self_of(user_data);
-  if (!c->server_ && !c->handshake_confirmed_) {
-    c->handshake_confirmed_ = true;
-    c->ep_->handshakes_client_.inc();
-    c->ep_->handshake_seconds_.observe(std::chrono::duration<double>(Clock::now() - c->started_).count());
-    c->events_->notify();
+    QuicConnection* c = self_of(user_data);
+    if (!c->server_ && !c->handshake_confirmed_) {
+      c->handshake_confirmed_ = true;
+      c->ep_->handshakes_client_.inc();
+      c->ep_->handshake_seconds_.observe(std::chrono::duration<double>(Clock::now() - c->started_).count());
+      c->events_->notify();
+    }
+    return 0;
   }
-  return 0;
-}
 
   static int recv_stream_data_cb(ngtcp2_conn*, std::uint32_t flags, std::int64_t stream_id, std::uint64_t, const std::uint8_t* data,
-                        std::size_t datalen, void* user_data, void*) {
-  QuicConnection* c = self_of(user_data);
-  auto it = c->streams_.find(stream_id);
-  std::shared_ptr<QuicStream> s;
-  if (it != c->streams_.end()) {
-    s = it->second;
-  } else if (!ngtcp2_conn_is_local_stream(c->conn_, stream_id)) {
-    s = c->add_stream(stream_id, false);
-  } else {
-    return 0;  // a local stream we already forgot
-  }
-  if (datalen > 0) {
-    const auto* p = reinterpret_cast<const std::byte*>(data);
-    s->rx_.emplace_back(p, p + datalen);
-  }
-  if ((flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0) {
-    s->fin_received_ = true;
-#if NGTCP2_VERSION_NUM < 0x000e00
-    if (s->unidirectional()) {
-      // ngtcp2 < 0.14 never closes a remote unidirectional stream (fixed
-      // upstream in 1d591bde): no stream_close, no credit back. Return the
-      // credit here; the stream object stays inside ngtcp2, which is why
-      // maybe_recycle() eventually replaces the connection.
-      ngtcp2_conn_extend_max_streams_uni(c->conn_, 1);
-      ++c->remote_uni_leaked_;
-      s->closed_ = true;
-      c->streams_.erase(stream_id);
+                          std::size_t datalen, void* user_data, void*) {
+    QuicConnection* c = self_of(user_data);
+    auto it = c->streams_.find(stream_id);
+    std::shared_ptr<QuicStream> s;
+    if (it != c->streams_.end()) {
+      s = it->second;
+    } else if (!ngtcp2_conn_is_local_stream(c->conn_, stream_id)) {
+      s = c->add_stream(stream_id, false);
+    } else {
+      return 0;  // a local stream we already forgot
     }
-#endif
+    if (datalen > 0) {
+      const auto* p = reinterpret_cast<const std::byte*>(data);
+      s->rx_.emplace_back(p, p + datalen);
+    }
+    if ((flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0) {
+      s->fin_received_ = true;
+  #if NGTCP2_VERSION_NUM < 0x000e00
+      if (s->unidirectional()) {
+        // ngtcp2 < 0.14 never closes a remote unidirectional stream (fixed
+        // upstream in 1d591bde): no stream_close, no credit back. Return the
+        // credit here; the stream object stays inside ngtcp2, which is why
+        // maybe_recycle() eventually replaces the connection.
+        ngtcp2_conn_extend_max_streams_uni(c->conn_, 1);
+        ++c->remote_uni_leaked_;
+        s->closed_ = true;
+        c->streams_.erase(stream_id);
+      }
+  #endif
+    }
+    c->events_->notify();
+    return 0;
   }
-  c->events_->notify();
-  return 0;
-}
 
   static int stream_open_cb(ngtcp2_conn*, std::int64_t stream_id, void* user_data) {
-  QuicConnection* c = self_of(user_data);
-  if (c->streams_.find(stream_id) == c->streams_.end()) c->add_stream(stream_id, false);
-  return 0;
-}
+    QuicConnection* c = self_of(user_data);
+    if (c->streams_.find(stream_id) == c->streams_.end()) c->add_stream(stream_id, false);
+    return 0;
+  }
 
   static int acked_stream_data_offset_cb(ngtcp2_conn*, std::int64_t stream_id, std::uint64_t offset, std::uint64_t datalen,
-                                void* user_data, void*) {
-  QuicConnection* c = self_of(user_data);
-  auto it = c->streams_.find(stream_id);
-  if (it == c->streams_.end()) return 0;
-  QuicStream& s = *it->second;
-  s.tx_acked_ = std::max(s.tx_acked_, offset + datalen);
-  // Acknowledged data is never retransmitted: release it.
-  while (!s.tx_.empty() && s.tx_.front().offset + s.tx_.front().data.size() <= s.tx_acked_) s.tx_.pop_front();
-  c->events_->notify();
-  return 0;
-}
+                                  void* user_data, void*) {
+    QuicConnection* c = self_of(user_data);
+    auto it = c->streams_.find(stream_id);
+    if (it == c->streams_.end()) return 0;
+    QuicStream& s = *it->second;
+    s.tx_acked_ = std::max(s.tx_acked_, offset + datalen);
+    // Acknowledged data is never retransmitted: release it.
+    while (!s.tx_.empty() && s.tx_.front().offset + s.tx_.front().data.size() <= s.tx_acked_) s.tx_.pop_front();
+    c->events_->notify();
+    return 0;
+  }
 
   static int stream_close_cb(ngtcp2_conn*, std::uint32_t, std::int64_t stream_id, std::uint64_t, void* user_data, void*) {
-  QuicConnection* c = self_of(user_data);
-  // ngtcp2 returns stream credit only for streams it never announced: give
-  // the peer one more stream for each of its streams that closed.
-  if (!ngtcp2_conn_is_local_stream(c->conn_, stream_id)) {
-    if ((stream_id & 0x2) != 0) {
-#if NGTCP2_VERSION_NUM >= 0x000e00
-      ngtcp2_conn_extend_max_streams_uni(c->conn_, 1);
-#endif
-    } else {
-      ngtcp2_conn_extend_max_streams_bidi(c->conn_, 1);
+    QuicConnection* c = self_of(user_data);
+    // ngtcp2 returns stream credit only for streams it never announced: give
+    // the peer one more stream for each of its streams that closed.
+    if (!ngtcp2_conn_is_local_stream(c->conn_, stream_id)) {
+      if ((stream_id & 0x2) != 0) {
+  #if NGTCP2_VERSION_NUM >= 0x000e00
+        ngtcp2_conn_extend_max_streams_uni(c->conn_, 1);
+  #endif
+      } else {
+        ngtcp2_conn_extend_max_streams_bidi(c->conn_, 1);
+      }
     }
+    auto it = c->streams_.find(stream_id);
+    if (it == c->streams_.end()) return 0;
+    QuicStream& s = *it->second;
+    s.closed_ = true;
+    if (s.fin_sent_) s.tx_acked_ = s.tx_end_;
+    s.tx_.clear();
+    c->streams_.erase(it);
+    c->events_->notify();
+    return 0;
   }
-  auto it = c->streams_.find(stream_id);
-  if (it == c->streams_.end()) return 0;
-  QuicStream& s = *it->second;
-  s.closed_ = true;
-  if (s.fin_sent_) s.tx_acked_ = s.tx_end_;
-  s.tx_.clear();
-  c->streams_.erase(it);
-  c->events_->notify();
-  return 0;
-}
 
   static int stream_reset_cb(ngtcp2_conn*, std::int64_t stream_id, std::uint64_t, std::uint64_t, void* user_data, void*) {
-  QuicConnection* c = self_of(user_data);
-  if (auto it = c->streams_.find(stream_id); it != c->streams_.end()) it->second->reset_received_ = true;
-  c->events_->notify();
-  return 0;
-}
+    QuicConnection* c = self_of(user_data);
+    if (auto it = c->streams_.find(stream_id); it != c->streams_.end()) it->second->reset_received_ = true;
+    c->events_->notify();
+    return 0;
+  }
 
   static int stream_stop_sending_cb(ngtcp2_conn*, std::int64_t stream_id, std::uint64_t, void* user_data, void*) {
-  QuicConnection* c = self_of(user_data);
-  if (auto it = c->streams_.find(stream_id); it != c->streams_.end()) {
-    it->second->write_closed_ = true;
-    it->second->tx_.clear();
+    QuicConnection* c = self_of(user_data);
+    if (auto it = c->streams_.find(stream_id); it != c->streams_.end()) {
+      it->second->write_closed_ = true;
+      it->second->tx_.clear();
+    }
+    c->events_->notify();
+    return 0;
   }
-  c->events_->notify();
-  return 0;
-}
 
   static int extend_max_streams_cb(ngtcp2_conn*, std::uint64_t, void* user_data) {
-  self_of(user_data)->events_->notify();
-  return 0;
-}
+    self_of(user_data)->events_->notify();
+    return 0;
+  }
 
   static int extend_max_stream_data_cb(ngtcp2_conn*, std::int64_t, std::uint64_t, void* user_data, void*) {
-  self_of(user_data)->events_->notify();
-  return 0;
-}
+    self_of(user_data)->events_->notify();
+    return 0;
+  }
 
   static int recv_datagram_cb(ngtcp2_conn*, std::uint32_t, const std::uint8_t* data, std::size_t datalen, void* user_data) {
-  QuicConnection* c = self_of(user_data);
-  c->ep_->datagrams_received_.inc();
-  if (c->ep_->on_datagram_) {
-    c->ep_->on_datagram_(c->peer_, std::span<const std::byte>(reinterpret_cast<const std::byte*>(data), datalen));
+    QuicConnection* c = self_of(user_data);
+    c->ep_->datagrams_received_.inc();
+    if (c->ep_->on_datagram_) {
+      c->ep_->on_datagram_(c->peer_, std::span<const std::byte>(reinterpret_cast<const std::byte*>(data), datalen));
+    }
+    return 0;
   }
-  return 0;
-}
 
 };
 
@@ -462,11 +462,15 @@ std::shared_ptr<QuicStream> QuicConnection::add_stream(std::int64_t id, bool loc
   std::shared_ptr<QuicStream> s(new QuicStream(weak_from_this(), id, local, peer_));
   s->events_ = events_;
   streams_[id] = s;
-  if (!local && ep_->on_stream_) {
+  if (!local) {
     // Never run user code inside an ngtcp2 callback (invariant 1).
     net::post(ep_->ex_, [weak = ep_->weak_from_this(), s] {
       auto ep = weak.lock();
-      if (ep && !ep->closed_ && ep->on_stream_) ep->on_stream_(s);
+      if (ep && !ep->closed_ && ep->on_stream_) {
+        ep->on_stream_(s);
+      } else {
+        s->reset(0);  // nobody would read it: refuse rather than stall the peer
+      }
     });
   }
   return s;
@@ -952,12 +956,18 @@ void QuicEndpoint::start() {
   });
 }
 
-void QuicEndpoint::close() {
+void QuicEndpoint::close(bool notify_peers) {
   if (closed_) return;
   closed_ = true;
   std::vector<std::shared_ptr<QuicConnection>> all;
   for (auto& [p, c] : conns_) all.push_back(c);
-  for (auto& c : all) c->close(0);
+  for (auto& c : all) {
+    if (notify_peers) {
+      c->close(0);
+    } else {
+      c->finalize(Error{Errc::shutting_down, "endpoint closed"});
+    }
+  }
   conns_.clear();
   clients_.clear();
   cids_.clear();
@@ -1124,6 +1134,20 @@ net::awaitable<Result<void>> QuicEndpoint::send_datagram(UdpEndpoint peer, std::
   c.datagrams_out_.push_back(std::move(payload));
   c.schedule_write();
   co_return Result<void>{};
+}
+
+bool QuicEndpoint::try_send_datagram(const UdpEndpoint& peer, std::span<const std::byte> payload) {
+  if (closed_ || payload.size() > max_datagram_size()) return false;
+  auto it = clients_.find(peer);
+  if (it == clients_.end() || it->second->closed_ || !it->second->handshake_confirmed_) return false;
+  QuicConnection& c = *it->second;
+  if (c.datagrams_out_.size() >= datagram_queue_max) {
+    datagrams_dropped_.inc();
+    return false;
+  }
+  c.datagrams_out_.emplace_back(payload.begin(), payload.end());
+  c.schedule_write();  // posted: never re-enters ngtcp2 from a callback
+  return true;
 }
 
 net::awaitable<Result<std::shared_ptr<QuicStream>>> QuicEndpoint::open_stream(UdpEndpoint peer, bool bidi) {

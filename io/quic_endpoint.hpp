@@ -159,8 +159,10 @@ class QuicEndpoint : public std::enable_shared_from_this<QuicEndpoint> {
   void set_on_datagram(OnDatagram handler) { on_datagram_ = std::move(handler); }
   void set_on_stream(OnStream handler) { on_stream_ = std::move(handler); }
   void start();
-  // Sends CONNECTION_CLOSE on every connection and stops receiving.
-  void close();
+  // Stops receiving and closes every connection. With |notify_peers| (the
+  // normal case) each peer gets a CONNECTION_CLOSE and re-dials at once;
+  // without it peers notice only by idle timeout, as after a crash.
+  void close(bool notify_peers = true);
 
   // Ensures a handshaken client connection to |peer| (dialing if needed).
   // Errors: Errc::timeout (5 s), Errc::protocol (TLS refused, with the
@@ -168,6 +170,11 @@ class QuicEndpoint : public std::enable_shared_from_this<QuicEndpoint> {
   boost::asio::awaitable<Result<void>> connect(UdpEndpoint peer);
   // Unreliable, unordered; at most max_datagram_size() bytes.
   boost::asio::awaitable<Result<void>> send_datagram(UdpEndpoint peer, std::vector<std::byte> payload);
+  // The synchronous fast path for drivers: queues |payload| on an already
+  // established connection to |peer| and returns true; returns false (and
+  // sends nothing) when there is none yet, or the payload is too large or
+  // the queue full. Safe to call from on_datagram.
+  bool try_send_datagram(const UdpEndpoint& peer, std::span<const std::byte> payload);
   boost::asio::awaitable<Result<std::shared_ptr<QuicStream>>> open_uni(UdpEndpoint peer);
   boost::asio::awaitable<Result<std::shared_ptr<QuicStream>>> open_bi(UdpEndpoint peer);
   // open_uni + write + FIN + wait until acknowledged.

@@ -262,6 +262,12 @@ void UdpRing::close() {
       io_uring_submit(ring_.get());
     }
   }
+  // Release the port now (a restart may bind it again at once); in-flight
+  // kernel operations hold their own reference to the socket.
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
   if (event_sd_) {
     boost::system::error_code ignored;
     event_sd_->cancel(ignored);

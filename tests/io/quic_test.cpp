@@ -54,6 +54,9 @@ struct Certs {
     EXPECT_TRUE(client) << (client ? "" : client.error().message);
     auto other = tls::generate_ca_files(other_dir);
     EXPECT_TRUE(other);
+    auto other_client =
+        tls::generate_client_files(other_dir, other_dir / "ca_cert.pem", other_dir / "ca_key.pem");
+    EXPECT_TRUE(other_client);
   }
   ~Certs() {
     std::error_code ec;
@@ -67,10 +70,11 @@ struct Certs {
     t.ca_file = ((verify_with_other_ca ? other_dir : dir) / "ca_cert.pem").string();
     return t;
   }
-  QuicTlsConfig mutual_tls() const {
+  QuicTlsConfig mutual_tls(bool client_cert_from_other_ca = false) const {
     QuicTlsConfig t = server_tls();
-    t.client_cert_file = (dir / "client_cert.pem").string();
-    t.client_key_file = (dir / "client_key.pem").string();
+    const fs::path& d = client_cert_from_other_ca ? other_dir : dir;
+    t.client_cert_file = (d / "client_cert.pem").string();
+    t.client_key_file = (d / "client_key.pem").string();
     return t;
   }
 };
@@ -182,6 +186,13 @@ TEST(Quic, mutual_tls_without_client_cert_refused) {
   PATINA_SKIP_WITHOUT_IO_URING();
   auto server = certs().mutual_tls();
   auto client = certs().server_tls();
+  run_coro([&](net::io_context& ioc) { return run_mode(ioc, client, server, false); });
+}
+
+TEST(Quic, mutual_tls_with_foreign_client_cert_refused) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  auto server = certs().mutual_tls();
+  auto client = certs().mutual_tls(true);
   run_coro([&](net::io_context& ioc) { return run_mode(ioc, client, server, false); });
 }
 
@@ -434,6 +445,7 @@ net::awaitable<void> run_redial(net::io_context& ioc) {
   // The peer restarts on the same port.
   b->close();
   b.reset();
+  co_await sleep_ms(20);
   for (int i = 0; i < 2000 && a->has_client_connection(to); ++i) co_await sleep_ms(1);
   EXPECT_FALSE(a->has_client_connection(to)) << "peer's CONNECTION_CLOSE should drop the cached connection";
   QuicConfig cb = plaintext_config("b");
@@ -449,6 +461,45 @@ net::awaitable<void> run_redial(net::io_context& ioc) {
 TEST(Quic, redial_after_peer_restart) {
   PATINA_SKIP_WITHOUT_IO_URING();
   run_coro([](net::io_context& ioc) { return run_redial(ioc); });
+}
+
+// The peer vanishes without CONNECTION_CLOSE (a crash) and comes back on
+// the same port: our cached connection dies by idle timeout, then re-dials.
+net::awaitable<void> run_crash_redial(net::io_context& ioc) {
+  core::Metrics metrics;
+  QuicConfig ca = plaintext_config("a");
+  ca.idle_timeout = std::chrono::milliseconds(800);
+  auto a = open_ep(ioc, ca, metrics);
+  auto b = open_ep(ioc, plaintext_config("b"), metrics);
+  if (!a || !b) co_return;
+  const UdpEndpoint to = b->local_endpoint();
+  auto c = co_await a->connect(to);
+  EXPECT_TRUE(c);
+  b->close(false);
+  b.reset();
+  co_await sleep_ms(20);  // let the kernel cancel the old socket's receive
+  QuicConfig cb = plaintext_config("b2");
+  cb.bind_addr = fmt::format("127.0.0.1:{}", to.port());
+  auto b2 = open_ep(ioc, cb, metrics);
+  if (!b2) co_return;
+  auto got = std::make_shared<int>(0);
+  b2->set_on_datagram([got](const UdpEndpoint&, std::span<const std::byte>) { ++*got; });
+  std::vector<std::byte> ping(8, std::byte(1));
+  // Bounded: at most 50 tries, 100 ms apart.
+  for (int i = 0; i < 50 && *got == 0; ++i) {
+    if (!a->try_send_datagram(to, ping)) {
+      auto r = co_await a->send_datagram(to, ping);  // dials when the old connection is gone
+      if (!r) ADD_FAILURE() << r.error().message;
+    }
+    co_await sleep_ms(100);
+  }
+  EXPECT_GT(*got, 0) << "datagrams never reached the restarted peer";
+  co_await shutdown(a, b2);
+}
+
+TEST(Quic, redial_after_peer_crash) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  run_coro([](net::io_context& ioc) { return run_crash_redial(ioc); });
 }
 
 net::awaitable<void> run_idle(net::io_context& ioc, bool keep_alive) {

@@ -44,6 +44,7 @@ class Reader {
   std::uint64_t u64() { return le(8); }
   bool raw(void* dst, std::size_t n) {
     if (!ok_ || remaining() < n) return ok_ = false;
+    if (n == 0) return true;  // |dst| may be null for an empty buffer
     std::memcpy(dst, in_.data() + pos_, n);
     pos_ += n;
     return true;
@@ -194,6 +195,7 @@ std::size_t encoded_size_without_lists(const Packet& p) {
   if (has_probe_number(p.kind)) n += 4;
   if (has_other(p.kind)) n += encoded_size(p.other);
   if (p.kind == MessageKind::feed) n += 2;
+  if (p.kind == MessageKind::announce) n += 2 + p.digest.size();
   return n + 2;
 }
 
@@ -209,6 +211,11 @@ void encode(const Packet& p, Bytes& out) {
   if (has_probe_number(p.kind)) w.u32(p.probe_number);
   if (has_other(p.kind)) write_identity(w, p.other);
   if (p.kind == MessageKind::feed) write_updates(w, p.feed);
+  if (p.kind == MessageKind::announce) {
+    SWIM_ASSERT(p.digest.size() <= UINT16_MAX);
+    w.u16(static_cast<std::uint16_t>(p.digest.size()));
+    w.raw(p.digest.data(), p.digest.size());
+  }
   write_updates(w, p.updates);
 }
 
@@ -247,6 +254,12 @@ Result<Packet> decode(std::span<const std::byte> bytes) {
   if (p.kind == MessageKind::feed) {
     const std::uint16_t n = r.u16();
     if (!r.ok() || !read_updates(r, p.feed, n)) return fail(Errc::malformed_packet, "feed");
+  }
+  if (p.kind == MessageKind::announce) {
+    const std::uint16_t len = r.u16();
+    if (!r.ok() || len > r.remaining()) return fail(Errc::malformed_packet, "digest");
+    p.digest.resize(len);
+    if (!r.raw(p.digest.data(), len)) return fail(Errc::malformed_packet, "digest");
   }
   const std::uint16_t n = r.u16();
   if (!r.ok() || !read_updates(r, p.updates, n)) return fail(Errc::malformed_packet, "updates");

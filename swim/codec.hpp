@@ -9,6 +9,7 @@
 //     ping, ack, indirect_*, forwarded_ack, ping_req:  u32 probe_number
 //     ping_req, indirect_ping, indirect_ack, forwarded_ack: Identity other
 //     feed:   u16 n, n × MemberUpdate
+//     announce: u16 len, len bytes of AddrDigest (members the sender knows)
 //   u16 n, n × MemberUpdate               (piggy-backed updates, every kind)
 //
 //   Identity     = 16 B id, u8 addr_len (1..255), addr bytes, u64 ts,
@@ -67,6 +68,7 @@ struct Packet {
   std::uint32_t probe_number = 0;     ///< when has_probe_number(kind)
   Identity other;                     ///< when has_other(kind)
   std::vector<MemberUpdate> feed;     ///< kind == feed only
+  Bytes digest;                       ///< kind == announce only: AddrDigest bytes
   std::vector<MemberUpdate> updates;  ///< piggy-backed, any kind
 
   bool operator==(const Packet&) const = default;

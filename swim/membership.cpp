@@ -205,7 +205,7 @@ void Membership::handle_packet(Instant now, Packet& p, Effects& out) {
     case MessageKind::gossip:
       break;
     case MessageKind::announce:
-      send_feed(p.src, out);
+      send_feed(p.src, AddrDigest::from_bytes(p.digest), out);
       break;
     case MessageKind::feed:
       for (const auto& u : p.feed) {
@@ -609,8 +609,11 @@ void Membership::ensure_timers(Effects& out) {
   arm(config_.probe_period, timer::ProbeRandomMember{token_}, out);
   if (config_.periodic_gossip.frequency > Duration::zero())
     arm(config_.periodic_gossip.frequency, timer::PeriodicGossip{token_}, out);
+  // The first periodic announce comes early (two probe periods): by then a
+  // joiner knows most members, and its digest fetches the rest at once.
   if (config_.periodic_announce.frequency > Duration::zero())
-    arm(config_.periodic_announce.frequency, timer::PeriodicAnnounce{token_}, out);
+    arm(std::min(config_.periodic_announce.frequency, 2 * config_.probe_period),
+        timer::PeriodicAnnounce{token_}, out);
   if (config_.periodic_announce_to_down.frequency > Duration::zero())
     arm(config_.periodic_announce_to_down.frequency, timer::PeriodicAnnounceToDown{token_}, out);
 }
@@ -637,13 +640,20 @@ std::vector<const Member*> Membership::choose_members(std::size_t k, bool want_a
   return candidates;
 }
 
-void Membership::send_feed(const Identity& to, Effects& out) {
-  // A random sample of our active members (|to| excluded), spread over up to
-  // feed_packets_max datagrams: enough to give a joiner (or a periodic
-  // announcer) most of the cluster at once instead of waiting for gossip.
+void Membership::send_feed(const Identity& to, const AddrDigest& known, Effects& out) {
+  // Our active members (|to| excluded), those missing from the announcer's
+  // digest first, then a random rest, spread over up to feed_packets_max
+  // datagrams: a joiner gets most of the cluster at once, and a periodic
+  // announcer exactly what the epidemic gossip failed to bring it.
+  std::vector<const Member*> all = choose_members(members_.size(), true, &to);
+  std::stable_partition(all.begin(), all.end(),
+                        [&](const Member* m) { return !known.maybe_contains(m->id.addr); });
+  if (all.size() > config_.feed_members_max) all.resize(config_.feed_members_max);
+  // send() takes entries from the back.
   std::vector<MemberUpdate> feed;
-  for (const Member* m : choose_members(config_.feed_members_max, true, &to))
-    feed.push_back(MemberUpdate{m->id, m->incarnation, m->state});
+  feed.reserve(all.size());
+  for (auto it = all.rbegin(); it != all.rend(); ++it)
+    feed.push_back(MemberUpdate{(*it)->id, (*it)->incarnation, (*it)->state});
   for (std::size_t i = 0; i < config_.feed_packets_max; ++i) {
     const std::size_t before = feed.size();
     send(to.addr, to, MessageKind::feed, 0, nullptr, out, &feed);
@@ -666,6 +676,20 @@ void Membership::send(const std::string& to, const std::optional<Identity>& dst,
   std::size_t size = encoded_size_without_lists(p);
   // Peer-supplied identities can be long; a header that cannot fit is dropped.
   if (size > config_.max_packet_size) return;
+
+  if (kind == MessageKind::announce && active_count_ > 0) {
+    // Tell the responder which members we know (see digest.hpp), leaving
+    // room for a few piggy-backed updates.
+    constexpr std::size_t updates_reserve = 256;
+    const std::size_t room = config_.max_packet_size - size;
+    if (room > updates_reserve + 8) {
+      AddrDigest digest(AddrDigest::size_for(active_count_, room - updates_reserve));
+      for (const Member& m : members_)
+        if (m.active()) digest.add(m.id.addr);
+      p.digest = digest.bytes();
+      size += p.digest.size();
+    }
+  }
 
   if (feed) {
     // Take feed entries from the back while they fit; the caller sends more

@@ -66,6 +66,7 @@
 
 #include "swim/codec.hpp"
 #include "swim/config.hpp"
+#include "swim/digest.hpp"
 #include "swim/dissemination.hpp"
 #include "swim/error.hpp"
 #include "swim/prng.hpp"
@@ -311,7 +312,7 @@ class Membership {
   void send(const std::string& to, const std::optional<Identity>& dst, MessageKind kind,
             std::uint32_t probe_number, const Identity* other, Effects& out,
             std::vector<MemberUpdate>* feed = nullptr);
-  void send_feed(const Identity& to, Effects& out);
+  void send_feed(const Identity& to, const AddrDigest& known, Effects& out);
   void gossip_to(std::size_t count, Effects& out);
   std::vector<const Member*> choose_members(std::size_t k, bool want_active,
                                             const Identity* exclude);

@@ -30,6 +30,7 @@ Packet sample_packet(MessageKind kind) {
   if (kind == MessageKind::feed)
     p.feed = {MemberUpdate{make_identity(4), 1, MemberState::alive},
               MemberUpdate{make_identity(5), 2, MemberState::suspect}};
+  if (kind == MessageKind::announce) p.digest = Bytes(16, std::byte{0x5A});
   p.updates = {MemberUpdate{make_identity(6), 9, MemberState::down},
                MemberUpdate{make_identity(7, 5, 7, 1), 0, MemberState::alive}};
   return p;
@@ -188,6 +189,10 @@ TEST(SwimCodec, random_packets_round_trip) {
     if (has_probe_number(p.kind)) p.probe_number = static_cast<std::uint32_t>(r.next_u64());
     if (has_other(p.kind)) p.other = random_identity(r);
     if (p.kind == MessageKind::feed) p.feed = random_updates(r, 5);
+    if (p.kind == MessageKind::announce) {
+      p.digest.resize(r.below(64));
+      for (auto& b : p.digest) b = static_cast<std::byte>(r.below(256));
+    }
     p.updates = random_updates(r, 5);
     const Bytes b = encode(p);
     std::size_t expected = encoded_size_without_lists(p);

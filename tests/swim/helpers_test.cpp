@@ -4,6 +4,7 @@
 #include <set>
 
 #include "swim/config.hpp"
+#include "swim/digest.hpp"
 #include "swim/dissemination.hpp"
 #include "swim/prng.hpp"
 #include "swim/rtt.hpp"
@@ -164,6 +165,25 @@ TEST(SwimBroadcastPlanner, drops_the_most_transmitted_batch) {
   pending[3].rounds = 0;
   EXPECT_EQ(BroadcastPlanner::batch_to_drop(pending), 1u);
   EXPECT_FALSE(BroadcastPlanner::batch_to_drop({}).has_value());
+}
+
+TEST(SwimAddrDigest, no_false_negatives_and_few_false_positives) {
+  const std::size_t n = 500;
+  AddrDigest d(AddrDigest::size_for(n, 4096));
+  EXPECT_EQ(d.bytes().size(), 625u);  // 10 bits per entry
+  for (std::size_t i = 0; i < n; ++i) d.add("10.1." + std::to_string(i) + ".1:4001");
+  for (std::size_t i = 0; i < n; ++i)
+    ASSERT_TRUE(d.maybe_contains("10.1." + std::to_string(i) + ".1:4001"));
+  std::size_t fp = 0;
+  for (std::size_t i = 0; i < 10000; ++i)
+    fp += d.maybe_contains("10.2." + std::to_string(i) + ".9:4001") ? 1 : 0;
+  EXPECT_LT(fp, 300u);  // ~1 % expected; 3 % allowed
+  // Round trip through bytes; the empty digest contains nothing.
+  const AddrDigest copy = AddrDigest::from_bytes(d.bytes());
+  EXPECT_TRUE(copy.maybe_contains("10.1.7.1:4001"));
+  EXPECT_FALSE(AddrDigest{}.maybe_contains("10.1.7.1:4001"));
+  EXPECT_EQ(AddrDigest::size_for(1, 4096), 8u);
+  EXPECT_EQ(AddrDigest::size_for(100000, 700), 700u);
 }
 
 TEST(SwimSeenSet, forwards_once_and_forgets_oldest) {

@@ -600,6 +600,46 @@ TEST(Membership, accepts_larger_datagrams_from_peers_with_a_larger_mtu) {
     EXPECT_LE(s.payload.size(), a.m.config().max_packet_size);
 }
 
+TEST(Membership, feed_leads_with_members_missing_from_the_announcers_digest) {
+  Harness h;
+  Node& a = h.add(make_identity(1));
+  Node& c = h.add(make_identity(2));
+  join(h, c, a);
+  // a knows 200 members; c knows the first 150 of them.
+  auto learn = [&](Node& n, std::uint32_t from, std::uint32_t to) {
+    for (std::uint32_t first = from; first < to; first += 10) {
+      Packet p;
+      p.kind = MessageKind::gossip;
+      p.src = make_identity(3);
+      for (std::uint32_t i = first; i < std::min(first + 10, to); ++i)
+        p.updates.push_back(MemberUpdate{make_identity(100 + i), 0, MemberState::alive});
+      ASSERT_TRUE(n.m.handle_datagram(h.now(), encode(p), n.fx).has_value());
+    }
+  };
+  learn(a, 0, 200);
+  learn(c, 0, 150);
+  a.fx.clear();
+  c.fx.clear();
+  ASSERT_TRUE(c.m.announce(h.now(), a.m.identity().addr, c.fx).has_value());
+  const auto ann = effects_of<SendTo>(c.fx);
+  ASSERT_EQ(ann.size(), 1u);
+  EXPECT_LE(ann[0].payload.size(), c.m.config().max_packet_size);
+  EXPECT_GT(decode(ann[0].payload)->digest.size(), 150u);
+  ASSERT_TRUE(a.m.handle_datagram(h.now(), ann[0].payload, a.fx).has_value());
+  std::set<std::string> fed;
+  for (const auto& s : effects_of<SendTo>(a.fx)) {
+    const auto p = decode(s.payload);
+    ASSERT_TRUE(p.has_value());
+    for (const auto& u : p->feed) fed.insert(u.id.addr);
+  }
+  // The 50 members c lacks lead the feed, which cannot hold all 200; only a
+  // Bloom false positive (~1 % each) may hide one.
+  std::size_t missing_fed = 0;
+  for (std::uint32_t i = 150; i < 200; ++i) missing_fed += fed.contains(make_identity(100 + i).addr);
+  EXPECT_GE(missing_fed, 47u);
+  EXPECT_LT(fed.size(), 200u);
+}
+
 TEST(Membership, updates_are_retransmitted_a_bounded_number_of_times) {
   Harness h;
   Config c = fast_config();

@@ -78,6 +78,20 @@ TEST(Sim, fifty_members_converge_from_one_seed) {
   EXPECT_LT(*took, 30s);
 }
 
+// Hundreds of members: the epidemic gossip leaves a few pairs unaware of
+// each other; the early periodic announce, with its digest, closes the gaps.
+TEST(Sim, hundred_members_converge_with_loss) {
+  SimOptions o;
+  o.n = 100;
+  o.seed = seed_or(100);
+  o.loss_per_mille = 20;
+  Sim sim(o);
+  sim.start(3);
+  const auto took = run_until_true(sim, 60s, [&] { return sim.converged(sim.live_nodes()); });
+  ASSERT_TRUE(took.has_value()) << "seed " << o.seed;
+  EXPECT_LT(*took, 20s);
+}
+
 TEST(Sim, killed_member_is_declared_down_by_all_within_bound) {
   SimOptions o;
   o.n = 12;

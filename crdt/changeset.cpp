@@ -113,8 +113,9 @@ namespace patina::crdt {
 
 namespace {
 
-std::int64_t head_of(const CrrTables& tables, const Bookkeeper& books, const SiteId& actor) {
-  if (actor == tables.site_id()) return tables.db_version();
+Result<std::int64_t> head_of(const CrrTables& tables, const Bookkeeper& books, const SiteId& actor) {
+  // Our own head from the database: this may be a reader connection.
+  if (actor == tables.site_id()) return tables.stored_db_version();
   const auto* a = books.actor(actor);
   return a ? a->max : 0;
 }
@@ -137,8 +138,9 @@ Result<ServedVersions> serve_versions(CrrTables& tables, const Bookkeeper& books
   ServedVersions out;
   const bool self = actor == tables.site_id();
   const ActorBooks* a = self ? nullptr : books.actor(actor);
-  const std::int64_t head = head_of(tables, books, actor);
-  Range r{std::max<std::int64_t>(versions.start, 1), std::min(versions.end, head)};
+  auto head = head_of(tables, books, actor);
+  if (!head) return tl::unexpected(head.error());
+  Range r{std::max<std::int64_t>(versions.start, 1), std::min(versions.end, *head)};
   if (r.start > r.end) return out;
   auto with_rows = versions_with_rows(tables, actor, r);
   if (!with_rows) return tl::unexpected(with_rows.error());

@@ -263,6 +263,16 @@ Result<std::int64_t> CrrTables::next_db_version() {
   return v;
 }
 
+Result<std::int64_t> CrrTables::stored_db_version() const {
+  auto st = prepare(db_, "SELECT db_version FROM __patina_db_versions WHERE site_id = ?", false);
+  if (!st) return tl::unexpected(st.error());
+  detail::bind_blob(st->get(), 1, site_id_.data(), site_id_.size());
+  int rc = sqlite3_step(st->get());
+  if (rc == SQLITE_ROW) return sqlite3_column_int64(st->get(), 0);
+  if (rc == SQLITE_DONE) return std::int64_t{0};
+  return sqlite_error(db_, "read db_version", rc);
+}
+
 Result<void> CrrTables::note_db_version(const SiteId& site, std::int64_t db_version) {
   auto* s = shared_->set_db_version.get();
   Reset reset(s);
@@ -607,7 +617,16 @@ std::string CrrTables::changes_select(const std::string& clock_where) const {
 }
 
 Result<void> CrrTables::rebuild_changes_view() {
-  return exec(db_, "DROP VIEW IF EXISTS crsql_changes;\nCREATE VIEW crsql_changes AS " + changes_select("") + ";");
+  const std::string create = "CREATE VIEW crsql_changes AS " + changes_select("");
+  // Leave an up-to-date view alone: read-only connections open CrrTables too.
+  auto st = prepare(db_, "SELECT sql FROM sqlite_master WHERE type = 'view' AND name = 'crsql_changes'", false);
+  if (!st) return tl::unexpected(st.error());
+  if (sqlite3_step(st->get()) == SQLITE_ROW) {
+    const auto* current = reinterpret_cast<const char*>(sqlite3_column_text(st->get(), 0));
+    if (current && create == current) return {};
+  }
+  st->reset();
+  return exec(db_, "DROP VIEW IF EXISTS crsql_changes;\n" + create + ";");
 }
 
 Result<void> CrrTables::backfill(detail::TableState& st) {

@@ -115,8 +115,12 @@ class CrrTables {
 
   sqlite3* db() const { return db_; }
   const SiteId& site_id() const { return site_id_; }
-  // Last committed local db_version (0 on a fresh database).
+  // Last committed local db_version (0 on a fresh database). Kept current by
+  // the commit hook on the connection that writes; on a read-only connection
+  // it is as of open(): use stored_db_version() there.
   std::int64_t db_version() const { return db_version_; }
+  // This node's db_version as the database says now (what this connection sees).
+  Result<std::int64_t> stored_db_version() const;
   // The version the current (or next) local transaction gets; does not consume it.
   std::int64_t peek_next_db_version() const {
     return pending_ >= 0 ? pending_ : std::max(db_version_, floor_) + 1;

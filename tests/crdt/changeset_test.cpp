@@ -207,3 +207,39 @@ TEST(Changesets, ExtractionByVersionUsesTheClockIndex) {
 
 }  // namespace
 }  // namespace patina::crdt
+
+namespace patina::crdt {
+namespace {
+
+TEST(Changesets, ReadOnlyConnectionCanExtractAndServe) {
+  std::string path = ::testing::TempDir();
+  path += "/patina_ro.db";
+  std::remove(path.c_str());
+  testing::TestDb w{testing::site_of(0x11), true, path};
+  w.exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v TEXT)");
+  w.crr_table("t");
+  ASSERT_TRUE(Bookkeeper::open(w.db));
+  w.exec("INSERT INTO t VALUES (1, 'x')");
+  sqlite3* ro = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path.c_str(), &ro, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  {
+    auto reader = CrrTables::open(ro, CrrOptions{});
+    ASSERT_TRUE(reader) << reader.error().message;
+    EXPECT_EQ((*reader)->site_id(), testing::site_of(0x11));
+    EXPECT_EQ((*reader)->db_version(), 1);
+    auto rows = changes_for_version(**reader, testing::site_of(0x11), 1);
+    ASSERT_TRUE(rows) << rows.error().message;
+    EXPECT_EQ(rows->size(), 1u);
+    auto books = Bookkeeper::open(ro);
+    ASSERT_TRUE(books) << books.error().message;
+    w.exec("INSERT INTO t VALUES (2, 'y')");  // after the reader opened
+    auto served = serve_versions(**reader, *books, testing::site_of(0x11), Range{1, 5});
+    ASSERT_TRUE(served);
+    EXPECT_EQ(served->changesets.size(), 2u);
+  }
+  sqlite3_close(ro);
+  std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace patina::crdt

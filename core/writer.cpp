@@ -125,7 +125,8 @@ bool Writer::accepting() const {
 std::unique_ptr<Writer::Job> Writer::pop_next(bool standalone_ok) {
   std::lock_guard lock(mu_);
   if (queue_.empty()) return nullptr;
-  if (!standalone_ok && queue_.front()->options.standalone) return nullptr;
+  const JobOptions& o = queue_.front()->options;
+  if (!standalone_ok && o.standalone) return nullptr;
   auto job = std::move(queue_.front());
   queue_.pop_front();
   // Space freed: admit the longest-waiting submitter.

@@ -11,7 +11,7 @@ packages=(
   libsqlite3-dev sqlite3 libzstd-dev
   libspdlog-dev libfmt-dev libtomlplusplus-dev libcli11-dev libexpected-dev
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
-  strace procps
+  strace procps curl
 )
 
 missing=()

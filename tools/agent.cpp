@@ -17,12 +17,15 @@
 
 #include "api/admin_protocol.hpp"
 #include "api/admin_server.hpp"
+#include "api/http_server.hpp"
+#include "api/routes.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "core/reader_pool.hpp"
 #include "core/runtime.hpp"
 #include "core/watchdog.hpp"
 #include "core/writer.hpp"
+#include "tools/crdt_store.hpp"
 #include "tools/embedded.hpp"
 
 namespace patina::tools {
@@ -64,66 +67,15 @@ Result<ResolvedConfig> resolve_config(const GlobalOptions& options) {
 
 namespace {
 
-// Reads the schema sources: every db.schema_paths entry (a file, or a folder
-// whose *.sql files are read in path order), or the embedded example schema.
-Result<std::vector<std::pair<std::string, std::string>>> read_schema_sources(const ResolvedConfig& rc) {
-  std::vector<std::pair<std::string, std::string>> out;
+// The schema sources: db.schema_paths, or the embedded example schema when
+// running on the embedded config without schema paths.
+Result<std::vector<crdt::SchemaSource>> read_schema_sources(const ResolvedConfig& rc) {
   if (rc.embedded && rc.config.db.schema_paths.empty()) {
-    out.emplace_back("<embedded example schema>", std::string(embedded::example_schema));
-    return out;
+    return std::vector<crdt::SchemaSource>{{"<embedded example schema>", std::string(embedded::example_schema)}};
   }
-  namespace fs = std::filesystem;
-  for (const auto& p : rc.config.db.schema_paths) {
-    std::vector<fs::path> files;
-    std::error_code ec;
-    if (fs::is_directory(p, ec)) {
-      for (const auto& e : fs::directory_iterator(p, ec)) {
-        if (e.path().extension() == ".sql") files.push_back(e.path());
-      }
-      std::sort(files.begin(), files.end());
-    } else if (fs::exists(p, ec)) {
-      files.push_back(p);
-    } else {
-      return make_error(Errc::not_found, fmt::format("schema path {} does not exist", p));
-    }
-    for (const auto& f : files) {
-      std::ifstream in(f);
-      if (!in) return make_error(Errc::io, fmt::format("cannot read schema file {}", f.string()));
-      std::stringstream ss;
-      ss << in.rdbuf();
-      out.emplace_back(f.string(), ss.str());
-    }
-  }
-  return out;
-}
-
-// Applies schema statements that are not yet in the database. Replaced by
-// the CRDT schema manager (issue 3), which validates and diffs properly.
-Result<void> apply_schema_plain(core::Db& db, const std::vector<std::pair<std::string, std::string>>& sources) {
-  if (auto r = db.exec("BEGIN IMMEDIATE"); !r) return r;
-  for (const auto& [name, sql] : sources) {
-    const char* tail = sql.c_str();
-    while (tail != nullptr && *tail != '\0') {
-      sqlite3_stmt* stmt = nullptr;
-      int rc = sqlite3_prepare_v2(db.get(), tail, -1, &stmt, &tail);
-      if (rc != SQLITE_OK) {
-        std::string msg = sqlite3_errmsg(db.get());
-        sqlite3_finalize(stmt);
-        if (msg.find("already exists") != std::string::npos) {
-          continue;
-        }
-        (void)db.exec("ROLLBACK");
-        return make_error(Errc::invalid_argument, fmt::format("{}: {}", name, msg));
-      }
-      if (stmt == nullptr) continue;
-      core::Stmt owned(stmt, db.get());
-      if (auto r = owned.run(); !r) {
-        (void)db.exec("ROLLBACK");
-        return make_error(Errc::invalid_argument, fmt::format("{}: {}", name, r.error().message));
-      }
-    }
-  }
-  return db.exec("COMMIT");
+  auto sources = crdt::SchemaManager::read_paths(rc.config.db.schema_paths);
+  if (!sources) return tl::unexpected(to_error(sources.error()));
+  return *sources;
 }
 
 class Agent final : public api::AdminService {
@@ -138,7 +90,10 @@ class Agent final : public api::AdminService {
         writer_(writer_options(rc_.config), metrics_, watchdog_),
         readers_(reader_options(rc_.config), metrics_, watchdog_),
         tasks_(ioc_.get_executor()),
-        admin_(ioc_.get_executor(), rc_.config.admin.uds_path, *this) {}
+        admin_(ioc_.get_executor(), rc_.config.admin.uds_path, *this),
+        routes_(api::ApiContext{writer_, readers_, store_, metrics_, health_, rc_.config.db.path}),
+        http_(ioc_.get_executor(), http_options(rc_.config), metrics_),
+        prometheus_(ioc_.get_executor(), prometheus_options(rc_.config), metrics_) {}
 
   int run() {
     if (auto r = core::check_io_uring(); !r) {
@@ -152,10 +107,12 @@ class Agent final : public api::AdminService {
     }
     log_->info("opening database {}", rc_.config.db.path);
     auto sources = *schema;
-    if (auto r = writer_.start([&sources](core::Db& db) { return apply_schema_plain(db, sources); }); !r) {
+    if (auto r = writer_.start([this, &sources](core::Db& db) { return store_.open(db, sources); }); !r) {
       log_->critical("cannot open database {}: {}", rc_.config.db.path, r.error().message);
-      return 1;
+      return r.error().code == Errc::invalid_argument ? 2 : 1;
     }
+    log_->info("database open: actor_id={} db_version={} replicated tables: {}", store_.actor_id(),
+               store_.tables().db_version(), fmt::join(store_.tables().crr_names(), ", "));
     writer_.on_fatal([this](const Error& e) {
       net::post(ioc_, [this, e] { begin_shutdown(fmt::format("fatal storage error: {}", e.message), 1); });
     });
@@ -171,10 +128,29 @@ class Agent final : public api::AdminService {
       shutdown_threads();
       return 1;
     }
+    routes_.install(http_);
+    if (auto r = http_.start(tasks_); !r) {
+      log_->critical("{}", r.error().message);
+      admin_.stop();
+      shutdown_threads();
+      return 1;
+    }
+    if (rc_.config.telemetry.prometheus_addr) {
+      prometheus_.add_route({api::http::verb::get, "/", "metrics", 16, &routes_.metrics_handler()});
+      prometheus_.add_route({api::http::verb::get, "/metrics", "metrics", 16, &routes_.metrics_handler()});
+      if (auto r = prometheus_.start(tasks_); !r) {
+        log_->critical("{}", r.error().message);
+        admin_.stop();
+        http_.stop();
+        shutdown_threads();
+        return 1;
+      }
+    }
     core::spawn(ioc_.get_executor(), "reactor-heartbeat", reactor_heartbeat());
     core::spawn(ioc_.get_executor(), "signals", signal_loop());
-    log_->info("ready: pid={} db={} admin={} api={} gossip={} watchdog_stall_ms={}", ::getpid(), rc_.config.db.path,
-               rc_.config.admin.uds_path, fmt::join(rc_.config.api.bind_addr, ","), rc_.config.gossip.bind_addr,
+    log_->info("ready: pid={} api={} metrics={} admin={} db={} gossip={} watchdog_stall_ms={}", ::getpid(),
+               fmt::join(http_.local_addresses(), ","), fmt::join(prometheus_.local_addresses(), ","),
+               rc_.config.admin.uds_path, rc_.config.db.path, rc_.config.gossip.bind_addr,
                rc_.config.watchdog.stall_ms);
     ioc_.run();
     if (drain_thread_.joinable()) drain_thread_.join();
@@ -189,7 +165,7 @@ class Agent final : public api::AdminService {
     if (command.is_string() && command.as_string() == "Ping") {
       out.push_back(api::admin::success());
     } else if (command.is_string() && command.as_string() == "Reload") {
-      auto r = reload();
+      auto r = co_await reload();
       out.push_back(r ? api::admin::success() : api::admin::error(r.error().message));
     } else if (const json::value* log = find(command, "Log")) {
       if (log->is_string() && log->as_string() == "Reset") {
@@ -222,6 +198,21 @@ class Agent final : public api::AdminService {
     o.queue_len = static_cast<std::size_t>(c.perf.writer_queue_len);
     o.batch_jobs_max = static_cast<std::size_t>(c.perf.writer_batch_jobs_max);
     o.batch_time_max = std::chrono::milliseconds(c.perf.writer_batch_ms_max);
+    return o;
+  }
+  static api::HttpOptions http_options(const core::Config& c) {
+    api::HttpOptions o;
+    o.addrs = c.api.bind_addr;
+    o.body_limit = c.api.max_body_bytes;
+    o.bearer_token = c.api.bearer_token;
+    o.endpoint_name = c.api.endpoint_name;
+    o.server_name = "api";
+    return o;
+  }
+  static api::HttpOptions prometheus_options(const core::Config& c) {
+    api::HttpOptions o;
+    if (c.telemetry.prometheus_addr) o.addrs = {*c.telemetry.prometheus_addr};
+    o.server_name = "metrics";
     return o;
   }
   static core::ReaderPoolOptions reader_options(const core::Config& c) {
@@ -258,34 +249,56 @@ class Agent final : public api::AdminService {
       log_->warn("debug: blocking the writer for {} ms on request", duration.count());
       core::JobOptions o;
       o.standalone = true;
-      auto r = co_await writer_.submit<int>("debug stall", [duration](core::Db&) -> Result<int> {
+      auto job = [duration](core::Db&) -> Result<int> {
         std::this_thread::sleep_for(duration);
         return 0;
-      }, o);
+      };
+      auto r = co_await writer_.submit<int>("debug stall", std::move(job), o);
       co_return r ? api::admin::success() : api::admin::error(r.error().message);
     }
     co_return api::admin::error(fmt::format("unknown loop '{}': expected reactor or writer",
                                             std::string_view(loop->as_string())));
   }
 
-  // Re-reads the config file and applies what can change at run time.
-  Result<void> reload() {
-    if (rc_.embedded) {
-      log_->info("reload: running on the embedded config; nothing to re-read");
-      return {};
+  // Re-reads the config file and applies what can change at run time: the
+  // log settings, and the schema (through the writer).
+  net::awaitable<Result<void>> reload() {
+    ResolvedConfig next = rc_;
+    if (!rc_.embedded) {
+      auto loaded = core::load_config_file(rc_.file, core::process_environment());
+      if (!loaded) {
+        log_->error("reload failed, keeping the running config: {}", loaded.error().message);
+        co_return tl::unexpected(loaded.error());
+      }
+      for (const auto& w : loaded->warnings) log_->warn("{}", w);
+      const auto& lc = loaded->config.log;
+      std::string filter = startup_filter(lc);
+      core::log::set_default_filter(filter);
+      core::log::init(lc.format, lc.colors && ::isatty(2));
+      log_->info("reloaded {}: log filter '{}'", rc_.file, filter);
+      next.config.db.schema_paths = loaded->config.db.schema_paths;
     }
-    auto loaded = core::load_config_file(rc_.file, core::process_environment());
-    if (!loaded) {
-      log_->error("reload failed, keeping the running config: {}", loaded.error().message);
-      return tl::unexpected(loaded.error());
+    auto sources = read_schema_sources(next);
+    if (!sources) {
+      log_->error("schema reload failed: {}", sources.error().message);
+      co_return tl::unexpected(sources.error());
     }
-    for (const auto& w : loaded->warnings) log_->warn("{}", w);
-    const auto& lc = loaded->config.log;
-    std::string filter = startup_filter(lc);
-    core::log::set_default_filter(filter);
-    core::log::init(lc.format, lc.colors);
-    log_->info("reloaded {}: log filter '{}'", rc_.file, filter);
-    return {};
+    CrdtStore* store = &store_;
+    auto job = [store, s = std::move(*sources)](core::Db&) { return store->apply_schema(s); };
+    auto changes = co_await writer_.submit<crdt::SchemaChanges>("schema reload", std::move(job));
+    if (!changes) {
+      log_->error("schema reload failed, nothing was changed: {}", changes.error().message);
+      co_return tl::unexpected(changes.error());
+    }
+    if (changes->empty()) {
+      log_->info("schema reload: no changes");
+    } else {
+      log_->info("schema reload: created tables [{}], added columns [{}], created indexes [{}], dropped indexes [{}]",
+                 fmt::join(changes->created_tables, ", "), fmt::join(changes->added_columns, ", "),
+                 fmt::join(changes->created_indexes, ", "), fmt::join(changes->dropped_indexes, ", "));
+    }
+    rc_.config.db.schema_paths = next.config.db.schema_paths;
+    co_return Result<void>{};
   }
 
   net::awaitable<void> reactor_heartbeat() {
@@ -305,7 +318,7 @@ class Agent final : public api::AdminService {
       if (ec) co_return;
       if (sig == SIGHUP) {
         log_->info("SIGHUP: reloading");
-        (void)reload();
+        (void)co_await reload();
         continue;
       }
       begin_shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT", 0);
@@ -322,6 +335,8 @@ class Agent final : public api::AdminService {
     exit_code_ = code;
     log_->info("shutting down ({}): draining the writer queue ({} jobs)", why, writer_.queue_depth());
     admin_.stop();
+    http_.stop();
+    prometheus_.stop();
     tasks_.stop();
     drain_thread_ = std::thread([this] {
       shutdown_threads();
@@ -355,6 +370,11 @@ class Agent final : public api::AdminService {
   net::io_context ioc_{1};
   core::TaskGroup tasks_;
   api::AdminServer admin_;
+  CrdtStore store_;
+  api::HealthFigures health_;
+  api::ApiRoutes routes_;
+  api::HttpServer http_;
+  api::HttpServer prometheus_;
   std::shared_ptr<core::Heartbeat> reactor_beat_;
   std::thread drain_thread_;
   std::atomic<bool> stopped_{false};

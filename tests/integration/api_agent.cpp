@@ -1,0 +1,63 @@
+#include "tests/integration/api_agent.hpp"
+
+#include <signal.h>
+
+#include <fmt/format.h>
+
+namespace patina::testing {
+
+namespace {
+
+std::string field(const std::string& log, const std::string& key) {
+  auto at = log.find(" " + key + "=");
+  if (at == std::string::npos) return {};
+  at += key.size() + 2;
+  auto end = log.find_first_of(" ,\n", at);
+  return log.substr(at, end - at);
+}
+
+}  // namespace
+
+ApiAgent::ApiAgent(const std::string& extra, const std::string& api_extra) {
+  dir_.write("schema.sql", test_schema);
+  dir_.write("config.toml", fmt::format(R"([db]
+path = "{0}/data/state.db"
+schema_paths = ["{0}/schema.sql"]
+
+[api]
+addr = "127.0.0.1:0"
+{2}
+
+[gossip]
+addr = "127.0.0.1:0"
+plaintext = true
+
+[admin]
+path = "{0}/admin.sock"
+
+[telemetry]
+prometheus.addr = "127.0.0.1:0"
+{1}
+)",
+                                        dir_.path().string(), extra, api_extra));
+  process_ = std::make_unique<Process>(
+      std::vector<std::string>{patina_binary(), "agent", "-c", dir_.file("config.toml")}, dir_.path(),
+      dir_.file("agent.log"));
+  ready_ = process_->wait_for_log("ready:");
+  if (ready_) {
+    std::string log = process_->log();
+    api_ = field(log, "api");
+    metrics_ = field(log, "metrics");
+  }
+}
+
+ApiAgent::~ApiAgent() {
+  if (process_->running()) stop();
+}
+
+int ApiAgent::stop() {
+  process_->signal(SIGTERM);
+  return process_->wait_exit().value_or(-1);
+}
+
+}  // namespace patina::testing

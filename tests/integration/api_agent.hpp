@@ -1,0 +1,38 @@
+#pragma once
+// A real agent on loopback with ephemeral ports, for API tests.
+
+#include <memory>
+#include <string>
+
+#include "tests/integration/process.hpp"
+
+namespace patina::testing {
+
+inline constexpr const char* test_schema = R"(
+CREATE TABLE tests (id INTEGER NOT NULL PRIMARY KEY, text TEXT NOT NULL DEFAULT '');
+CREATE TABLE kinds (id INTEGER NOT NULL PRIMARY KEY, i INTEGER, r REAL, t TEXT, b BLOB, n TEXT);
+)";
+
+class ApiAgent {
+ public:
+  // |extra| is appended to the generated config (extra sections/keys).
+  explicit ApiAgent(const std::string& extra = "", const std::string& api_extra = "");
+  ~ApiAgent();
+  bool ready() const { return ready_; }
+  const std::string& api() const { return api_; }
+  const std::string& metrics() const { return metrics_; }
+  const ScratchDir& dir() const { return dir_; }
+  Process& process() { return *process_; }
+  std::string db_path() const { return dir_.file("data/state.db"); }
+  // SIGTERM and wait; the exit code.
+  int stop();
+
+ private:
+  ScratchDir dir_;
+  std::unique_ptr<Process> process_;
+  bool ready_ = false;
+  std::string api_;
+  std::string metrics_;
+};
+
+}  // namespace patina::testing

@@ -1,0 +1,347 @@
+// The HTTP API through the real binary: Corrosion's shapes, status codes and
+// error bodies (SPEC.md §1).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <boost/json.hpp>
+#include <fmt/format.h>
+
+#include "tests/integration/api_agent.hpp"
+#include "tests/integration/http_client.hpp"
+
+namespace patina::testing {
+namespace {
+
+namespace json = boost::json;
+
+json::value parse(const std::string& s) { return json::parse(s); }
+
+class Api : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    agent_ = new ApiAgent();
+    ASSERT_TRUE(agent_->ready()) << agent_->process().log();
+  }
+  static void TearDownTestSuite() {
+    EXPECT_EQ(agent_->stop(), 0);
+    delete agent_;
+    agent_ = nullptr;
+  }
+  static HttpResponse post(const std::string& target, const std::string& body) {
+    return http_request(agent_->api(), "POST", target, body);
+  }
+  static ApiAgent* agent_;
+};
+ApiAgent* Api::agent_ = nullptr;
+
+TEST_F(Api, transaction_returns_version_and_actor_id) {
+  auto r = post("/v1/transactions", R"J(["INSERT INTO tests (id, text) VALUES (1, 'one')"])J");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto v = parse(r.body).as_object();
+  ASSERT_TRUE(v.contains("results") && v.contains("time") && v.contains("version") && v.contains("actor_id"));
+  EXPECT_EQ(v["results"].as_array().size(), 1u);
+  EXPECT_EQ(v["results"].as_array()[0].as_object().at("rows_affected").as_int64(), 1);
+  EXPECT_TRUE(v["results"].as_array()[0].as_object().at("time").is_double());
+  ASSERT_TRUE(v["version"].is_int64());
+  std::int64_t first = v["version"].as_int64();
+  std::string actor(v["actor_id"].as_string());
+  EXPECT_EQ(actor.size(), 32u);
+  EXPECT_EQ(actor.find_first_not_of("0123456789abcdef"), std::string::npos);
+
+  // One request = one transaction = one version, however many statements.
+  auto two = post("/v1/transactions",
+                  R"J(["INSERT INTO tests (id, text) VALUES (2, 'two')", "UPDATE tests SET text = 'uno' WHERE id = 1"])J");
+  ASSERT_EQ(two.status, 200) << two.body;
+  EXPECT_EQ(parse(two.body).at("version").as_int64(), first + 1);
+  EXPECT_EQ(std::string(parse(two.body).at("actor_id").as_string()), actor);
+
+  // A write that changes nothing records nothing: version null.
+  auto noop = post("/v1/transactions", R"J(["UPDATE tests SET text = 'uno' WHERE id = 1"])J");
+  ASSERT_EQ(noop.status, 200) << noop.body;
+  EXPECT_TRUE(parse(noop.body).at("version").is_null()) << noop.body;
+  EXPECT_EQ(parse(noop.body).at("results").as_array()[0].at("rows_affected").as_int64(), 1);
+}
+
+TEST_F(Api, every_statement_form_and_parameter_type_round_trips) {
+  auto r = post("/v1/transactions", R"J([
+    ["INSERT INTO kinds (id, i, r, t, b, n) VALUES (?, ?, ?, ?, ?, ?)", [10, 42, 1.5, "text", [0, 1, 255], null]],
+    ["INSERT INTO kinds (id, i, r, t) VALUES (:id, :i, :r, :t)", {":id": 11, ":i": true, ":r": 2, ":t": {"a": [1, 2]}}],
+    {"query": "INSERT INTO kinds (id, i, t) VALUES (?, ?, ?)", "params": [12, -9007199254740993, "x"]},
+    {"query": "INSERT INTO kinds (id, t) VALUES ($id, $t)", "named_params": {"$id": 13, "$t": "named"}},
+    "INSERT INTO kinds (id, t) VALUES (14, 'plain')"
+  ])J");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(parse(r.body).at("results").as_array().size(), 5u);
+
+  auto q = post("/v1/queries", R"J(["SELECT id, i, r, t, b, n, typeof(r) FROM kinds WHERE id >= ? ORDER BY id", [10]])J");
+  ASSERT_EQ(q.status, 200) << q.body;
+  auto events = q.ndjson();
+  ASSERT_EQ(events.size(), 7u) << q.body;
+  EXPECT_EQ(json::serialize(events[0]), R"J({"columns":["id","i","r","t","b","n","typeof(r)"]})J");
+  auto row = [&](std::size_t i) { return events[i].at("row").as_array(); };
+  EXPECT_EQ(row(1)[0].as_int64(), 1);  // per-response row counter
+  auto cells10 = row(1)[1].as_array();
+  EXPECT_EQ(cells10[1].as_int64(), 42);
+  EXPECT_TRUE(cells10[2].is_double());
+  EXPECT_EQ(cells10[2].as_double(), 1.5);
+  EXPECT_EQ(cells10[3].as_string(), "text");
+  EXPECT_EQ(json::serialize(cells10[4]), "[0,1,255]");  // BLOB as bytes
+  EXPECT_TRUE(cells10[5].is_null());
+  auto cells11 = row(2)[1].as_array();
+  EXPECT_EQ(cells11[1].as_int64(), 1);                      // true -> 1
+  EXPECT_EQ(cells11[6].as_string(), "real");                // 2 into a REAL column
+  EXPECT_EQ(cells11[3].as_string(), R"J({"a":[1,2]})J");     // objects -> raw JSON text
+  EXPECT_TRUE(row(3)[1].as_array()[1].is_int64());
+  EXPECT_EQ(row(3)[1].as_array()[1].as_int64(), -9007199254740993);  // exact i64
+  EXPECT_EQ(row(4)[1].as_array()[3].as_string(), "named");
+  EXPECT_EQ(row(5)[1].as_array()[3].as_string(), "plain");
+  EXPECT_TRUE(events[6].as_object().contains("eoq"));
+  EXPECT_TRUE(events[6].at("eoq").at("time").is_double());
+}
+
+TEST_F(Api, client_errors_get_clear_status_codes_and_json_bodies) {
+  auto malformed = post("/v1/transactions", "[\"INSERT INTO tests");
+  EXPECT_EQ(malformed.status, 400);
+  EXPECT_TRUE(malformed.json() && malformed.json()->as_object().contains("error")) << malformed.body;
+
+  auto shape = post("/v1/transactions", R"J({"not": "an array"})J");
+  EXPECT_EQ(shape.status, 422) << shape.body;
+  auto shape2 = post("/v1/transactions", R"J([42])J");
+  EXPECT_EQ(shape2.status, 422) << shape2.body;
+
+  auto no_ct = http_request(agent_->api(), "POST", "/v1/transactions", R"J(["SELECT 1"])J", {});
+  EXPECT_EQ(no_ct.status, 415) << no_ct.body;
+
+  auto empty = post("/v1/transactions", "[]");
+  EXPECT_EQ(empty.status, 400);
+  auto e = parse(empty.body);
+  EXPECT_EQ(e.at("results").as_array()[0].at("error").as_string(), "at least 1 statement is required");
+  EXPECT_TRUE(e.at("version").is_null());
+  EXPECT_EQ(e.at("time").as_double(), 0.0);
+
+  auto sql = post("/v1/transactions", R"J(["INSERT INTO nowhere VALUES (1)"])J");
+  EXPECT_EQ(sql.status, 500);
+  EXPECT_NE(sql.body.find("no such table: nowhere"), std::string::npos) << sql.body;
+
+  auto not_read_only = post("/v1/queries", R"J("DELETE FROM tests")J");
+  EXPECT_EQ(not_read_only.status, 400);
+  EXPECT_EQ(not_read_only.body, R"J({"error":"statement is not readonly"})J");
+
+  auto bad_query = post("/v1/queries", R"J("SELEKT 1")J");
+  EXPECT_EQ(bad_query.status, 400);
+  EXPECT_NE(bad_query.body.find("syntax error"), std::string::npos) << bad_query.body;
+
+  auto unknown = http_request(agent_->api(), "GET", "/v1/nothing-here");
+  EXPECT_EQ(unknown.status, 404);
+  auto wrong_method = http_request(agent_->api(), "GET", "/v1/transactions");
+  EXPECT_EQ(wrong_method.status, 405);
+}
+
+TEST_F(Api, writes_to_internal_or_unreplicated_tables_and_schema_changes_are_refused) {
+  auto internal = post("/v1/transactions", R"J(["DELETE FROM tests__crsql_clock"])J");
+  EXPECT_EQ(internal.status, 400) << internal.body;
+  EXPECT_NE(internal.body.find("internal to Patina"), std::string::npos) << internal.body;
+
+  auto ddl = post("/v1/transactions", R"J(["CREATE TABLE sneaky (id INTEGER PRIMARY KEY)"])J");
+  EXPECT_EQ(ddl.status, 400) << ddl.body;
+  EXPECT_NE(ddl.body.find("schema changes are not allowed"), std::string::npos) << ddl.body;
+
+  auto txn = post("/v1/transactions", R"J(["COMMIT"])J");
+  EXPECT_EQ(txn.status, 400) << txn.body;
+
+  // A refused statement rolls back the whole request.
+  auto mixed = post("/v1/transactions",
+                    R"J(["INSERT INTO tests (id, text) VALUES (500, 'x')", "DELETE FROM tests__crsql_clock"])J");
+  EXPECT_EQ(mixed.status, 400);
+  auto q = post("/v1/queries", R"J("SELECT count(*) FROM tests WHERE id = 500")J");
+  EXPECT_EQ(q.ndjson().at(1).at("row").as_array()[1].as_array()[0].as_int64(), 0);
+}
+
+TEST_F(Api, oversize_body_gets_413) {
+  std::string big(17 * 1024 * 1024, ' ');
+  big[0] = '[';
+  big[big.size() - 1] = ']';
+  auto r = post("/v1/transactions", big);
+  EXPECT_EQ(r.status, 413);
+  EXPECT_NE(r.body.find("exceeds the limit"), std::string::npos) << r.body;
+}
+
+TEST_F(Api, table_stats_health_and_metrics) {
+  ASSERT_EQ(post("/v1/transactions", R"J(["INSERT OR REPLACE INTO tests (id) VALUES (900), (901)"])J").status, 200);
+  auto stats = post("/v1/table_stats", R"J({"tables": ["tests", "missing"]})J");
+  ASSERT_EQ(stats.status, 200) << stats.body;
+  auto s = parse(stats.body);
+  EXPECT_GE(s.at("total_row_count").as_int64(), 2);
+  EXPECT_EQ(json::serialize(s.at("invalid_tables")), R"J(["missing"])J");
+
+  auto health = http_request(agent_->api(), "GET", "/v1/health");
+  EXPECT_EQ(health.status, 200) << health.body;  // a quiet node is healthy
+  auto h = parse(health.body).at("response").as_object();
+  for (const char* k : {"gaps", "members", "p99_lag", "queue_size"}) EXPECT_TRUE(h.contains(k)) << k;
+  auto strict = http_request(agent_->api(), "GET", "/v1/health?gaps=0&max_queue=0&failure_status=500");
+  EXPECT_EQ(strict.status, 200);
+  auto bad = http_request(agent_->api(), "GET", "/v1/health?gaps=lots");
+  EXPECT_EQ(bad.status, 400);
+
+  auto metrics = http_request(agent_->metrics(), "GET", "/metrics", "", {});
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_NE(metrics.body.find("patina_http_requests_total{route=\"transactions\",status=\"200\"}"),
+            std::string::npos);
+  EXPECT_NE(metrics.body.find("# TYPE patina_writer_queue_depth gauge"), std::string::npos);
+  EXPECT_NE(metrics.body.find("patina_writer_batch_jobs_bucket"), std::string::npos);
+  EXPECT_NE(metrics.body.find("patina_db_size_bytes"), std::string::npos);
+  EXPECT_NE(metrics.body.find("patina_watchdog_stalls_total 0"), std::string::npos);
+  EXPECT_NE(metrics.body.find("patina_reader_busy"), std::string::npos);
+}
+
+TEST_F(Api, migrations_create_replicated_tables_with_the_schema_rules) {
+  auto m = post("/v1/migrations", R"J(["CREATE TABLE extra (id TEXT NOT NULL PRIMARY KEY, v INTEGER)"])J");
+  ASSERT_EQ(m.status, 200) << m.body;
+  EXPECT_EQ(parse(m.body).at("results").as_array().size(), 0u);
+  auto w = post("/v1/transactions", R"J(["INSERT INTO extra (id, v) VALUES ('a', 1)"])J");
+  EXPECT_EQ(w.status, 200) << w.body;
+  EXPECT_TRUE(parse(w.body).at("version").is_int64());
+
+  auto bad = post("/v1/migrations", R"J(["CREATE TABLE nopk (v INTEGER)"])J");
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  auto destructive = post("/v1/migrations", R"J(["CREATE TABLE extra (id TEXT NOT NULL PRIMARY KEY)"])J");
+  EXPECT_EQ(destructive.status, 400) << destructive.body;
+  EXPECT_NE(destructive.body.find("extra"), std::string::npos);
+}
+
+TEST_F(Api, keep_alive_connection_serves_many_requests) {
+  HttpConnection c(agent_->api());
+  for (int i = 0; i < 50; ++i) {
+    auto r = c.post_json("/v1/transactions", fmt::format(R"J([["INSERT OR REPLACE INTO tests (id, text) VALUES (?, ?)", [{}, "k"]]])J", 2000 + i));
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+}
+
+TEST(ApiAuth, bearer_token_and_endpoint_name) {
+  ApiAgent agent("", "endpoint_name = \"edge-7\"\nauthz = { bearer-token = \"s3cret\" }");
+  ASSERT_TRUE(agent.ready()) << agent.process().log();
+  auto none = http_request(agent.api(), "POST", "/v1/queries", R"J("SELECT 1")J");
+  EXPECT_EQ(none.status, 401);
+  auto wrong = http_request(agent.api(), "POST", "/v1/queries", R"J("SELECT 1")J",
+                            {{"content-type", "application/json"}, {"authorization", "Bearer s3cres"}});
+  EXPECT_EQ(wrong.status, 401);
+  std::vector<std::pair<std::string, std::string>> ok_headers{{"content-type", "application/json"},
+                                                               {"authorization", "Bearer s3cret"}};
+  EXPECT_EQ(http_request(agent.api(), "POST", "/v1/queries", R"J("SELECT 1")J", ok_headers).status, 200);
+  auto misdirected = ok_headers;
+  misdirected.emplace_back("x-corrosion-requested-endpoint-name", "edge-8");
+  EXPECT_EQ(http_request(agent.api(), "POST", "/v1/queries", R"J("SELECT 1")J", misdirected).status, 421);
+  auto directed = ok_headers;
+  directed.emplace_back("x-corrosion-requested-endpoint-name", "edge-7");
+  EXPECT_EQ(http_request(agent.api(), "POST", "/v1/queries", R"J("SELECT 1")J", directed).status, 200);
+  EXPECT_EQ(agent.stop(), 0);
+}
+
+TEST(ApiLoad, hundred_connections_every_acknowledged_write_is_present) {
+  ApiAgent agent;
+  ASSERT_TRUE(agent.ready()) << agent.process().log();
+  constexpr int connections = 100;
+  constexpr int writes = 20;
+  std::atomic<int> acknowledged{0};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < connections; ++c) {
+    threads.emplace_back([&, c] {
+      HttpConnection conn(agent.api());
+      for (int i = 0; i < writes; ++i) {
+        auto r = conn.post_json("/v1/transactions",
+                                fmt::format(R"J([["INSERT INTO tests (id, text) VALUES (?, 'w')", [{}]]])J",
+                                            c * 1000 + i));
+        if (r.status == 200) ++acknowledged;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(acknowledged.load(), connections * writes);
+  auto q = http_request(agent.api(), "POST", "/v1/queries", R"J("SELECT count(*) FROM tests")J");
+  EXPECT_EQ(q.ndjson().at(1).at("row").as_array()[1].as_array()[0].as_int64(), acknowledged.load());
+  EXPECT_EQ(agent.stop(), 0);
+}
+
+TEST(ApiShutdown, sigterm_mid_stream_loses_no_acknowledged_write) {
+  ApiAgent agent;
+  ASSERT_TRUE(agent.ready()) << agent.process().log();
+  std::atomic<bool> stop{false};
+  std::vector<std::vector<int>> acked(8);
+  std::vector<std::thread> threads;
+  for (int c = 0; c < 8; ++c) {
+    threads.emplace_back([&, c] {
+      HttpConnection conn(agent.api());
+      for (int i = 0; i < 100000 && !stop; ++i) {
+        int id = c * 1000000 + i;
+        auto r = conn.post_json("/v1/transactions",
+                                fmt::format(R"J([["INSERT INTO tests (id, text) VALUES (?, 'w')", [{}]]])J", id));
+        if (r.status != 200) break;
+        acked[c].push_back(id);
+      }
+    });
+  }
+  // Let writes flow, then SIGTERM while they are in flight.
+  for (int i = 0; i < 500; ++i) {
+    std::size_t total = 0;
+    for (auto& a : acked) total += a.size();
+    if (total >= 200) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  agent.process().signal(SIGTERM);
+  auto code = agent.process().wait_exit();
+  stop = true;
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(code, 0) << agent.process().log();
+
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(agent.db_path().c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT 1 FROM tests WHERE id = ?", -1, &stmt, nullptr), SQLITE_OK);
+  std::size_t checked = 0;
+  for (auto& ids : acked) {
+    for (int id : ids) {
+      sqlite3_reset(stmt);
+      sqlite3_bind_int(stmt, 1, id);
+      EXPECT_EQ(sqlite3_step(stmt), SQLITE_ROW) << "acknowledged write " << id << " is missing";
+      ++checked;
+    }
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  EXPECT_GE(checked, 200u);
+}
+
+TEST(ApiCurl, curl_as_an_external_client) {
+  if (std::system("command -v curl >/dev/null 2>&1") != 0) GTEST_SKIP() << "curl is not installed";
+  ApiAgent agent;
+  ASSERT_TRUE(agent.ready()) << agent.process().log();
+  std::string out = agent.dir().file("curl.out");
+  std::string cmd = fmt::format(
+      "curl -sS -o {} -w '%{{http_code}}' -H 'content-type: application/json' "
+      "-d '[\"INSERT INTO tests (id, text) VALUES (77, '\"'\"'curl'\"'\"')\"]' http://{}/v1/transactions > {}.code",
+      out, agent.api(), out);
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  std::ifstream code_in(out + ".code");
+  std::string code;
+  code_in >> code;
+  EXPECT_EQ(code, "200");
+  std::string q = fmt::format(
+      "curl -sS -H 'content-type: application/json' -d '\"SELECT text FROM tests WHERE id = 77\"' "
+      "http://{}/v1/queries > {}",
+      agent.api(), out);
+  ASSERT_EQ(std::system(q.c_str()), 0);
+  std::ifstream in(out);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  EXPECT_NE(ss.str().find(R"J({"row":[1,["curl"]]})J"), std::string::npos) << ss.str();
+  EXPECT_EQ(agent.stop(), 0);
+}
+
+}  // namespace
+}  // namespace patina::testing

@@ -1,0 +1,98 @@
+#include "tools/crdt_store.hpp"
+
+#include <chrono>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "core/sqlite.hpp"
+
+namespace patina::tools {
+
+Error to_error(const crdt::Error& e) {
+  switch (e.code) {
+    case crdt::ErrorCode::sqlite: {
+      Error out = core::sqlite_error(e.sqlite_code, nullptr);
+      out.message = e.message;
+      return out;
+    }
+    case crdt::ErrorCode::invalid_input:
+    case crdt::ErrorCode::schema: return Error{Errc::invalid_argument, e.message};
+    case crdt::ErrorCode::not_found: return Error{Errc::not_found, e.message};
+    case crdt::ErrorCode::corrupt: return Error{Errc::internal, e.message};
+  }
+  return Error{Errc::internal, e.message};
+}
+
+std::uint64_t ntp64_now() {
+  auto since = std::chrono::system_clock::now().time_since_epoch();
+  auto secs = std::chrono::duration_cast<std::chrono::seconds>(since);
+  auto frac = std::chrono::duration_cast<std::chrono::nanoseconds>(since - secs).count();
+  auto fraction = static_cast<std::uint64_t>((static_cast<unsigned __int128>(frac) << 32) / 1'000'000'000u);
+  return (static_cast<std::uint64_t>(secs.count()) << 32) | fraction;
+}
+
+Result<void> CrdtStore::open(core::Db& db, const std::vector<crdt::SchemaSource>& schema) {
+  crdt::CrrOptions options;
+  std::random_device rd;
+  for (auto& b : options.new_site_id) b = static_cast<std::uint8_t>(rd());
+  auto tables = crdt::CrrTables::open(db.get(), options);
+  if (!tables) return tl::unexpected(to_error(tables.error()));
+  tables_ = std::move(*tables);
+  actor_id_ = crdt::to_hex(tables_->site_id());
+  auto changes = apply_schema(schema);
+  if (!changes) return tl::unexpected(changes.error());
+  return {};
+}
+
+Result<crdt::SchemaChanges> CrdtStore::apply_schema(const std::vector<crdt::SchemaSource>& schema) {
+  auto parsed = crdt::SchemaManager::parse(schema);
+  if (!parsed) return tl::unexpected(to_error(parsed.error()));
+  crdt::SchemaManager manager(*tables_);
+  auto applied = manager.apply(*parsed);
+  if (!applied) return tl::unexpected(to_error(applied.error()));
+  return *applied;
+}
+
+Result<void> CrdtStore::begin_request(core::Db&) {
+  // Requests share group-committed transactions: each takes its own version
+  // from the mark on (see CrrTables::mark).
+  mark_ = tables_->mark();
+  tables_->set_ts(ntp64_now());
+  return {};
+}
+
+Result<std::optional<std::int64_t>> CrdtStore::finish_request(core::Db&) {
+  return tables_->end_version().db_version;
+}
+
+void CrdtStore::abort_request(core::Db&) {
+  // The writer rolls the request's savepoint back; the version it had taken
+  // goes back to the next request.
+  tables_->restore(mark_);
+}
+
+std::optional<std::string> CrdtStore::refuse_write(std::string_view table) const {
+  auto starts = [&](std::string_view p) { return table.substr(0, p.size()) == p; };
+  if (starts("__patina") || starts("__corro") || starts("crsql_") || starts("sqlite_") ||
+      table.find("__crsql_") != std::string_view::npos) {
+    return fmt::format("table {} is internal to Patina and cannot be written through the API", table);
+  }
+  if (!tables_->is_crr(table)) {
+    return fmt::format("table {} is not replicated (it is not declared in the schema), so writes to it would "
+                       "never reach other nodes",
+                       table);
+  }
+  return std::nullopt;
+}
+
+Result<void> CrdtStore::migrate(core::Db&, const std::vector<std::string>& statements) {
+  std::string sql;
+  for (const auto& s : statements) sql += s + ";\n";
+  std::vector<crdt::SchemaSource> sources{{"POST /v1/migrations", sql}};
+  auto r = apply_schema(sources);
+  if (!r) return tl::unexpected(r.error());
+  return {};
+}
+
+}  // namespace patina::tools

@@ -1,0 +1,45 @@
+#pragma once
+// CrdtStore: the API's LocalStore over crdt/ (CrrTables + SchemaManager).
+// Lives on the writer thread: open() runs in the writer's init, every other
+// call inside writer jobs; only actor_id() is read from other threads (it is
+// fixed once open() returned).
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "api/local_store.hpp"
+#include "crdt/crr_tables.hpp"
+#include "crdt/schema.hpp"
+
+namespace patina::tools {
+
+Error to_error(const crdt::Error& e);
+
+// Now as an NTP64 timestamp (seconds since the Unix epoch << 32 | fraction).
+std::uint64_t ntp64_now();
+
+class CrdtStore final : public api::LocalStore {
+ public:
+  // Makes |db| ready for CRDT use (a new random site id for a new database)
+  // and applies |schema|.
+  Result<void> open(core::Db& db, const std::vector<crdt::SchemaSource>& schema);
+  // Re-applies schema sources (reload); returns what changed.
+  Result<crdt::SchemaChanges> apply_schema(const std::vector<crdt::SchemaSource>& schema);
+
+  Result<void> begin_request(core::Db& db) override;
+  Result<std::optional<std::int64_t>> finish_request(core::Db& db) override;
+  void abort_request(core::Db& db) override;
+  std::optional<std::string> refuse_write(std::string_view table) const override;
+  Result<void> migrate(core::Db& db, const std::vector<std::string>& statements) override;
+  std::string actor_id() const override { return actor_id_; }
+
+  crdt::CrrTables& tables() { return *tables_; }
+
+ private:
+  std::unique_ptr<crdt::CrrTables> tables_;
+  std::string actor_id_;
+  crdt::TxMark mark_{};  // taken when the request in progress began
+};
+
+}  // namespace patina::tools

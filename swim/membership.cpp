@@ -225,7 +225,14 @@ void Membership::handle_ack(Instant now, const Identity& target, std::uint32_t n
   probe_.acked = true;
   ++counters_.probes_acked;
   // Only a direct ping/ack pair measures the path to |target|.
-  if (!direct) return;
+  if (!direct) {
+    // Alive but reached only indirectly: if still Suspect (no refutation
+    // came with the ack), talk to it directly again soon.
+    if (const Member* m = find(target.addr);
+        m && m->id == target && m->state == MemberState::suspect)
+      queue_suspect_probe(target.addr);
+    return;
+  }
   if (Member* m = find_mut(target.addr); m && m->id == target) m->rtt.add(now - probe_.sent_at);
 }
 
@@ -703,23 +710,31 @@ void Membership::send(const std::string& to, const std::optional<Identity>& dst,
     }
   }
 
-  // Lifeguard's buddy system: a member we suspect hears it from us on every
-  // direct message, whatever the remaining budget of that update, so it can
-  // refute even after the general gossip about it ran out.
+  // Priority updates, sent whatever their remaining budget:
+  //  - Lifeguard's buddy system: a member we suspect hears it from us on
+  //    every direct message, so it can refute even after the general gossip
+  //    about it ran out;
+  //  - a stale |dst| learns what superseded it (a node whose clock went back
+  //    renews above its previous life);
+  //  - a forwarded_ack carries the target's state as the intermediary just
+  //    heard it, so the origin sees a refutation along with the ack.
+  auto add_priority = [&](const Member* m) {
+    MemberUpdate u{m->id, m->incarnation, m->state};
+    const std::size_t n = encoded_size(u);
+    if (size + n > config_.max_packet_size) return;
+    size += n;
+    p.updates.push_back(std::move(u));
+  };
   if (dst) {
     if (const Member* m = find(dst->addr);
         m && ((m->id == *dst && m->state == MemberState::suspect) ||
-              (m->id != *dst && m->id.wins_addr_conflict(*dst)))) {
-      // (Or: |dst| is a stale identity; tell it what superseded it, so a
-      // node whose clock went back can renew above its previous life.)
-      MemberUpdate u{m->id, m->incarnation, m->state};
-      const std::size_t n = encoded_size(u);
-      if (size + n <= config_.max_packet_size) {
-        size += n;
-        p.updates.push_back(std::move(u));
-      }
-    }
+              (m->id != *dst && m->id.wins_addr_conflict(*dst))))
+      add_priority(m);
   }
+  if (kind == MessageKind::forwarded_ack && other) {
+    if (const Member* m = find(other->addr); m && m->id == *other && m->active()) add_priority(m);
+  }
+  const std::size_t priority_count = p.updates.size();
 
   // Piggy-back: most remaining transmissions (the newest news) first.
   std::vector<std::size_t> order(pending_.size());
@@ -731,7 +746,9 @@ void Membership::send(const std::string& to, const std::optional<Identity>& dst,
   });
   for (std::size_t i : order) {
     if (p.updates.size() == UINT16_MAX) break;
-    if (!p.updates.empty() && pending_[i].update == p.updates.front()) continue;  // buddy
+    if (std::find(p.updates.begin(), p.updates.begin() + static_cast<std::ptrdiff_t>(priority_count),
+                  pending_[i].update) != p.updates.begin() + static_cast<std::ptrdiff_t>(priority_count))
+      continue;  // already sent as a priority update
     const std::size_t n = encoded_size(pending_[i].update);
     if (size + n > config_.max_packet_size) {
       ++counters_.updates_dropped_for_size;

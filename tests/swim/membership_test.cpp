@@ -217,6 +217,44 @@ TEST(Membership, indirect_probe_through_a_third_member_prevents_suspicion) {
   EXPECT_EQ(view(a, b)->state, MemberState::alive);
 }
 
+TEST(Membership, forwarded_ack_carries_the_targets_refutation) {
+  Harness h;
+  Node& a = h.add(make_identity(1));
+  Node& b = h.add(make_identity(2));
+  Node& c = h.add(make_identity(3));
+  join(h, b, a);
+  join(h, c, a);
+  fire<timer::PeriodicGossip>(h, a);
+  h.pump();
+  // a suspects b (incarnation 0); b has already refuted (incarnation 1).
+  Packet sus;
+  sus.kind = MessageKind::gossip;
+  sus.src = make_identity(9);
+  sus.updates = {MemberUpdate{b.m.identity(), 0, MemberState::suspect}};
+  ASSERT_TRUE(a.m.handle_datagram(h.now(), encode(sus), a.fx).has_value());
+  ASSERT_TRUE(b.m.handle_datagram(h.now(), encode(sus), b.fx).has_value());
+  a.fx.clear();
+  b.fx.clear();
+  ASSERT_EQ(b.m.incarnation(), 1u);
+  ASSERT_EQ(view(a, b)->state, MemberState::suspect);
+  // The out-of-turn probe of b goes unanswered on the direct path...
+  const Filter no_ab = [&](const std::string& from, const std::string& to, MessageKind) {
+    const auto& aa = a.m.identity().addr;
+    const auto& ba = b.m.identity().addr;
+    return !((from == aa && to == ba) || (from == ba && to == aa));
+  };
+  ASSERT_TRUE(a.m.handle_timer(h.now(), timer::ProbeRandomMember{1}, a.fx).has_value());
+  auto ind = timers_of<timer::SendIndirectProbe>(a.fx);
+  ASSERT_EQ(ind.size(), 1u);
+  ASSERT_EQ(ind[0].probed, b.m.identity());
+  h.pump(no_ab);
+  // ...so c probes it for a, and the forwarded ack brings "b Alive, inc 1".
+  ASSERT_TRUE(a.m.handle_timer(h.now(), ind[0], a.fx).has_value());
+  h.pump(no_ab);
+  EXPECT_EQ(view(a, b)->state, MemberState::alive);
+  EXPECT_EQ(view(a, b)->incarnation, 1u);
+}
+
 TEST(Membership, unanswered_probe_suspects_then_declares_down) {
   Harness h;
   Node& a = h.add(make_identity(1));

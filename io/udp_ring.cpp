@@ -332,6 +332,12 @@ bool UdpRing::send(const UdpEndpoint& to, std::span<const std::byte> payload, st
   if (gso_ && segment_size > 0) {
     per_entry = std::min(gso_segments_max, entry_bytes_max / segment_size) * segment_size;
   }
+  // A dual-stack socket ([::] with V6ONLY off) reaches IPv4 peers through
+  // v4-mapped addresses; callers keep using plain IPv4 endpoints.
+  UdpEndpoint dest = to;
+  if (local_.address().is_v6() && to.address().is_v4()) {
+    dest = UdpEndpoint(net::ip::make_address_v6(net::ip::v4_mapped, to.address().to_v4()), to.port());
+  }
   bool all_queued = true;
   std::size_t off = 0;
   do {
@@ -342,7 +348,7 @@ bool UdpRing::send(const UdpEndpoint& to, std::span<const std::byte> payload, st
     }
     std::size_t n = std::min(per_entry, payload.size() - off);
     PendingSend p;
-    p.to = to;
+    p.to = dest;
     p.data.assign(payload.begin() + static_cast<std::ptrdiff_t>(off),
                   payload.begin() + static_cast<std::ptrdiff_t>(off + n));
     p.segment = (gso_ && n > segment_size) ? static_cast<std::uint16_t>(segment_size) : 0;
@@ -538,6 +544,9 @@ void UdpRing::deliver(const void* name, unsigned namelen, std::span<const std::b
   if (namelen > from.capacity()) return;
   std::memcpy(from.data(), name, namelen);
   from.resize(namelen);
+  if (from.address().is_v6() && from.address().to_v6().is_v4_mapped()) {
+    from = UdpEndpoint(net::ip::make_address_v4(net::ip::v4_mapped, from.address().to_v6()), from.port());
+  }
   on_datagram_(from, payload);
 }
 

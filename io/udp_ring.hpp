@@ -26,6 +26,8 @@
 //  (4) ENOBUFS (buffer ring empty) re-arms the receive and MSG_TRUNC drops
 //      the datagram: both are counted, neither is fatal.
 //  (5) All methods are called on the executor's thread (not thread-safe).
+//  (6) Peers are named by plain IPv4 endpoints even on a dual-stack [::]
+//      socket: v4-mapped sources are unmapped on receive, mapped on send.
 #pragma once
 
 #include <cstddef>

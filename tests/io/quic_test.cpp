@@ -351,7 +351,9 @@ net::awaitable<void> run_streams(net::io_context& ioc) {
   std::printf("1 MiB uni stream: %.1f ms\n", std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
   EXPECT_TRUE(sink->errors.empty()) << (sink->errors.empty() ? "" : sink->errors[0]);
   EXPECT_EQ(sink->received.size(), 1u);
-  if (!sink->received.empty()) EXPECT_TRUE(sink->received[0] == big) << "uni stream bytes differ";
+  if (!sink->received.empty()) {
+    EXPECT_TRUE(sink->received[0] == big) << "uni stream bytes differ";
+  }
 
   // Several uni streams in sequence and bidirectional request/response.
   for (int i = 0; i < 300; ++i) {  // more than max_streams_uni (256)

@@ -179,6 +179,45 @@ TEST(UdpRing, oversized_datagram_is_counted_not_fatal) {
   run_coro([](net::io_context& ioc) { return run_truncated(ioc); });
 }
 
+net::awaitable<void> run_dual_stack(net::io_context& ioc) {
+  core::Metrics metrics;
+  UdpRingOptions ropts;
+  ropts.bind_addr = "[::]:0";
+  ropts.metric_labels = {{"ring", "rx"}};
+  auto rx = UdpRing::open(ioc.get_executor(), ropts, metrics);
+  UdpRingOptions topts;
+  topts.metric_labels = {{"ring", "tx"}};
+  auto tx = UdpRing::open(ioc.get_executor(), topts, metrics);
+  if (!rx || !tx) {
+    // No IPv6 on this host: nothing to check.
+    co_return;
+  }
+  auto from = std::make_shared<std::vector<UdpEndpoint>>();
+  (*rx)->start([from](const UdpEndpoint& f, std::span<const std::byte>) { from->push_back(f); });
+  auto back = std::make_shared<int>(0);
+  (*tx)->start([back](const UdpEndpoint&, std::span<const std::byte>) { ++*back; });
+  std::vector<std::byte> one(4, std::byte(1));
+  const UdpEndpoint to(net::ip::make_address("127.0.0.1"), (*rx)->local_endpoint().port());
+  (*tx)->send(to, one);
+  for (int i = 0; i < 2000 && from->empty(); ++i) co_await sleep_ms(1);
+  EXPECT_EQ(from->size(), 1u);
+  if (from->empty()) co_return;
+  EXPECT_TRUE((*from)[0].address().is_v4()) << (*from)[0].address().to_string();
+  EXPECT_EQ((*from)[0], (*tx)->local_endpoint());
+  // Replying to the plain IPv4 endpoint from the dual-stack socket works.
+  (*rx)->send((*from)[0], one);
+  for (int i = 0; i < 2000 && *back == 0; ++i) co_await sleep_ms(1);
+  EXPECT_EQ(*back, 1);
+  (*rx)->close();
+  (*tx)->close();
+  co_await sleep_ms(5);
+}
+
+TEST(UdpRing, dual_stack_socket_names_ipv4_peers_plainly) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  run_coro([](net::io_context& ioc) { return run_dual_stack(ioc); });
+}
+
 TEST(UdpRing, parse_endpoint_accepts_v4_and_v6) {
   auto a = parse_endpoint("127.0.0.1:4001");
   ASSERT_TRUE(a);

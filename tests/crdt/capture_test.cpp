@@ -58,6 +58,13 @@ TEST_F(Capture, FactsSequenceOnOneRow) {
             "-1 NULL cv1 db8 cl1 seq1 | a NULL cv2 db8 cl1 seq2 | b NULL cv2 db8 cl1 seq3");
 }
 
+TEST_F(Capture, ReplaceWithRecursiveTriggersIsAResurrect) {
+  a.exec("PRAGMA recursive_triggers = ON");
+  a.exec("INSERT INTO t VALUES (1,'x',10)");
+  a.exec("INSERT OR REPLACE INTO t VALUES (1,'x',10)");
+  EXPECT_EQ(pk1(), "-1 NULL cv3 db2 cl3 seq1 | a 'x' cv1 db2 cl3 seq2 | b 10 cv1 db2 cl3 seq3");
+}
+
 TEST_F(Capture, OneVersionPerTransactionWithSeqGaps) {
   a.exec("BEGIN; INSERT INTO t VALUES (1,'a',1); INSERT INTO t VALUES (2,'b',2);"
          "UPDATE t SET a='bb' WHERE id=2; COMMIT");

@@ -8,17 +8,14 @@
 
 #include "api/admin_client.hpp"
 #include "tools/agent.hpp"
+#include "tools/cli_data.hpp"
 
 namespace patina::tools {
 namespace {
 
 namespace json = boost::json;
 
-// Every CLI failure: one clear line on stderr, exit code 1.
-int fail(const std::string& message) {
-  fmt::print(stderr, "patina: error: {}\n", message);
-  return 1;
-}
+int fail(const std::string& message) { return cli_fail(message); }
 
 Result<std::string> admin_path(const GlobalOptions& g) {
   if (g.admin_path) return *g.admin_path;
@@ -74,6 +71,64 @@ int run_cli(int argc, char** argv) {
   agent->callback([&] {
     globals();
     code = run_agent(g);
+  });
+
+  SqlCommand exec_cmd;
+  double exec_timeout = 0;
+  auto* exec = app.add_subcommand("exec", "Run a write statement as one transaction through the API");
+  exec->add_option("sql", exec_cmd.sql, "SQL statement")->required();
+  exec->add_option("--param", exec_cmd.params, "Positional parameter (TEXT), repeatable");
+  exec->add_flag("--timer", exec_cmd.timer, "Print the run time");
+  auto* exec_timeout_opt = exec->add_option("--timeout", exec_timeout, "Timeout in seconds");
+  exec->callback([&] {
+    globals();
+    if (exec_timeout_opt->count() > 0) exec_cmd.timeout = exec_timeout;
+    code = cmd_exec(g, exec_cmd);
+  });
+
+  SqlCommand query_cmd;
+  double query_timeout = 0;
+  auto* query = app.add_subcommand("query", "Run a read-only query through the API; cells joined by |");
+  query->add_option("sql", query_cmd.sql, "SQL query")->required();
+  query->add_option("--param", query_cmd.params, "Positional parameter (TEXT), repeatable");
+  query->add_flag("--columns", query_cmd.columns, "Print the column names first");
+  query->add_flag("--timer", query_cmd.timer, "Print the run time");
+  auto* query_timeout_opt = query->add_option("--timeout", query_timeout, "Timeout in seconds (0: none)");
+  query->callback([&] {
+    globals();
+    if (query_timeout_opt->count() > 0) query_cmd.timeout = query_timeout;
+    code = cmd_query(g, query_cmd);
+  });
+
+  std::string backup_path;
+  auto* backup = app.add_subcommand("backup", "Write a node-neutral snapshot of the database (safe while running)");
+  backup->add_option("path", backup_path, "Snapshot file to create")->required();
+  backup->callback([&] {
+    globals();
+    code = cmd_backup(g, backup_path);
+  });
+
+  RestoreOptions restore_opts;
+  std::string restore_actor;
+  auto* restore = app.add_subcommand("restore", "Replace the database with a snapshot (stop the agent first)");
+  restore->add_option("path", restore_opts.path, "Snapshot made by patina backup")->required();
+  restore->add_flag("--self-actor-id", restore_opts.self_actor_id, "Keep this node's current identity");
+  auto* actor_opt = restore->add_option("--actor-id", restore_actor, "Take this actor id (32 hex digits or a UUID)");
+  restore->add_flag("--force", restore_opts.force, "Restore even though an agent answers on the admin socket");
+  restore->callback([&] {
+    globals();
+    if (actor_opt->count() > 0) restore_opts.actor_id = restore_actor;
+    code = cmd_restore(g, restore_opts);
+  });
+
+  auto* db = app.add_subcommand("db", "Database file operations");
+  db->require_subcommand(1);
+  std::vector<std::string> lock_cmd;
+  auto* lock = db->add_subcommand("lock", "Hold an exclusive SQLite lock on the database while CMD runs");
+  lock->add_option("cmd", lock_cmd, "Command to run under the lock")->required();
+  lock->callback([&] {
+    globals();
+    code = cmd_db_lock(g, lock_cmd);
   });
 
   auto* log = app.add_subcommand("log", "Change the running agent's log filter");

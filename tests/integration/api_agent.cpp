@@ -4,12 +4,15 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
+#include <thread>
+
 namespace patina::testing {
 
 namespace {
 
 std::string field(const std::string& log, const std::string& key) {
-  auto at = log.find(" " + key + "=");
+  auto at = log.rfind(" " + key + "=");  // the latest start
   if (at == std::string::npos) return {};
   at += key.size() + 2;
   auto end = log.find_first_of(" ,\n", at);
@@ -40,15 +43,32 @@ prometheus.addr = "127.0.0.1:0"
 {1}
 )",
                                         dir_.path().string(), extra, api_extra));
+  start();
+}
+
+bool ApiAgent::start() {
+  std::size_t readies = 0;
+  if (process_) {
+    std::string old = process_->log();
+    for (auto at = old.find("ready:"); at != std::string::npos; at = old.find("ready:", at + 1)) ++readies;
+  }
   process_ = std::make_unique<Process>(
       std::vector<std::string>{patina_binary(), "agent", "-c", dir_.file("config.toml")}, dir_.path(),
       dir_.file("agent.log"));
-  ready_ = process_->wait_for_log("ready:");
+  ready_ = false;
+  for (int i = 0; i < 1000 && !ready_ && process_->running(); ++i) {
+    std::string log = process_->log();
+    std::size_t n = 0;
+    for (auto at = log.find("ready:"); at != std::string::npos; at = log.find("ready:", at + 1)) ++n;
+    ready_ = n > readies;
+    if (!ready_) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   if (ready_) {
     std::string log = process_->log();
     api_ = field(log, "api");
     metrics_ = field(log, "metrics");
   }
+  return ready_;
 }
 
 ApiAgent::~ApiAgent() {

@@ -26,6 +26,9 @@ class ApiAgent {
   std::string db_path() const { return dir_.file("data/state.db"); }
   // SIGTERM and wait; the exit code.
   int stop();
+  // Starts the agent again on the same config and data; true when ready.
+  bool start();
+  std::string config_path() const { return dir_.file("config.toml"); }
 
  private:
   ScratchDir dir_;

@@ -13,12 +13,16 @@
 #include <fmt/format.h>
 
 #include "tests/integration/api_agent.hpp"
-#include "tests/integration/http_client.hpp"
+#include "tests/integration/process.hpp"
+#include "api/http_client.hpp"
 
 namespace patina::testing {
 namespace {
 
 namespace json = boost::json;
+using api::HttpConnection;
+using api::HttpResponse;
+using api::http_request;
 
 json::value parse(const std::string& s) { return json::parse(s); }
 
@@ -341,6 +345,54 @@ TEST(ApiCurl, curl_as_an_external_client) {
   ss << in.rdbuf();
   EXPECT_NE(ss.str().find(R"J({"row":[1,["curl"]]})J"), std::string::npos) << ss.str();
   EXPECT_EQ(agent.stop(), 0);
+}
+
+TEST(Cli, exec_query_backup_and_restore_on_another_node) {
+  ApiAgent a;
+  ASSERT_TRUE(a.ready()) << a.process().log();
+  auto exec = run_patina({"exec", "-c", a.config_path(), "--api-addr", a.api(), "INSERT INTO tests (id, text) VALUES (?, ?)", "--param", "7",
+                          "--param", "hello|world"},
+                         a.dir().path());
+  EXPECT_EQ(exec.exit_code, 0) << exec.out;
+  EXPECT_NE(exec.out.find("Rows affected: 1 (version 1)"), std::string::npos) << exec.out;
+  auto query = run_patina({"query", "-c", a.config_path(), "--api-addr", a.api(), "--columns", "SELECT id, text FROM tests ORDER BY id"},
+                          a.dir().path());
+  EXPECT_EQ(query.exit_code, 0) << query.out;
+  EXPECT_EQ(query.out, "id|text\n7|hello|world\n");
+  auto bad = run_patina({"query", "-c", a.config_path(), "--api-addr", a.api(), "SELECT nope FROM tests"}, a.dir().path());
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.out.find("patina: error: no such column: nope"), std::string::npos) << bad.out;
+  auto actor_a = parse(http_request(a.api(), "POST", "/v1/transactions",
+                                    R"J(["INSERT INTO tests (id, text) VALUES (8, 'eight')"])J")
+                           .body)
+                     .at("actor_id");
+
+  std::string snapshot = a.dir().file("snapshot.db");
+  auto backup = run_patina({"backup", "-c", a.config_path(), snapshot}, a.dir().path());
+  ASSERT_EQ(backup.exit_code, 0) << backup.out;
+  auto again = run_patina({"backup", "-c", a.config_path(), snapshot}, a.dir().path());
+  EXPECT_EQ(again.exit_code, 1);  // never overwrites
+
+  ApiAgent b;
+  ASSERT_TRUE(b.ready()) << b.process().log();
+  auto refused = run_patina({"restore", "-c", b.config_path(), snapshot}, b.dir().path());
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.out.find("an agent answers"), std::string::npos) << refused.out;
+  ASSERT_EQ(b.stop(), 0);
+  auto restore = run_patina({"restore", "-c", b.config_path(), snapshot}, b.dir().path());
+  ASSERT_EQ(restore.exit_code, 0) << restore.out;
+  ASSERT_TRUE(b.start()) << b.process().log();
+
+  auto rows = [](const std::string& api) {
+    return http_request(api, "POST", "/v1/queries", R"J("SELECT id, text FROM tests ORDER BY id")J").body;
+  };
+  EXPECT_EQ(rows(a.api()).substr(0, rows(a.api()).find("eoq")), rows(b.api()).substr(0, rows(b.api()).find("eoq")));
+  auto wb = http_request(b.api(), "POST", "/v1/transactions", R"J(["INSERT INTO tests (id, text) VALUES (9, 'b')"])J");
+  ASSERT_EQ(wb.status, 200) << wb.body;
+  EXPECT_NE(parse(wb.body).at("actor_id"), actor_a);  // a new identity
+  EXPECT_EQ(parse(wb.body).at("version").as_int64(), 1);
+  EXPECT_EQ(a.stop(), 0);
+  EXPECT_EQ(b.stop(), 0);
 }
 
 }  // namespace

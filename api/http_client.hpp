@@ -1,6 +1,7 @@
 #pragma once
-// A blocking HTTP/1.1 client for tests (Beast's synchronous API), with
-// keep-alive: one Connection is one TCP connection.
+// A blocking HTTP/1.1 client (Beast's synchronous API) for the CLI, tools
+// and tests, with keep-alive: one HttpConnection is one TCP connection.
+// Never used on the reactor.
 
 #include <memory>
 #include <optional>
@@ -9,7 +10,7 @@
 
 #include <boost/json/value.hpp>
 
-namespace patina::testing {
+namespace patina::api {
 
 struct HttpResponse {
   int status = 0;
@@ -47,4 +48,4 @@ HttpResponse http_request(const std::string& addr, const std::string& method, co
                           std::vector<std::pair<std::string, std::string>> headers = {{"content-type",
                                                                                          "application/json"}});
 
-}  // namespace patina::testing
+}  // namespace patina::api

@@ -1,4 +1,4 @@
-#include "tests/integration/http_client.hpp"
+#include "api/http_client.hpp"
 
 #include <sstream>
 
@@ -9,7 +9,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/json/parse.hpp>
 
-namespace patina::testing {
+namespace patina::api {
 
 namespace net = boost::asio;
 namespace beast = boost::beast;
@@ -96,4 +96,4 @@ HttpResponse http_request(const std::string& addr, const std::string& method, co
   return c.request(method, target, body, std::move(headers));
 }
 
-}  // namespace patina::testing
+}  // namespace patina::api

@@ -1,0 +1,37 @@
+#pragma once
+// CLI commands that work on the data: exec and query through the HTTP API,
+// backup, restore and db lock on the database file.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tools/agent.hpp"
+
+namespace patina::tools {
+
+struct SqlCommand {
+  std::string sql;
+  std::vector<std::string> params;  // bound as TEXT, as Corrosion's CLI does
+  bool timer = false;
+  bool columns = false;             // query only: print the column names first
+  std::optional<double> timeout;    // seconds
+};
+
+int cmd_exec(const GlobalOptions& g, const SqlCommand& c);
+int cmd_query(const GlobalOptions& g, const SqlCommand& c);
+int cmd_backup(const GlobalOptions& g, const std::string& path);
+
+struct RestoreOptions {
+  std::string path;
+  bool self_actor_id = false;
+  std::optional<std::string> actor_id;
+  bool force = false;  // restore even though an agent answers on the admin socket
+};
+int cmd_restore(const GlobalOptions& g, const RestoreOptions& r);
+int cmd_db_lock(const GlobalOptions& g, const std::vector<std::string>& command);
+
+// Every CLI failure: one clear line on stderr, exit code 1.
+int cli_fail(const std::string& message);
+
+}  // namespace patina::tools

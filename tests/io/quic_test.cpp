@@ -203,6 +203,33 @@ TEST(Quic, wrong_ca_refused) {
   run_coro([&](net::io_context& ioc) { return run_mode(ioc, client, server, false); });
 }
 
+TEST(Quic, wrong_alpn_refused) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  QuicTlsConfig server;
+  QuicTlsConfig client;
+  client.alpn = "not-patina";
+  run_coro([&](net::io_context& ioc) { return run_mode(ioc, client, server, false); });
+}
+
+net::awaitable<void> run_dual_stack(net::io_context& ioc) {
+  core::Metrics metrics;
+  QuicConfig ca = plaintext_config("a");
+  ca.bind_addr = "[::]:0";
+  auto a = QuicEndpoint::open(ioc.get_executor(), ca, metrics);
+  if (!a) co_return;  // no IPv6 here
+  (*a)->start();
+  auto b = open_ep(ioc, plaintext_config("b"), metrics);
+  if (!b) co_return;
+  auto r = co_await handshake_and_echo(*a, b);  // b answers a's IPv4 address
+  EXPECT_TRUE(r) << (r ? "" : r.error().message);
+  co_await shutdown(*a, b);
+}
+
+TEST(Quic, dual_stack_endpoint_talks_to_ipv4_peer) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  run_coro([](net::io_context& ioc) { return run_dual_stack(ioc); });
+}
+
 TEST(Quic, tls_config_errors_are_reported) {
   QuicTlsConfig t;
   t.plaintext = false;

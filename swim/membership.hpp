@@ -15,14 +15,19 @@
 //    next probe tick → the target becomes Suspect.
 //  - A Suspect member has suspect_to_down_after(n) (grows with log10 n) to
 //    refute by gossiping itself Alive with a higher incarnation; otherwise it
-//    goes Down. Down is final for that identity (types.hpp invariant 3); the
+//    goes Down. Lifeguard-style help for the refutation: every direct message
+//    to a suspect carries the suspicion (buddy system), suspects are probed
+//    out of turn every other tick, and a forwarded ack carries the target's
+//    latest incarnation. Down is final for that identity (types.hpp invariant 3); the
 //    node comes back only with a renewed identity (rejoin, larger ts), which
 //    wins the address conflict.
 //  - Every packet piggy-backs pending updates, each sent at most
 //    max_transmissions(n) times, newest first, trimmed to max_packet_size.
 //    periodic_gossip pushes them when no probe is due.
 //  - A joiner announce()s to bootstrap addresses and gets a feed of members.
-//    periodic_announce re-announces to alive members; periodic_announce_to_down
+//    periodic_announce re-announces to alive members (first after two probe
+//    periods) with a Bloom digest of the members it knows, and the feed leads
+//    with the ones it lacks (digest.hpp); periodic_announce_to_down
 //    announces to Down members, whose answer (turn_undead) makes the stale
 //    side rejoin: that is how a healed partition merges again.
 //  - Packets and members of another cluster_id or member_id are ignored.

@@ -402,8 +402,6 @@ void Membership::handle_probe_tick(Instant now, Effects& out) {
   probe_out_of_turn_ = false;
   arm(config_.probe_period, timer::ProbeRandomMember{token_}, out);
 
-  // Round-robin over a shuffled list (SWIM's bounded detection time). At most
-  // one rebuild per tick, so the loop runs at most |members| + 1 times.
   const Member* target = nullptr;
   // A member we hold Suspect is probed out of turn, every other tick while
   // it stays Suspect: our ping carries the suspicion to it (buddy system) and
@@ -418,6 +416,8 @@ void Membership::handle_probe_tick(Instant now, Effects& out) {
       probe_out_of_turn_ = true;
     }
   }
+  // Otherwise round-robin over a shuffled list (SWIM's bounded detection
+  // time). At most one rebuild per tick: the loop runs <= |members| + 1 times.
   bool rebuilt = false;
   while (!target) {
     if (probe_index_ >= probe_order_.size()) {

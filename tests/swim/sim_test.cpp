@@ -187,6 +187,29 @@ TEST(Sim, partition_heals) {
   ASSERT_TRUE(took.has_value()) << "partition did not heal; seed " << o.seed;
 }
 
+TEST(Sim, three_way_partition_under_loss_heals) {
+  SimOptions o;
+  o.n = 20;
+  o.seed = seed_or(2020);
+  o.loss_per_mille = 50;
+  Sim sim(o);
+  sim.start(3);
+  sim.run_for(20s);
+  std::vector<int> groups(o.n);
+  for (std::size_t i = 0; i < o.n; ++i) groups[i] = static_cast<int>(i % 3);
+  sim.partition(groups);
+  sim.run_for(60s);
+  // Within a group everyone is active; across groups nobody is.
+  for (std::size_t i = 0; i < o.n; ++i) {
+    std::size_t same_group = 0;
+    for (std::size_t j = 0; j < o.n; ++j) same_group += (j != i && groups[j] == groups[i]);
+    EXPECT_EQ(sim.node(i).num_active(), same_group) << "node " << i;
+  }
+  sim.heal();
+  const auto took = run_until_true(sim, 120s, [&] { return sim.converged(sim.live_nodes()); });
+  ASSERT_TRUE(took.has_value()) << "seed " << o.seed;
+}
+
 TEST(Sim, left_member_is_down_and_not_resurrected_by_stale_gossip) {
   SimOptions o;
   o.n = 8;

@@ -261,17 +261,21 @@ net::awaitable<void> ApiRoutes::Handlers::Transactions::handle(Request& req, Res
     AuthContext auth{store, {}};
     for (const auto& st : stmts) {
       auto t = Clock::now();
+      // The authorizer judges a statement when it is compiled; a cached
+      // statement was judged then (and refusals never become permissions).
       sqlite3_set_authorizer(db.get(), &authorize, &auth);
-      auto stmt = prepare_bound(db, st);
+      auto stmt = prepare_bound_cached(db, st);
       sqlite3_set_authorizer(db.get(), nullptr, nullptr);
       if (!stmt) {
         store->abort_request(db);
         if (!auth.refusal.empty()) return make_error(Errc::invalid_argument, auth.refusal);
         return tl::unexpected(stmt.error());
       }
-      if (auto r = stmt->run(); !r) {
+      auto run = (*stmt)->run();
+      (*stmt)->reset();  // release its read of the database at once
+      if (!run) {
         store->abort_request(db);
-        return tl::unexpected(r.error());
+        return tl::unexpected(run.error());
       }
       out.results.push_back({sqlite3_changes64(db.get()), seconds_since(t)});
     }

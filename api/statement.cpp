@@ -129,30 +129,47 @@ Result<std::vector<Statement>> parse_statements(const json::value& v) {
   return out;
 }
 
-Result<core::Stmt> prepare_bound(core::Db& db, const Statement& st) {
-  auto stmt = db.prepare(st.sql);
-  if (!stmt) return tl::unexpected(stmt.error());
-  if (stmt->get() == nullptr) return make_error(Errc::sql, "the statement is empty");
-  int expected = sqlite3_bind_parameter_count(stmt->get());
+namespace {
+
+Result<void> bind_all(core::Stmt& stmt, const Statement& st) {
+  int expected = sqlite3_bind_parameter_count(stmt.get());
   if (!st.named_params.empty()) {
     for (const auto& [name, value] : st.named_params) {
-      int index = sqlite3_bind_parameter_index(stmt->get(), name.c_str());
+      int index = sqlite3_bind_parameter_index(stmt.get(), name.c_str());
       if (index == 0) {
         return make_error(Errc::sql, fmt::format("no parameter named '{}' in the statement (named parameters "
                                                  "include their sigil, e.g. \":id\")", name));
       }
-      if (auto r = stmt->bind(index, value); !r) return tl::unexpected(r.error());
+      if (auto r = stmt.bind(index, value); !r) return r;
     }
-  } else {
-    if (static_cast<int>(st.params.size()) > expected) {
-      return make_error(Errc::sql, fmt::format("the statement has {} parameters but {} were given", expected,
-                                               st.params.size()));
-    }
-    for (std::size_t i = 0; i < st.params.size(); ++i) {
-      if (auto r = stmt->bind(static_cast<int>(i + 1), st.params[i]); !r) return tl::unexpected(r.error());
-    }
+    return {};
   }
+  if (static_cast<int>(st.params.size()) > expected) {
+    return make_error(Errc::sql, fmt::format("the statement has {} parameters but {} were given", expected,
+                                             st.params.size()));
+  }
+  for (std::size_t i = 0; i < st.params.size(); ++i) {
+    if (auto r = stmt.bind(static_cast<int>(i + 1), st.params[i]); !r) return r;
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<core::Stmt> prepare_bound(core::Db& db, const Statement& st) {
+  auto stmt = db.prepare(st.sql);
+  if (!stmt) return tl::unexpected(stmt.error());
+  if (stmt->get() == nullptr) return make_error(Errc::sql, "the statement is empty");
+  if (auto r = bind_all(*stmt, st); !r) return tl::unexpected(r.error());
   return stmt;
+}
+
+Result<core::Stmt*> prepare_bound_cached(core::Db& db, const Statement& st) {
+  auto stmt = db.cached(st.sql);
+  if (!stmt) return tl::unexpected(stmt.error());
+  if ((*stmt)->get() == nullptr) return make_error(Errc::sql, "the statement is empty");
+  if (auto r = bind_all(**stmt, st); !r) return tl::unexpected(r.error());
+  return *stmt;
 }
 
 }  // namespace patina::api

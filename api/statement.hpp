@@ -38,5 +38,8 @@ boost::json::value value_to_json(const core::SqlValue& v);
 // Prepares |st| on |db| and binds its parameters. Named parameters must
 // carry their sigil (":id", "$id", "@id").
 Result<core::Stmt> prepare_bound(core::Db& db, const Statement& st);
+// The same with the connection's statement cache (Db::cached): the statement
+// stays valid until the next cached() call on |db|.
+Result<core::Stmt*> prepare_bound_cached(core::Db& db, const Statement& st);
 
 }  // namespace patina::api

@@ -137,6 +137,8 @@ Db::~Db() {
 Result<Stmt*> Db::cached(std::string_view sql) {
   auto it = cache_.find(sql);
   if (it == cache_.end()) {
+    // Bounded: callers with endless distinct SQL texts must not grow memory.
+    if (cache_.size() >= cached_statements_max) cache_.clear();
     auto stmt = prepare(sql);
     if (!stmt) return tl::unexpected(stmt.error());
     it = cache_.emplace(std::string(sql), std::make_unique<Stmt>(std::move(*stmt))).first;

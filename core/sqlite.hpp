@@ -78,7 +78,10 @@ class Db {
   Result<Stmt> prepare(std::string_view sql);
   // A prepared statement kept for the life of the connection, reset and
   // with bindings cleared; for statements a thread runs again and again.
+  // At most cached_statements_max are kept. The pointer is valid until the
+  // next cached() call.
   Result<Stmt*> cached(std::string_view sql);
+  static constexpr std::size_t cached_statements_max = 256;
   // Runs |sql| and returns the first column of the first row, if any.
   Result<std::optional<SqlValue>> query_value(std::string_view sql);
   Error last_error(int rc, std::string_view context = {}) const { return sqlite_error(rc, db_, context); }

@@ -109,7 +109,8 @@ class QuicConnection : public std::enable_shared_from_this<QuicConnection> {
         events_(std::make_shared<QuicNotifier>()),
         started_(Clock::now()),
         idle_timeout_(ep->config_.idle_timeout),
-        high_water_(ep->config_.stream_send_high_water) {
+        high_water_(ep->config_.stream_send_high_water),
+        uni_per_connection_(ep->config_.uni_streams_per_connection) {
     conn_ref_.get_conn = [](ngtcp2_crypto_conn_ref* ref) {
       return static_cast<QuicConnection*>(ref->user_data)->conn_;
     };
@@ -164,6 +165,9 @@ class QuicConnection : public std::enable_shared_from_this<QuicConnection> {
   std::vector<std::string> cids_;
   std::vector<std::uint8_t> txbuf_;
   std::uint64_t remote_uni_leaked_ = 0;
+  std::uint64_t uni_opened_ = 0;
+  std::uint64_t uni_per_connection_;
+  bool retiring_ = false;  // no new streams; closes when its streams end
 };
 
 // ---------------------------------------------------------------------------
@@ -500,6 +504,8 @@ void QuicConnection::on_timer() {
     handle_error(rv);
     return;
   }
+  maybe_recycle();
+  if (closed_) return;
   write();
 }
 
@@ -758,12 +764,18 @@ void QuicConnection::finalize(Error error) {
 }
 
 void QuicConnection::maybe_recycle() {
-  // Bounds the memory ngtcp2 < 0.14 keeps for finished remote uni streams:
-  // a server connection that accumulated many is closed between streams,
-  // and the peer re-dials on its next send.
-  constexpr std::uint64_t leaked_streams_max = 8192;
-  if (server_ && remote_uni_leaked_ >= leaked_streams_max && streams_.empty() && !closed_) {
-    core::log::get("quic")->debug("recycling connection from {} after {} streams", to_string(peer_),
+  if (closed_) return;
+  // ngtcp2 < 0.14 keeps every finished remote uni stream until the
+  // connection ends. The client retires its connection after
+  // uni_streams_per_connection streams (see open_stream) and closes it once
+  // idle of streams; the server enforces twice that as a safety net.
+  if (retiring_ && streams_.empty()) {
+    core::log::get("quic")->debug("retiring connection to {} after {} uni streams", to_string(peer_), uni_opened_);
+    close(0);
+    return;
+  }
+  if (server_ && remote_uni_leaked_ >= 2 * uni_per_connection_ && streams_.empty()) {
+    core::log::get("quic")->debug("recycling connection from {} after {} uni streams", to_string(peer_),
                                   remote_uni_leaked_);
     close(0);
   }
@@ -1163,6 +1175,13 @@ net::awaitable<Result<std::shared_ptr<QuicStream>>> QuicEndpoint::open_stream(Ud
                   : ngtcp2_conn_open_uni_stream(c->conn_, &id, nullptr);
     if (rv == 0) {
       streams_opened_.inc();
+      if (!bidi && ++c->uni_opened_ >= config_.uni_streams_per_connection) {
+        // Retire: later calls dial a fresh connection; this one closes
+        // when its streams are done (QuicConnection::maybe_recycle).
+        c->retiring_ = true;
+        auto it = clients_.find(peer);
+        if (it != clients_.end() && it->second == c) clients_.erase(it);
+      }
       co_return c->add_stream(id, true);
     }
     QuicDecision d = translate_ngtcp2(rv);

@@ -74,6 +74,9 @@ struct QuicConfig {
   std::uint64_t max_streams_bidi = 32;
   std::uint64_t max_streams_uni = 256;
   std::size_t stream_send_high_water = 256 * 1024;
+  // A client connection is replaced after this many uni streams, because
+  // ngtcp2 0.12 never frees a peer's finished uni streams (fixed in 0.14).
+  std::uint64_t uni_streams_per_connection = 4096;
   std::size_t connections_max = 4096;
   core::Labels metric_labels;
 };

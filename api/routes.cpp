@@ -539,6 +539,23 @@ net::awaitable<void> ApiRoutes::Handlers::Health::handle(Request& req, Responder
   }
   auto [gaps_max, lag_max, max_queue, queue_param, failure] = limits;
   auto& f = h_.ctx.health;
+  // Gaps are counted from the persisted bookkeeping, as Corrosion does.
+  auto count_gaps = [](core::Db& db) -> Result<std::int64_t> {
+    auto exists = db.query_value(
+        "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = '__patina_bookkeeping_gaps'");
+    if (!exists) return tl::unexpected(exists.error());
+    if (!*exists) return 0;  // no replication state yet
+    auto v = db.query_value("SELECT coalesce(sum(\"end\" - start + 1), 0) FROM __patina_bookkeeping_gaps");
+    if (!v) return tl::unexpected(v.error());
+    return *v ? std::get<std::int64_t>(**v) : 0;
+  };
+  auto counted = co_await h_.ctx.readers.run<std::int64_t>("health gaps", std::move(count_gaps));
+  if (!counted) {
+    auto body = error_body(counted.error().message);
+    co_await res.json(http::status::internal_server_error, body);
+    co_return;
+  }
+  f.gaps = *counted;
   std::int64_t gaps = f.gaps.load();
   std::int64_t queue = f.queue_size.load();
   double lag = f.p99_lag.load();

@@ -189,6 +189,7 @@ Result<void> CrrTables::init(const CrrOptions& options) {
     }
   }
   if (!r) return r;
+  committed_epoch_ = schema_epoch_;
   sqlite3_commit_hook(db_, &CrrTables::on_commit, this);
   sqlite3_rollback_hook(db_, &CrrTables::on_rollback, this);
   return {};
@@ -200,6 +201,7 @@ int CrrTables::on_commit(void* self) {
   t->pending_ = -1;
   t->seq_ = 0;
   t->floor_ = -1;
+  t->committed_epoch_ = t->schema_epoch_;
   return 0;
 }
 
@@ -208,6 +210,15 @@ void CrrTables::on_rollback(void* self) {
   t->pending_ = -1;
   t->seq_ = 0;
   t->floor_ = -1;
+  // No SQL may run inside the hook: note it, reload on next use.
+  if (t->schema_epoch_ != t->committed_epoch_) t->registry_stale_ = true;
+}
+
+void CrrTables::refresh_registry() const {
+  if (!registry_stale_) return;
+  auto* self = const_cast<CrrTables*>(this);
+  self->registry_stale_ = false;
+  (void)self->reload();
 }
 
 LocalCommit CrrTables::end_version() {
@@ -329,6 +340,8 @@ Result<SiteId> CrrTables::site_for_ordinal(std::int64_t ordinal) {
 }
 
 Result<void> CrrTables::reload() {
+  registry_stale_ = false;
+  ++schema_epoch_;
   tables_.clear();
   std::vector<std::string> names;
   {
@@ -342,20 +355,26 @@ Result<void> CrrTables::reload() {
   return {};
 }
 
-bool CrrTables::is_crr(std::string_view table) const { return tables_.find(table) != tables_.end(); }
+bool CrrTables::is_crr(std::string_view table) const {
+  refresh_registry();
+  return tables_.find(table) != tables_.end();
+}
 
 const TableInfo* CrrTables::table_info(std::string_view table) const {
+  refresh_registry();
   auto it = tables_.find(table);
   return it == tables_.end() ? nullptr : &it->second->info;
 }
 
 std::vector<std::string> CrrTables::crr_names() const {
+  refresh_registry();
   std::vector<std::string> out;
   for (const auto& [name, st] : tables_) out.push_back(name);
   return out;
 }
 
 detail::TableState* CrrTables::state(std::string_view table) {
+  refresh_registry();
   auto it = tables_.find(table);
   return it == tables_.end() ? nullptr : it->second.get();
 }
@@ -579,10 +598,12 @@ Result<void> CrrTables::load_table(const std::string& name) {
     st->col_value.push_back(std::move(v));
   }
   tables_[name] = std::move(st);
+  ++schema_epoch_;
   return {};
 }
 
 std::string CrrTables::changes_select(const std::string& clock_where) const {
+  refresh_registry();
   std::string sql;
   for (const auto& [name, st] : tables_) {
     const auto& info = st->info;

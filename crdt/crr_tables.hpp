@@ -81,6 +81,7 @@ struct TxMark {
   std::int64_t pending = -1;
   std::int64_t seq = 0;
   std::int64_t floor = -1;
+  std::uint64_t schema_epoch = 0;
 };
 
 // What a local transaction recorded, as seen right before it commits.
@@ -105,8 +106,10 @@ class CrrTables {
   // Checks a table against the CRR rules without changing anything.
   static Result<TableInfo> inspect(sqlite3* db, std::string_view table);
 
-  // Re-reads the registry of replicated tables from the database (after a
-  // rolled-back schema change, so memory matches what is stored).
+  // Re-reads the registry of replicated tables from the database. Done
+  // automatically (on next use) after a rollback, or a restore(), that undid a
+  // schema change; call it yourself after rolling back to a savepoint of your
+  // own that did.
   Result<void> reload();
 
   bool is_crr(std::string_view table) const;
@@ -134,11 +137,13 @@ class CrrTables {
   // recorded change open a new version (seq from 0); after ROLLBACK TO its
   // savepoint call restore(mark) so the version it had taken is reused. The
   // COMMIT then publishes the highest version.
-  TxMark mark() const { return TxMark{pending_, seq_, floor_}; }
+  TxMark mark() const { return TxMark{pending_, seq_, floor_, schema_epoch_}; }
   void restore(const TxMark& m) {
     pending_ = m.pending;
     seq_ = m.seq;
     floor_ = m.floor;
+    // A schema change made by the undone job is gone from the database too.
+    if (schema_epoch_ != m.schema_epoch) registry_stale_ = true;
   }
   LocalCommit end_version();
 
@@ -218,6 +223,10 @@ class CrrTables {
   std::string ts_text_ = "0";
   bool merge_equal_values_ = true;
   bool capture_suspended_ = false;
+  std::uint64_t schema_epoch_ = 0;     // bumped by every registry change
+  std::uint64_t committed_epoch_ = 0;  // schema_epoch_ when the last transaction ended
+  bool registry_stale_ = false;
+  void refresh_registry() const;
   std::map<std::string, std::unique_ptr<detail::TableState>, std::less<>> tables_;
   struct Shared;
   std::unique_ptr<Shared> shared_;

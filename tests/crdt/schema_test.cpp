@@ -146,6 +146,32 @@ TEST_F(SchemaApply, RefusesDestructiveChangesAndAppliesNothing) {
   EXPECT_EQ(a.changes().size(), 2u);
 }
 
+TEST_F(SchemaApply, OuterRollbackOfASchemaChangeIsForgotten) {
+  ASSERT_TRUE(apply("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a TEXT)"));
+  // Inside a writer transaction that then rolls back as a whole.
+  a.exec("BEGIN");
+  ASSERT_TRUE(apply("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a TEXT, b TEXT);"
+                    "CREATE TABLE u (id INTEGER PRIMARY KEY NOT NULL)"));
+  EXPECT_TRUE(a.crr->is_crr("u"));
+  a.exec("ROLLBACK");
+  EXPECT_FALSE(a.crr->is_crr("u"));
+  EXPECT_EQ(a.crr->table_info("t")->non_pks.size(), 1u);
+  a.exec("INSERT INTO t VALUES (1, 'x')");
+  EXPECT_EQ(a.changes().size(), 1u);
+  // The same through a job savepoint and TxMark/restore.
+  a.exec("BEGIN");
+  auto m = a.crr->mark();
+  a.exec("SAVEPOINT job");
+  ASSERT_TRUE(apply("CREATE TABLE v (id INTEGER PRIMARY KEY NOT NULL, w)"));
+  a.exec("INSERT INTO v VALUES (1, 2)");
+  a.exec("ROLLBACK TO job; RELEASE job");
+  a.crr->restore(m);
+  EXPECT_FALSE(a.crr->is_crr("v"));
+  a.exec("UPDATE t SET a = 'y'");
+  a.exec("COMMIT");
+  EXPECT_EQ(a.crr->db_version(), 2);
+}
+
 TEST_F(SchemaApply, AddColumnOn100kRowsCreatesNoChange) {
   ASSERT_TRUE(apply("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a TEXT, b INTEGER, c REAL)"));
   a.exec("BEGIN");

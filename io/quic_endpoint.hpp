@@ -27,6 +27,20 @@
 // a high-water mark. Receive credit is returned to the peer as the reader
 // consumes data, so a slow reader slows its sender instead of growing memory.
 //
+// Use from a driver (all on the reactor):
+//   auto ep = QuicEndpoint::open(ex, *quic_config_from(cfg.gossip), metrics);
+//   (*ep)->set_on_datagram([&](const UdpEndpoint& from, std::span<const std::byte> b) {
+//     membership.handle_datagram(now, b, effects);   // copy what you keep
+//   });
+//   (*ep)->set_on_stream([ex](std::shared_ptr<QuicStream> s) {
+//     co_spawn(ex, s->unidirectional() ? read_broadcast(s) : serve_sync(s), detached);
+//   });
+//   (*ep)->start();
+//   if (!ep->try_send_datagram(peer, bytes))         // fast path, no dial
+//     co_spawn(ex, send_datagram_task(ep, peer, bytes), detached);
+//   co_await ep->send_uni(peer, frames);              // broadcast
+//   auto s = co_await ep->open_bi(peer);              // sync session
+//
 // Invariants:
 //  (1) Everything runs on the endpoint's executor (one reactor thread); no
 //      user callback runs inside an ngtcp2 callback except on_datagram, whose

@@ -114,8 +114,14 @@ net::awaitable<Result<void>> handshake_and_echo(std::shared_ptr<QuicEndpoint> a,
   install_echo(ex, b);
   auto got = std::make_shared<std::vector<std::string>>();
   a->set_on_datagram([got](const UdpEndpoint&, std::span<const std::byte> p) { got->push_back(string_of(p)); });
+  auto t0 = Clock::now();
   auto c = co_await a->connect(b->local_endpoint());
   if (!c) co_return c;
+  std::printf("handshake (%s): %.2f ms\n",
+              a->config().tls.plaintext ? "plaintext" : (a->config().tls.client_cert_file ? "mutual TLS" : "TLS"),
+              std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  auto rtt = a->rtt(b->local_endpoint());
+  if (!rtt) co_return make_error(Errc::internal, "no RTT for an established connection");
   auto payload = bytes_of("hello");
   auto s = co_await a->send_datagram(b->local_endpoint(), std::move(payload));
   if (!s) co_return s;

@@ -1039,6 +1039,30 @@ void QuicEndpoint::bad_packet(const char* reason, const UdpEndpoint& from) {
   bad_log_suppressed_ = 0;
 }
 
+void QuicEndpoint::send_version_negotiation(const UdpEndpoint& to, const ngtcp2_version_cid& vc,
+                                            std::size_t datagram_size) {
+  // RFC 9000 §6.1: answer only datagrams big enough to be a client's first
+  // flight (no amplification), and at most a few per second, since the
+  // source address of garbage may be forged.
+  constexpr std::size_t initial_size_min = 1200;
+  if (datagram_size < initial_size_min) return;
+  const auto now = Clock::now();
+  if (now - vn_window_start_ >= std::chrono::seconds(1)) {
+    vn_window_start_ = now;
+    vn_sent_in_window_ = 0;
+  }
+  if (++vn_sent_in_window_ > 10) return;
+  std::array<std::uint8_t, 256> buf{};
+  std::uint8_t unused = 0;
+  random_bytes(&unused, 1);
+  const std::uint32_t supported = NGTCP2_PROTO_VER_V1;
+  ngtcp2_ssize n = ngtcp2_pkt_write_version_negotiation(buf.data(), buf.size(), unused, vc.scid, vc.scidlen, vc.dcid,
+                                                        vc.dcidlen, &supported, 1);
+  if (n > 0) {
+    ring_->send(to, std::span<const std::byte>(reinterpret_cast<const std::byte*>(buf.data()), static_cast<std::size_t>(n)));
+  }
+}
+
 void QuicEndpoint::handle_datagram(const UdpEndpoint& from, std::span<const std::byte> data) {
   if (closed_) return;
   if (data.empty()) {  // ngtcp2 asserts on empty input
@@ -1050,6 +1074,7 @@ void QuicEndpoint::handle_datagram(const UdpEndpoint& from, std::span<const std:
   int rv = ngtcp2_pkt_decode_version_cid(&vc, bytes, data.size(), cid_len);
   if (rv == NGTCP2_ERR_VERSION_NEGOTIATION) {
     bad_packet("unknown_version", from);
+    send_version_negotiation(from, vc, data.size());
     return;
   }
   if (rv != 0) {

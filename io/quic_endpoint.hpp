@@ -72,6 +72,8 @@
 #include "io/quic_tls.hpp"
 #include "io/udp_ring.hpp"
 
+struct ngtcp2_version_cid;
+
 namespace patina::io {
 
 struct QuicConfig {
@@ -219,6 +221,7 @@ class QuicEndpoint : public std::enable_shared_from_this<QuicEndpoint> {
   void unregister_cid(const std::string& cid);
   void forget(QuicConnection* conn);
   void bad_packet(const char* reason, const UdpEndpoint& from);
+  void send_version_negotiation(const UdpEndpoint& to, const ngtcp2_version_cid& vc, std::size_t datagram_size);
 
   boost::asio::any_io_executor ex_;
   QuicConfig config_;
@@ -233,6 +236,8 @@ class QuicEndpoint : public std::enable_shared_from_this<QuicEndpoint> {
   std::map<UdpEndpoint, std::shared_ptr<QuicConnection>> clients_;
   std::chrono::steady_clock::time_point bad_log_next_{};
   std::uint64_t bad_log_suppressed_ = 0;
+  std::chrono::steady_clock::time_point vn_window_start_{};
+  int vn_sent_in_window_ = 0;
 
   core::Gauge& connections_;
   core::Counter& handshakes_client_;

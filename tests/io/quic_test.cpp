@@ -454,7 +454,14 @@ net::awaitable<void> run_garbage(net::io_context& ioc) {
   auto g = UdpRing::open(ioc.get_executor(), gopts, metrics);
   EXPECT_TRUE(g);
   if (!g) co_return;
-  (*g)->start([](const UdpEndpoint&, std::span<const std::byte>) {});
+  auto vn = std::make_shared<int>(0);
+  (*g)->start([vn](const UdpEndpoint&, std::span<const std::byte> p) {
+    // A Version Negotiation packet: long header, version 0.
+    if (p.size() >= 5 && (p[0] & std::byte(0x80)) != std::byte(0) && p[1] == std::byte(0) && p[2] == std::byte(0) &&
+        p[3] == std::byte(0) && p[4] == std::byte(0)) {
+      ++*vn;
+    }
+  });
   std::mt19937 rng(0x6a5b);
   const int total = 1000;
   for (int i = 0; i < total; ++i) {
@@ -480,6 +487,8 @@ net::awaitable<void> run_garbage(net::io_context& ioc) {
   };
   for (int i = 0; i < 3000 && bad_total() < static_cast<std::uint64_t>(total); ++i) co_await sleep_ms(1);
   EXPECT_EQ(bad_total(), static_cast<std::uint64_t>(total));
+  EXPECT_GE(*vn, 1) << "unknown versions in full-size datagrams get a Version Negotiation answer";
+  EXPECT_LE(*vn, 20) << "Version Negotiation answers are rate-limited";
   EXPECT_EQ(b->connection_count(), 0u);
   // Still healthy: a real client gets through.
   auto a = open_ep(ioc, plaintext_config("a"), metrics);

@@ -111,6 +111,52 @@ std::string normalize(std::string_view sql) {
   return out;
 }
 
+// The column definitions of a CREATE TABLE statement as written, by column
+// name: the top-level comma-separated items of its parenthesised body that
+// are not table constraints. Used to add a column with its exact definition
+// (CHECK, COLLATE, ...), which PRAGMA table_info does not give back.
+std::map<std::string, std::string> column_definitions(std::string_view sql) {
+  std::map<std::string, std::string> out;
+  auto open = sql.find('(');
+  if (open == std::string_view::npos) return out;
+  std::vector<std::string> items;
+  std::string cur;
+  int depth = 0;
+  char quote = 0;
+  for (std::size_t i = open + 1; i < sql.size(); ++i) {
+    char ch = sql[i];
+    if (quote) {
+      cur += ch;
+      if (ch == quote) quote = 0;
+      continue;
+    }
+    if (ch == '\'' || ch == '"' || ch == '`') quote = ch;
+    if (ch == '[') quote = ']';
+    if (ch == '(') ++depth;
+    if (ch == ')' && depth-- == 0) break;
+    if (ch == ',' && depth == 0) {
+      items.push_back(cur);
+      cur.clear();
+      continue;
+    }
+    cur += ch;
+  }
+  items.push_back(cur);
+  for (const auto& item : items) {
+    auto w = leading_words(item, 1, false);
+    if (w.empty()) continue;
+    std::string name = w[0];
+    std::string upper_name = leading_words(item, 1)[0];
+    if (upper_name == "CONSTRAINT" || upper_name == "PRIMARY" || upper_name == "UNIQUE" ||
+        upper_name == "CHECK" || upper_name == "FOREIGN")
+      continue;
+    if (name.size() >= 2 && (name.front() == '"' || name.front() == '`' || name.front() == '['))
+      name = name.substr(1, name.size() - 2);
+    out[name] = std::string(skip_space(item));
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<std::vector<SchemaSource>> SchemaManager::read_paths(const std::vector<std::string>& paths) {
@@ -279,9 +325,17 @@ Result<SchemaChanges> SchemaManager::apply(const Schema& schema) {
       bool exists = std::any_of(live->begin(), live->end(), [&](const ColumnDef& l) { return l.name == c.name; });
       if (exists) continue;
       if (c.pk) return fail(c.name, "adding a primary key column is not allowed");
-      std::string col = quote_ident(c.name) + (c.type.empty() ? "" : " " + c.type);
-      if (c.not_null) col += " NOT NULL";
-      if (!c.default_sql.empty()) col += " DEFAULT " + c.default_sql;
+      // The definition as written; rebuilt from its parts if it cannot be found.
+      auto defs = column_definitions(def.sql);
+      std::string col;
+      if (auto it = defs.find(c.name); it != defs.end()) {
+        col = it->second;
+        while (!col.empty() && std::isspace(static_cast<unsigned char>(col.back()))) col.pop_back();
+      } else {
+        col = quote_ident(c.name) + (c.type.empty() ? "" : " " + c.type);
+        if (c.not_null) col += " NOT NULL";
+        if (!c.default_sql.empty()) col += " DEFAULT " + c.default_sql;
+      }
       ddl.push_back("ALTER TABLE " + quote_ident(name) + " ADD COLUMN " + col);
       changes.added_columns.push_back(name + "." + c.name);
     }

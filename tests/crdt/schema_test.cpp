@@ -146,6 +146,18 @@ TEST_F(SchemaApply, RefusesDestructiveChangesAndAppliesNothing) {
   EXPECT_EQ(a.changes().size(), 2u);
 }
 
+TEST_F(SchemaApply, AddedColumnKeepsItsFullDefinition) {
+  ASSERT_TRUE(apply("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a TEXT)"));
+  auto r = apply("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a TEXT, "
+                 "\"n, m\" INTEGER NOT NULL DEFAULT 3 CHECK (\"n, m\" > 0), "
+                 "c TEXT COLLATE NOCASE DEFAULT 'x(y)', CHECK (a != 'bad'))");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->added_columns, (std::vector<std::string>{"t.n, m", "t.c"}));
+  EXPECT_NE(a.exec_err("INSERT INTO t (id, \"n, m\") VALUES (1, -1)"), "");  // the CHECK came along
+  a.exec("INSERT INTO t (id, c) VALUES (2, 'ABC')");
+  EXPECT_EQ(a.dump("SELECT id FROM t WHERE c = 'abc'"), "(2) ");  // and the COLLATE
+}
+
 TEST_F(SchemaApply, OuterRollbackOfASchemaChangeIsForgotten) {
   ASSERT_TRUE(apply("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a TEXT)"));
   // Inside a writer transaction that then rolls back as a whole.

@@ -726,8 +726,15 @@ void QuicConnection::handle_error(int rv) {
       ngtcp2_connection_close_error cc{};
       ngtcp2_connection_close_error_set_transport_error_tls_alert(&cc, ngtcp2_conn_get_tls_alert(conn_), nullptr, 0);
       send_close(cc);
-      finalize(Error{Errc::protocol, fmt::format("TLS handshake with {} failed (alert {})", to_string(peer_),
-                                                 ngtcp2_conn_get_tls_alert(conn_))});
+      Error e{Errc::protocol, fmt::format("TLS handshake {} {} failed (alert {})", server_ ? "from" : "with",
+                                          to_string(peer_), ngtcp2_conn_get_tls_alert(conn_))};
+      ep_->tls_failures_.inc();
+      // Operators need to see refused peers (wrong CA, missing client
+      // certificate), but a scanner must not flood the log.
+      if (ep_->tls_log_limit_.allow(Clock::now())) {
+        core::log::get("quic")->warn("{} ({} similar suppressed)", e.message, ep_->tls_log_limit_.take_suppressed());
+      }
+      finalize(std::move(e));
       return;
     }
     case QuicAction::close_error: {
@@ -940,6 +947,8 @@ QuicEndpoint::QuicEndpoint(net::any_io_executor ex, QuicConfig config, core::Met
       datagrams_dropped_(m.counter("patina_quic_datagrams_dropped_total",
                                    "Datagrams not sent (queue full, too large, peer refuses)", config_.metric_labels)),
       streams_opened_(m.counter("patina_quic_streams_opened_total", "Streams opened by us", config_.metric_labels)),
+      tls_failures_(m.counter("patina_quic_tls_failures_total", "TLS handshakes that failed on our side",
+                              config_.metric_labels)),
       handshake_seconds_(m.histogram("patina_quic_handshake_seconds", "Client handshake duration",
                                      config_.metric_labels)) {}
 
@@ -1028,15 +1037,13 @@ void QuicEndpoint::bad_packet(const char* reason, const UdpEndpoint& from) {
   labels.emplace_back("reason", reason);
   metrics_.counter("patina_quic_bad_packets_total", "Packets dropped before reaching a connection", labels).inc();
   // Rate-limited: a flood of garbage must not become a flood of logs.
-  auto now = Clock::now();
-  if (now < bad_log_next_) {
-    ++bad_log_suppressed_;
-    return;
-  }
-  bad_log_next_ = now + std::chrono::seconds(1);
-  core::log::get("quic")->warn("dropped a QUIC packet from {}: {} ({} similar suppressed)", to_string(from), reason,
-                               bad_log_suppressed_);
-  bad_log_suppressed_ = 0;
+  // Stray packets of a connection we just closed are routine: debug only.
+  const bool routine = std::strcmp(reason, "unknown_connection") == 0;
+  if (routine && !core::log::get("quic")->should_log(spdlog::level::debug)) return;
+  if (!bad_log_limit_.allow(Clock::now())) return;
+  core::log::get("quic")->log(routine ? spdlog::level::debug : spdlog::level::warn,
+                              "dropped a QUIC packet from {}: {} ({} similar suppressed)", to_string(from), reason,
+                              bad_log_limit_.take_suppressed());
 }
 
 void QuicEndpoint::send_version_negotiation(const UdpEndpoint& to, const ngtcp2_version_cid& vc,

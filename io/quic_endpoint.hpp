@@ -61,6 +61,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -101,6 +102,25 @@ struct QuicConfig {
 // idle_timeout_secs, disable_gso). Errc::invalid_argument when TLS is
 // neither plaintext nor configured, or max_mtu < 1200.
 Result<QuicConfig> quic_config_from(const core::GossipConfig& gossip);
+
+// At most one log line per |interval|; counts what it swallowed.
+class LogRateLimit {
+ public:
+  bool allow(std::chrono::steady_clock::time_point now) {
+    if (now < next_) {
+      ++suppressed_;
+      return false;
+    }
+    next_ = now + interval_;
+    return true;
+  }
+  std::uint64_t take_suppressed() { return std::exchange(suppressed_, 0); }
+
+ private:
+  std::chrono::steady_clock::duration interval_ = std::chrono::seconds(1);
+  std::chrono::steady_clock::time_point next_{};
+  std::uint64_t suppressed_ = 0;
+};
 
 class QuicConnection;
 class QuicNotifier;
@@ -234,8 +254,8 @@ class QuicEndpoint : public std::enable_shared_from_this<QuicEndpoint> {
   std::map<QuicConnection*, std::shared_ptr<QuicConnection>> conns_;
   std::unordered_map<std::string, QuicConnection*> cids_;
   std::map<UdpEndpoint, std::shared_ptr<QuicConnection>> clients_;
-  std::chrono::steady_clock::time_point bad_log_next_{};
-  std::uint64_t bad_log_suppressed_ = 0;
+  LogRateLimit bad_log_limit_;
+  LogRateLimit tls_log_limit_;
   std::chrono::steady_clock::time_point vn_window_start_{};
   int vn_sent_in_window_ = 0;
 
@@ -247,6 +267,7 @@ class QuicEndpoint : public std::enable_shared_from_this<QuicEndpoint> {
   core::Counter& datagrams_received_;
   core::Counter& datagrams_dropped_;
   core::Counter& streams_opened_;
+  core::Counter& tls_failures_;
   core::Histogram& handshake_seconds_;
 };
 

@@ -100,6 +100,10 @@ Result<std::optional<double>> seconds_param(const Request& req, std::string_view
 
 // ---- Authorizer for API transactions --------------------------------------
 
+constexpr const char* schema_change_refusal =
+    "schema changes are not allowed in transactions: change the schema files and run `patina reload`, or POST "
+    "/v1/migrations";
+
 struct AuthContext {
   const LocalStore* store;
   std::string refusal;
@@ -118,8 +122,7 @@ int authorize(void* p, int action, const char* a1, const char*, const char* db_n
       if (a1 == nullptr) return SQLITE_OK;
       if (std::string_view(a1) == "sqlite_master" || std::string_view(a1) == "sqlite_schema") {
         if (ctx->refusal.empty()) {
-          ctx->refusal = "schema changes are not allowed in transactions: change the schema files and run "
-                         "`patina reload`, or POST /v1/migrations";
+          ctx->refusal = schema_change_refusal;
         }
         return SQLITE_DENY;
       }
@@ -136,8 +139,7 @@ int authorize(void* p, int action, const char* a1, const char*, const char* db_n
     case SQLITE_DROP_TEMP_VIEW: case SQLITE_DROP_TRIGGER: case SQLITE_DROP_VIEW: case SQLITE_ALTER_TABLE:
     case SQLITE_CREATE_VTABLE: case SQLITE_DROP_VTABLE:
       if (ctx->refusal.empty()) {
-        ctx->refusal = "schema changes are not allowed in transactions: change the schema files and run "
-                       "`patina reload`, or POST /v1/migrations";
+        ctx->refusal = schema_change_refusal;
       }
       return SQLITE_DENY;
     case SQLITE_ATTACH:
@@ -182,41 +184,27 @@ struct ApiRoutes::Handlers {
   explicit Handlers(ApiContext c) : ctx(std::move(c)) {}
   ApiContext ctx;
 
-  struct Transactions final : HttpHandler {
-    explicit Transactions(Handlers& h) : h_(h) {}
-    net::awaitable<void> handle(Request& req, Responder& res) override;
-    Handlers& h_;
-  } transactions{*this};
+  // One HttpHandler per route, forwarding to a member function.
+  template <net::awaitable<void> (Handlers::*Fn)(Request&, Responder&)>
+  struct Bound final : HttpHandler {
+    explicit Bound(Handlers& h) : h_(h) {}
+    net::awaitable<void> handle(Request& req, Responder& res) override { return (h_.*Fn)(req, res); }
+    Handlers& h_;  // owns this handler and outlives every request
+  };
 
-  struct Queries final : HttpHandler {
-    explicit Queries(Handlers& h) : h_(h) {}
-    net::awaitable<void> handle(Request& req, Responder& res) override;
-    Handlers& h_;
-  } queries{*this};
+  net::awaitable<void> transactions_route(Request& req, Responder& res);
+  net::awaitable<void> queries_route(Request& req, Responder& res);
+  net::awaitable<void> table_stats_route(Request& req, Responder& res);
+  net::awaitable<void> health_route(Request& req, Responder& res);
+  net::awaitable<void> migrations_route(Request& req, Responder& res);
+  net::awaitable<void> metrics_route(Request& req, Responder& res);
 
-  struct TableStats final : HttpHandler {
-    explicit TableStats(Handlers& h) : h_(h) {}
-    net::awaitable<void> handle(Request& req, Responder& res) override;
-    Handlers& h_;
-  } table_stats{*this};
-
-  struct Health final : HttpHandler {
-    explicit Health(Handlers& h) : h_(h) {}
-    net::awaitable<void> handle(Request& req, Responder& res) override;
-    Handlers& h_;
-  } health{*this};
-
-  struct Migrations final : HttpHandler {
-    explicit Migrations(Handlers& h) : h_(h) {}
-    net::awaitable<void> handle(Request& req, Responder& res) override;
-    Handlers& h_;
-  } migrations{*this};
-
-  struct Metrics final : HttpHandler {
-    explicit Metrics(Handlers& h) : h_(h) {}
-    net::awaitable<void> handle(Request& req, Responder& res) override;
-    Handlers& h_;
-  } metrics{*this};
+  Bound<&Handlers::transactions_route> transactions{*this};
+  Bound<&Handlers::queries_route> queries{*this};
+  Bound<&Handlers::table_stats_route> table_stats{*this};
+  Bound<&Handlers::health_route> health{*this};
+  Bound<&Handlers::migrations_route> migrations{*this};
+  Bound<&Handlers::metrics_route> metrics{*this};
 
   json::value exec_response(json::array results, double time, std::optional<std::int64_t> version) const {
     json::object o;
@@ -228,7 +216,7 @@ struct ApiRoutes::Handlers {
   }
 };
 
-net::awaitable<void> ApiRoutes::Handlers::Transactions::handle(Request& req, Responder& res) {
+net::awaitable<void> ApiRoutes::Handlers::transactions_route(Request& req, Responder& res) {
   auto t0 = Clock::now();
   auto body = co_await read_json(req, res);
   if (!body) co_return;
@@ -240,7 +228,7 @@ net::awaitable<void> ApiRoutes::Handlers::Transactions::handle(Request& req, Res
   if (statements->empty()) {
     json::array results;
     results.push_back(error_body("at least 1 statement is required"));
-    co_await res.json(http::status::bad_request, h_.exec_response(std::move(results), 0, std::nullopt));
+    co_await res.json(http::status::bad_request, exec_response(std::move(results), 0, std::nullopt));
     co_return;
   }
   auto timeout = seconds_param(req, "timeout");
@@ -252,7 +240,7 @@ net::awaitable<void> ApiRoutes::Handlers::Transactions::handle(Request& req, Res
   if (*timeout && **timeout > 0) {
     options.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(**timeout * 1000));
   }
-  LocalStore* store = &h_.ctx.store;
+  LocalStore* store = &ctx.store;
   auto job = [stmts = std::move(*statements), store](core::Db& db) -> Result<std::pair<TxOutcome, std::string>> {
     // Errors travel in the pair's string so refusals and SQL errors keep
     // their own status; a non-empty string fails the job (rolled back).
@@ -287,7 +275,7 @@ net::awaitable<void> ApiRoutes::Handlers::Transactions::handle(Request& req, Res
     out.version = *version;
     return std::pair<TxOutcome, std::string>{std::move(out), std::string()};
   };
-  auto r = co_await h_.ctx.writer.submit<std::pair<TxOutcome, std::string>>("api transaction", std::move(job),
+  auto r = co_await ctx.writer.submit<std::pair<TxOutcome, std::string>>("api transaction", std::move(job),
                                                                               options);
   if (!r) {
     json::array results;
@@ -295,14 +283,14 @@ net::awaitable<void> ApiRoutes::Handlers::Transactions::handle(Request& req, Res
     auto status = r.error().code == Errc::invalid_argument ? http::status::bad_request
                   : r.error().code == Errc::shutting_down  ? http::status::service_unavailable
                                                            : http::status::internal_server_error;
-    co_await res.json(status, h_.exec_response(std::move(results), seconds_since(t0), std::nullopt));
+    co_await res.json(status, exec_response(std::move(results), seconds_since(t0), std::nullopt));
     co_return;
   }
   json::array results;
   for (const auto& s : r->first.results) {
     results.push_back(json::value{{"rows_affected", s.rows_affected}, {"time", s.time}});
   }
-  co_await res.json(http::status::ok, h_.exec_response(std::move(results), seconds_since(t0), r->first.version));
+  co_await res.json(http::status::ok, exec_response(std::move(results), seconds_since(t0), r->first.version));
 }
 
 namespace {
@@ -428,7 +416,7 @@ net::awaitable<void> produce_query(core::ReaderPool* readers, Statement statemen
 
 }  // namespace
 
-net::awaitable<void> ApiRoutes::Handlers::Queries::handle(Request& req, Responder& res) {
+net::awaitable<void> ApiRoutes::Handlers::queries_route(Request& req, Responder& res) {
   auto body = co_await read_json(req, res);
   if (!body) co_return;
   auto st = parse_statement(*body);
@@ -446,7 +434,7 @@ net::awaitable<void> ApiRoutes::Handlers::Queries::handle(Request& req, Responde
   if (secs > 0) limit = std::chrono::milliseconds(static_cast<std::int64_t>(secs * 1000));
 
   auto stream = std::make_shared<QueryStream>(co_await net::this_coro::executor);
-  core::spawn(co_await net::this_coro::executor, "query", produce_query(&h_.ctx.readers, std::move(*st), stream, limit));
+  core::spawn(co_await net::this_coro::executor, "query", produce_query(&ctx.readers, std::move(*st), stream, limit));
 
   bool streaming = false;
   for (;;) {
@@ -473,7 +461,7 @@ net::awaitable<void> ApiRoutes::Handlers::Queries::handle(Request& req, Responde
   if (streaming) co_await res.end_stream();
 }
 
-net::awaitable<void> ApiRoutes::Handlers::TableStats::handle(Request& req, Responder& res) {
+net::awaitable<void> ApiRoutes::Handlers::table_stats_route(Request& req, Responder& res) {
   auto body = co_await read_json(req, res);
   if (!body) co_return;
   const json::value* tables = body->is_object() ? body->as_object().if_contains("tables") : nullptr;
@@ -514,7 +502,7 @@ net::awaitable<void> ApiRoutes::Handlers::TableStats::handle(Request& req, Respo
     }
     return json::value{{"total_row_count", total}, {"invalid_tables", std::move(invalid)}};
   };
-  auto r = co_await h_.ctx.readers.run<json::value>("table stats", std::move(job));
+  auto r = co_await ctx.readers.run<json::value>("table stats", std::move(job));
   if (!r) {
     json::object failed;
     failed["total_row_count"] = 0;
@@ -525,7 +513,7 @@ net::awaitable<void> ApiRoutes::Handlers::TableStats::handle(Request& req, Respo
   co_await res.json(http::status::ok, *r);
 }
 
-net::awaitable<void> ApiRoutes::Handlers::Health::handle(Request& req, Responder& res) {
+net::awaitable<void> ApiRoutes::Handlers::health_route(Request& req, Responder& res) {
   std::optional<double> limits[5];
   const char* names[5] = {"gaps", "p99_lag", "max_queue", "queue_size", "failure_status"};
   for (int i = 0; i < 5; ++i) {
@@ -538,7 +526,7 @@ net::awaitable<void> ApiRoutes::Handlers::Health::handle(Request& req, Responder
     limits[i] = *p;
   }
   auto [gaps_max, lag_max, max_queue, queue_param, failure] = limits;
-  auto& f = h_.ctx.health;
+  auto& f = ctx.health;
   // Gaps are counted from the persisted bookkeeping, as Corrosion does.
   auto count_gaps = [](core::Db& db) -> Result<std::int64_t> {
     auto exists = db.query_value(
@@ -549,7 +537,7 @@ net::awaitable<void> ApiRoutes::Handlers::Health::handle(Request& req, Responder
     if (!v) return tl::unexpected(v.error());
     return *v ? std::get<std::int64_t>(**v) : 0;
   };
-  auto counted = co_await h_.ctx.readers.run<std::int64_t>("health gaps", std::move(count_gaps));
+  auto counted = co_await ctx.readers.run<std::int64_t>("health gaps", std::move(count_gaps));
   if (!counted) {
     auto body = error_body(counted.error().message);
     co_await res.json(http::status::internal_server_error, body);
@@ -580,7 +568,7 @@ net::awaitable<void> ApiRoutes::Handlers::Health::handle(Request& req, Responder
   co_await res.json(status, body);
 }
 
-net::awaitable<void> ApiRoutes::Handlers::Migrations::handle(Request& req, Responder& res) {
+net::awaitable<void> ApiRoutes::Handlers::migrations_route(Request& req, Responder& res) {
   auto t0 = Clock::now();
   auto body = co_await read_json(req, res);
   if (!body) co_return;
@@ -596,31 +584,31 @@ net::awaitable<void> ApiRoutes::Handlers::Migrations::handle(Request& req, Respo
     co_await res.json(http::status::unprocessable_entity, error_body("expected a JSON array of SQL strings"));
     co_return;
   }
-  LocalStore* store = &h_.ctx.store;
+  LocalStore* store = &ctx.store;
   auto job = [statements, store](core::Db& db) -> Result<int> {
     if (auto m = store->migrate(db, statements); !m) return tl::unexpected(m.error());
     return 0;
   };
-  auto r = co_await h_.ctx.writer.submit<int>("api migrations", std::move(job));
+  auto r = co_await ctx.writer.submit<int>("api migrations", std::move(job));
   if (!r) {
     json::array results;
     results.push_back(error_body(r.error().message));
     co_await res.json(r.error().code == Errc::invalid_argument ? http::status::bad_request
                                                                 : http::status::internal_server_error,
-                      h_.exec_response(std::move(results), seconds_since(t0), std::nullopt));
+                      exec_response(std::move(results), seconds_since(t0), std::nullopt));
     co_return;
   }
-  co_await res.json(http::status::ok, h_.exec_response(json::array(), seconds_since(t0), std::nullopt));
+  co_await res.json(http::status::ok, exec_response(json::array(), seconds_since(t0), std::nullopt));
 }
 
-net::awaitable<void> ApiRoutes::Handlers::Metrics::handle(Request&, Responder& res) {
-  auto& m = h_.ctx.metrics;
+net::awaitable<void> ApiRoutes::Handlers::metrics_route(Request&, Responder& res) {
+  auto& m = ctx.metrics;
   // stat() is a metadata lookup, not I/O that can stall: fine on the reactor.
   struct stat st{};
-  if (::stat(h_.ctx.db_path.c_str(), &st) == 0) {
+  if (::stat(ctx.db_path.c_str(), &st) == 0) {
     m.gauge("patina_db_size_bytes", "Size of the database file").set(static_cast<double>(st.st_size));
   }
-  if (::stat((h_.ctx.db_path + "-wal").c_str(), &st) == 0) {
+  if (::stat((ctx.db_path + "-wal").c_str(), &st) == 0) {
     m.gauge("patina_db_wal_size_bytes", "Size of the WAL file").set(static_cast<double>(st.st_size));
   }
   co_await res.text(http::status::ok, m.render(), "text/plain; version=0.0.4");

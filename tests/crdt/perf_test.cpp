@@ -34,7 +34,7 @@ double run_ms(testing::TestDb& d, const std::string& table, int txs, int rows_pe
 }
 
 TEST(Perf, LocalWriteOverheadRatio) {
-  for (auto [txs, rows] : {std::pair{1, 20000}, std::pair{200, 100}}) {
+  for (auto [txs, rows] : {std::pair{1, 20000}, std::pair{200, 100}, std::pair{5000, 1}}) {
     std::string path = ::testing::TempDir();
     path += "/patina_perf.db";
     std::remove(path.c_str());

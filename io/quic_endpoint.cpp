@@ -837,6 +837,12 @@ net::awaitable<Result<void>> QuicStream::write(std::vector<std::byte> data, bool
   }
 }
 
+net::awaitable<Result<void>> QuicStream::finish() {
+  auto self = shared_from_this();
+  std::vector<std::byte> nothing;
+  co_return co_await write(std::move(nothing), true);
+}
+
 net::awaitable<Result<void>> QuicStream::flush(std::chrono::milliseconds timeout) {
   auto self = shared_from_this();
   const auto deadline = Clock::now() + timeout;
@@ -994,6 +1000,13 @@ void QuicEndpoint::close(bool notify_peers) {
   cids_.clear();
   connections_.set(0);
   if (ring_) ring_->close();
+}
+
+void QuicEndpoint::disconnect(const UdpEndpoint& peer) {
+  auto it = clients_.find(peer);
+  if (it == clients_.end()) return;
+  std::shared_ptr<QuicConnection> c = it->second;  // close() removes it from the map
+  c->close(0);
 }
 
 UdpEndpoint QuicEndpoint::local_endpoint() const { return ring_->local_endpoint(); }

@@ -141,6 +141,8 @@ class QuicStream : public std::enable_shared_from_this<QuicStream> {
   // Errc::invalid_argument after FIN or on a receive-only stream,
   // Errc::timeout when no progress for the idle timeout.
   boost::asio::awaitable<Result<void>> write(std::vector<std::byte> data, bool fin = false);
+  // write() of nothing with FIN (spares callers a braced list in co_await).
+  boost::asio::awaitable<Result<void>> finish();
   // Resumes when everything written so far was acknowledged.
   boost::asio::awaitable<Result<void>> flush(std::chrono::milliseconds timeout);
   // The next received bytes; an empty vector means FIN (end of stream).
@@ -221,6 +223,10 @@ class QuicEndpoint : public std::enable_shared_from_this<QuicEndpoint> {
   // open_bi, send |request| with FIN, read the whole response (<= |limit|).
   boost::asio::awaitable<Result<std::vector<std::byte>>> request(UdpEndpoint peer, std::vector<std::byte> request,
                                                                  std::size_t limit);
+
+  // Closes our cached client connection to |peer| (CONNECTION_CLOSE), e.g.
+  // when membership declares it down; the next send re-dials.
+  void disconnect(const UdpEndpoint& peer);
 
   UdpEndpoint local_endpoint() const;
   std::size_t max_datagram_size() const;

@@ -398,6 +398,23 @@ net::awaitable<void> run_streams(net::io_context& ioc) {
   for (int i = 0; i < 5000 && sink->received.size() < 301; ++i) co_await sleep_ms(1);
   EXPECT_EQ(sink->received.size(), 301u);
 
+  {
+    // A request written in pieces, then FIN alone.
+    auto s = co_await a->open_bi(to);
+    EXPECT_TRUE(s);
+    if (s) {
+      auto part1 = bytes_of("ab");
+      auto part2 = bytes_of("cd");
+      EXPECT_TRUE(co_await (*s)->write(std::move(part1)));
+      EXPECT_TRUE(co_await (*s)->write(std::move(part2)));
+      EXPECT_TRUE(co_await (*s)->finish());
+      auto resp = co_await (*s)->read_all(1024, std::chrono::seconds(5));
+      EXPECT_TRUE(resp);
+      if (resp) {
+        EXPECT_EQ(string_of(*resp), "dcba");
+      }
+    }
+  }
   for (int i = 0; i < 40; ++i) {  // more than max_streams_bidi (32): credit must come back
     auto req = bytes_of(fmt::format("request number {}", i));
     auto resp = co_await a->request(to, std::move(req), 1024);
@@ -529,6 +546,12 @@ net::awaitable<void> run_redial(net::io_context& ioc) {
   auto r2 = co_await handshake_and_echo(a, b2);
   EXPECT_TRUE(r2) << (r2 ? "" : r2.error().message);
   EXPECT_EQ(metrics_a.counter("patina_quic_handshakes_client_total", "", {{"ep", "a"}}).value(), 2u);
+  // An explicit disconnect also leads to a fresh dial.
+  a->disconnect(to);
+  EXPECT_FALSE(a->has_client_connection(to));
+  auto r3 = co_await a->connect(to);
+  EXPECT_TRUE(r3);
+  EXPECT_EQ(metrics_a.counter("patina_quic_handshakes_client_total", "", {{"ep", "a"}}).value(), 3u);
   co_await shutdown(a, b2);
 }
 

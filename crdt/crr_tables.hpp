@@ -25,12 +25,21 @@
 //  (1) A transaction that records at least one change gets exactly one new
 //      db_version = last committed + 1; one that records nothing leaves the
 //      version alone. seq counts 0,1,2,... over the changes recorded in that
-//      transaction (superseded ones leave gaps).
+//      transaction (superseded ones leave gaps). With group commit, each job
+//      closed by end_version() is its own version instead (see mark()).
 //  (2) Merged changes keep their originator's (site_id, db_version, seq); only
 //      local writes advance the local db_version.
 //  (3) Clock writes happen inside the statement that changed the row, so a
 //      failing statement or a rolled-back transaction leaves no stray clock.
-//  (4) One CrrTables per connection, used from one thread (the writer).
+//  (4) One CrrTables per connection, used from one thread. The writer's owns
+//      the connection's commit and rollback hooks (do not install others).
+//      Read-only connections may open one too, to read and serve changes.
+//
+// INSERT OR REPLACE over a live row: with PRAGMA recursive_triggers OFF (the
+// default, and what the oracle cases and DESIGN.md assume) it bumps every
+// column's col_version and keeps cl; with it ON, SQLite fires the delete
+// trigger first and the row comes back as a resurrection (cl + 2, cv 1), as
+// cr-sqlite does. Both converge; OFF is the intended setting.
 //
 // Why triggers and not the preupdate hook: the preupdate hook must not write to
 // the database, so clock rows would have to be written later from a log, and a

@@ -384,6 +384,30 @@ TEST(ApiShedding, a_route_at_its_concurrency_limit_sheds_with_503) {
   EXPECT_EQ(agent.stop(), 0);
 }
 
+TEST(SchemaReload, reload_applies_new_tables_and_columns_and_refuses_destructive_changes) {
+  ApiAgent agent;
+  ASSERT_TRUE(agent.ready()) << agent.process().log();
+  std::string admin = agent.dir().file("admin.sock");
+  agent.dir().write("schema.sql", std::string(test_schema) +
+                                      "CREATE TABLE later (id TEXT NOT NULL PRIMARY KEY, n INTEGER);\n");
+  auto reload = run_patina({"reload", "--admin-path", admin}, agent.dir().path());
+  ASSERT_EQ(reload.exit_code, 0) << reload.out << agent.process().log();
+  EXPECT_TRUE(agent.process().wait_for_log("created tables [later]")) << agent.process().log();
+  auto w = http_request(agent.api(), "POST", "/v1/transactions", R"J(["INSERT INTO later (id, n) VALUES ('a', 1)"])J");
+  EXPECT_EQ(w.status, 200) << w.body;
+
+  // Dropping a column is destructive: refused, naming the file, table and column.
+  std::string without_n = std::string(test_schema) + "CREATE TABLE later (id TEXT NOT NULL PRIMARY KEY);\n";
+  agent.dir().write("schema.sql", without_n);
+  auto refused = run_patina({"reload", "--admin-path", admin}, agent.dir().path());
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.out.find("later"), std::string::npos) << refused.out;
+  EXPECT_NE(refused.out.find("n"), std::string::npos) << refused.out;
+  auto still = http_request(agent.api(), "POST", "/v1/transactions", R"J(["UPDATE later SET n = 2 WHERE id = 'a'"])J");
+  EXPECT_EQ(still.status, 200) << still.body;  // nothing was half-applied
+  EXPECT_EQ(agent.stop(), 0);
+}
+
 TEST(Cli, exec_query_backup_and_restore_on_another_node) {
   ApiAgent a;
   ASSERT_TRUE(a.ready()) << a.process().log();

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <random>
 
 #include <boost/asio/detached.hpp>
@@ -460,6 +461,59 @@ net::awaitable<void> run_uni_recycling(net::io_context& ioc) {
 TEST(Quic, uni_stream_connections_are_recycled) {
   PATINA_SKIP_WITHOUT_IO_URING();
   run_coro([](net::io_context& ioc) { return run_uni_recycling(ioc); });
+}
+
+// Eight endpoints, every one talking to every other: many client and
+// server connections per endpoint, datagrams and streams demultiplexed.
+net::awaitable<void> run_mesh(net::io_context& ioc) {
+  core::Metrics metrics;
+  constexpr int n = 8;
+  std::vector<std::shared_ptr<QuicEndpoint>> eps;
+  std::vector<std::shared_ptr<std::map<std::string, int>>> datagrams;
+  std::vector<std::shared_ptr<StreamSink>> sinks;
+  for (int i = 0; i < n; ++i) {
+    auto ep = open_ep(ioc, plaintext_config(fmt::format("n{}", i)), metrics);
+    if (!ep) co_return;
+    auto got = std::make_shared<std::map<std::string, int>>();
+    ep->set_on_datagram([got](const UdpEndpoint&, std::span<const std::byte> p) { ++(*got)[string_of(p)]; });
+    auto sink = std::make_shared<StreamSink>();
+    install_stream_server(ioc.get_executor(), ep, sink);
+    eps.push_back(ep);
+    datagrams.push_back(got);
+    sinks.push_back(sink);
+  }
+  for (int i = 0; i < n; ++i) {
+    for (int j = 0; j < n; ++j) {
+      if (i == j) continue;
+      auto d = bytes_of(fmt::format("from {}", i));
+      auto r = co_await eps[i]->send_datagram(eps[j]->local_endpoint(), std::move(d));
+      EXPECT_TRUE(r) << (r ? "" : r.error().message);
+      auto u = bytes_of(fmt::format("stream from {}", i));
+      auto w = co_await eps[i]->send_uni(eps[j]->local_endpoint(), std::move(u));
+      EXPECT_TRUE(w) << (w ? "" : w.error().message);
+    }
+  }
+  auto complete = [&] {
+    for (int j = 0; j < n; ++j) {
+      if (datagrams[j]->size() != n - 1 || sinks[j]->received.size() != n - 1) return false;
+    }
+    return true;
+  };
+  for (int i = 0; i < 3000 && !complete(); ++i) co_await sleep_ms(1);
+  for (int j = 0; j < n; ++j) {
+    EXPECT_EQ(datagrams[j]->size(), static_cast<std::size_t>(n - 1)) << "endpoint " << j;
+    EXPECT_EQ(sinks[j]->received.size(), static_cast<std::size_t>(n - 1)) << "endpoint " << j;
+    for (auto& [text, count] : *datagrams[j]) EXPECT_EQ(count, 1) << text;
+    // n - 1 client connections of its own and n - 1 from its peers.
+    EXPECT_EQ(eps[j]->connection_count(), static_cast<std::size_t>(2 * (n - 1)));
+  }
+  for (auto& ep : eps) ep->close();
+  co_await sleep_ms(10);
+}
+
+TEST(Quic, mesh_of_eight_endpoints) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  run_coro([](net::io_context& ioc) { return run_mesh(ioc); });
 }
 
 net::awaitable<void> run_garbage(net::io_context& ioc) {

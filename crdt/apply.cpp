@@ -5,10 +5,21 @@
 namespace patina::crdt {
 
 Result<void> ChangeApplier::merge_version(const SiteId& actor, std::int64_t version,
-                                          std::span<const Change> rows, ApplyReport& report) {
+                                          std::span<const Change> rows, ApplyReport& report, bool buffered) {
   Merger merger(tables_);
-  auto m = merger.apply(rows);
-  if (!m) return tl::unexpected(m.error());
+  auto m = merger.apply(rows);  // its own savepoint: a failure leaves nothing
+  if (!m) {
+    if (m.error().code != ErrorCode::invalid_input) return tl::unexpected(m.error());
+    // Unknown table or column: keep the version buffered until our schema
+    // catches up, rather than failing everything else in the batch.
+    report.deferred.emplace_back(actor, version);
+    if (buffered || rows.empty()) return {};
+    std::int64_t last = 0;
+    for (const auto& c : rows) last = std::max(last, c.seq);
+    auto r = books_.record_partial(actor, version, Range{0, last}, last, rows.front().ts, rows);
+    if (!r) return tl::unexpected(r.error());
+    return {};
+  }
   report.changes_applied += m->num_applied();
   report.changes_noop += m->num_noop();
   for (auto& [table, pks] : m->changed_rows) report.changed_rows[table].insert(pks.begin(), pks.end());
@@ -38,31 +49,52 @@ Result<void> ChangeApplier::apply_one(const Incoming& in, ApplyReport& report) {
   const bool whole = cs.seqs.start == 0 && cs.seqs.end == cs.last_seq;
   const ActorBooks* a = books_.actor(cs.actor);
   const bool has_partial = a && a->partials.count(cs.version);
-  if (whole && !has_partial) return merge_version(cs.actor, cs.version, cs.changes, report);
+  if (whole && !has_partial) return merge_version(cs.actor, cs.version, cs.changes, report, false);
   auto complete = books_.record_partial(cs.actor, cs.version, cs.seqs, cs.last_seq, cs.ts, cs.changes);
   if (!complete) return tl::unexpected(complete.error());
   if (!*complete) return {};
   auto rows = books_.buffered(cs.actor, cs.version);
   if (!rows) return tl::unexpected(rows.error());
-  return merge_version(cs.actor, cs.version, *rows, report);
+  return merge_version(cs.actor, cs.version, *rows, report, true);
 }
 
-Result<ApplyReport> ChangeApplier::apply(std::span<const Incoming> batch) {
+Result<ApplyReport> ChangeApplier::in_savepoint(const std::function<Result<void>(ApplyReport&)>& body) {
   sqlite3* db = tables_.db();
   if (auto r = detail::exec(db, "SAVEPOINT patina_apply"); !r) return tl::unexpected(r.error());
   ApplyReport report;
-  for (const auto& in : batch) {
-    if (auto r = apply_one(in, report); !r) {
-      (void)detail::exec(db, "ROLLBACK TO patina_apply; RELEASE patina_apply");
-      (void)books_.reload();
-      return tl::unexpected(r.error());
-    }
+  if (auto r = body(report); !r) {
+    (void)detail::exec(db, "ROLLBACK TO patina_apply; RELEASE patina_apply");
+    (void)books_.reload();
+    return tl::unexpected(r.error());
   }
   if (auto r = detail::exec(db, "RELEASE patina_apply"); !r) {
     (void)books_.reload();
     return tl::unexpected(r.error());
   }
   return report;
+}
+
+Result<ApplyReport> ChangeApplier::apply(std::span<const Incoming> batch) {
+  return in_savepoint([&](ApplyReport& report) -> Result<void> {
+    for (const auto& in : batch)
+      if (auto r = apply_one(in, report); !r) return r;
+    return {};
+  });
+}
+
+Result<ApplyReport> ChangeApplier::retry_deferred() {
+  return in_savepoint([&](ApplyReport& report) -> Result<void> {
+    std::vector<std::pair<SiteId, std::int64_t>> complete;
+    for (const auto& [actor, books] : books_.actors())
+      for (const auto& [version, partial] : books.partials)
+        if (partial.complete()) complete.emplace_back(actor, version);
+    for (const auto& [actor, version] : complete) {
+      auto rows = books_.buffered(actor, version);
+      if (!rows) return tl::unexpected(rows.error());
+      if (auto r = merge_version(actor, version, *rows, report, true); !r) return r;
+    }
+    return {};
+  });
 }
 
 }  // namespace patina::crdt

@@ -9,7 +9,11 @@
 //     and the version recorded as applied (as cleared when nothing survived);
 //   * a chunk of a bigger version is buffered; when its version becomes
 //     complete the buffered rows are merged in seq order and it is applied;
-//   * an empty range is recorded as cleared.
+//   * an empty range is recorded as cleared;
+//   * a version that cannot be merged because it names a table or column this
+//     node does not have yet (a peer with a newer schema) stays buffered, is
+//     reported as deferred, and is merged by retry_deferred() after the
+//     schema catches up; the rest of the batch goes on.
 // Changes originating from this node are ignored (we are their source).
 //
 // Invariants: atomic (on error the savepoint is rolled back and the
@@ -17,6 +21,7 @@
 // half a version, since rows of a version reach the tables only once all of
 // its seqs are here.
 
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -40,17 +45,21 @@ struct ApplyReport {
   std::size_t skipped_known = 0;    // changesets skipped: version already known
   std::vector<std::pair<SiteId, std::int64_t>> versions_applied;  // newly complete
   std::map<std::string, PkSet> changed_rows;  // for subscriptions
+  std::vector<std::pair<SiteId, std::int64_t>> deferred;  // complete but not mergeable yet
 };
 
 class ChangeApplier {
  public:
   ChangeApplier(CrrTables& tables, Bookkeeper& books) : tables_(tables), books_(books) {}
   Result<ApplyReport> apply(std::span<const Incoming> batch);
+  // Tries again every complete version still buffered (after a schema change).
+  Result<ApplyReport> retry_deferred();
 
  private:
   Result<void> apply_one(const Incoming& in, ApplyReport& report);
   Result<void> merge_version(const SiteId& actor, std::int64_t version, std::span<const Change> rows,
-                             ApplyReport& report);
+                             ApplyReport& report, bool buffered);
+  Result<ApplyReport> in_savepoint(const std::function<Result<void>(ApplyReport&)>& body);
 
   CrrTables& tables_;
   Bookkeeper& books_;

@@ -84,12 +84,50 @@ TEST(ChangeApplier, BadBatchLeavesNothingBehind) {
   a.db.exec("INSERT INTO t VALUES (2, 'y', 2)");
   auto batch = everything_from(a.db, 8192);
   ASSERT_EQ(batch.size(), 2u);
-  batch[1].changeset.changes[0].table = "nope";  // unknown table: the batch fails
+  batch[1].changeset.changes[0].seq = 99;  // outside its changeset: the batch fails
   ChangeApplier applier(*b.db.crr, b.books);
   auto r = applier.apply(batch);
   ASSERT_FALSE(r);
   EXPECT_EQ(b.db.dump("SELECT count(*) FROM t"), "(0) ");
   EXPECT_EQ(b.books.actor(a.db.crr->site_id()), nullptr);
+  EXPECT_TRUE(b.books.check());
+}
+
+}  // namespace
+}  // namespace patina::crdt
+
+namespace patina::crdt {
+namespace {
+
+TEST(ChangeApplier, VersionsFromANewerSchemaWaitForIt) {
+  Node a{testing::site_of(0xa1)}, b{testing::site_of(0xb2)};
+  a.db.exec("ALTER TABLE t ADD COLUMN extra TEXT");
+  ASSERT_TRUE(a.db.crr->make_crr("t"));
+  a.db.exec("INSERT INTO t VALUES (1, 'x', 1, 'new')");  // v1 names a column b lacks
+  a.db.exec("INSERT INTO t (id, a) VALUES (2, 'y')");     // v2 too (every column is recorded)
+  a.db.exec("CREATE TABLE other (id INTEGER PRIMARY KEY NOT NULL)");
+  ASSERT_TRUE(a.db.crr->make_crr("other"));
+  a.db.exec("INSERT INTO other VALUES (7)");              // v3: a table b lacks
+  auto batch = everything_from(a.db, 8192);
+  ChangeApplier applier(*b.db.crr, b.books);
+  auto r = applier.apply(batch);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->deferred.size(), 3u);
+  EXPECT_EQ(b.db.dump("SELECT count(*) FROM t"), "(0) ");
+  EXPECT_FALSE(b.books.contains_version(a.db.crr->site_id(), 1));
+  EXPECT_TRUE(b.books.check());
+  // The schema catches up: the buffered versions go in.
+  b.db.exec("ALTER TABLE t ADD COLUMN extra TEXT");
+  ASSERT_TRUE(b.db.crr->make_crr("t"));
+  b.db.exec("CREATE TABLE other (id INTEGER PRIMARY KEY NOT NULL)");
+  ASSERT_TRUE(b.db.crr->make_crr("other"));
+  auto again = applier.retry_deferred();
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_TRUE(again->deferred.empty());
+  EXPECT_EQ(again->versions_applied.size(), 3u);
+  EXPECT_EQ(b.db.dump("SELECT * FROM t ORDER BY id"), a.db.dump("SELECT * FROM t ORDER BY id"));
+  EXPECT_EQ(b.db.dump("SELECT * FROM other"), "(7) ");
+  for (std::int64_t v = 1; v <= 3; ++v) EXPECT_TRUE(b.books.contains_version(a.db.crr->site_id(), v));
   EXPECT_TRUE(b.books.check());
 }
 

@@ -184,7 +184,7 @@ struct QuicCallbacks {
     QuicConnection* c = self_of(user_data);
     cid->datalen = cidlen;
     random_bytes(cid->data, cidlen);
-    random_bytes(token, NGTCP2_STATELESS_RESET_TOKENLEN);
+    c->ep_->reset_token(token, cid->data, cidlen);
     std::string key = cid_key(cid->data, cidlen);
     c->cids_.push_back(key);
     c->ep_->register_cid(key, c);
@@ -444,6 +444,8 @@ Result<void> QuicConnection::init_server(const ngtcp2_pkt_hd& hd) {
   fill_settings(settings, params);
   // Without original_dcid the client fails with ERR_TRANSPORT_PARAM (pitfall 3).
   params.original_dcid = hd.dcid;
+  params.stateless_reset_token_present = 1;
+  ep_->reset_token(params.stateless_reset_token, scid.data, scid.datalen);
   ngtcp2_callbacks cb = callbacks(true);
   ngtcp2_path path = path_to(peer_);
   int rv = ngtcp2_conn_server_new(&conn_, &hd.scid, &scid, &path, hd.version, &cb, &settings, &params, nullptr, this);
@@ -965,6 +967,11 @@ Result<std::shared_ptr<QuicEndpoint>> QuicEndpoint::open(net::any_io_executor ex
   auto tls = TlsContext::create(ep->config_.tls);
   if (!tls) return tl::unexpected(tls.error());
   ep->tls_ = std::move(*tls);
+  ep->reset_key_ = ep->config_.stateless_reset_key;
+  if (ep->reset_key_.empty()) {
+    ep->reset_key_.resize(32);
+    random_bytes(reinterpret_cast<std::uint8_t*>(ep->reset_key_.data()), ep->reset_key_.size());
+  }
   UdpRingOptions ropts;
   ropts.bind_addr = ep->config_.bind_addr;
   ropts.disable_gso = ep->config_.disable_gso;
@@ -1083,6 +1090,42 @@ void QuicEndpoint::send_version_negotiation(const UdpEndpoint& to, const ngtcp2_
   }
 }
 
+void QuicEndpoint::reset_token(std::uint8_t* token, const std::uint8_t* cid, std::size_t cidlen) const {
+  ngtcp2_cid c{};
+  c.datalen = std::min<std::size_t>(cidlen, NGTCP2_MAX_CIDLEN);
+  std::memcpy(c.data, cid, c.datalen);
+  if (ngtcp2_crypto_generate_stateless_reset_token(token, reinterpret_cast<const std::uint8_t*>(reset_key_.data()),
+                                                   reset_key_.size(), &c) != 0) {
+    random_bytes(token, NGTCP2_STATELESS_RESET_TOKENLEN);  // a token nobody can match
+  }
+}
+
+void QuicEndpoint::send_stateless_reset(const UdpEndpoint& to, const ngtcp2_version_cid& vc,
+                                        std::size_t datagram_size) {
+  // RFC 9000 §10.3: smaller than the packet that triggered it, and only
+  // for packets larger than any reset we send, so two endpoints that both
+  // lost state never bounce resets; rate-limited since sources can be forged.
+  constexpr std::size_t reset_size = 43;
+  constexpr std::size_t trigger_size_min = 65;
+  if (datagram_size < trigger_size_min || vc.dcidlen != cid_len) return;
+  const auto now = Clock::now();
+  if (now - reset_window_start_ >= std::chrono::seconds(1)) {
+    reset_window_start_ = now;
+    resets_in_window_ = 0;
+  }
+  if (++resets_in_window_ > 100) return;
+  std::array<std::uint8_t, NGTCP2_STATELESS_RESET_TOKENLEN> token{};
+  reset_token(token.data(), vc.dcid, vc.dcidlen);
+  std::array<std::uint8_t, 64> rand{};
+  const std::size_t randlen = reset_size - NGTCP2_STATELESS_RESET_TOKENLEN;
+  random_bytes(rand.data(), randlen);
+  std::array<std::uint8_t, 128> buf{};
+  ngtcp2_ssize n = ngtcp2_pkt_write_stateless_reset(buf.data(), buf.size(), token.data(), rand.data(), randlen);
+  if (n > 0) {
+    ring_->send(to, std::span<const std::byte>(reinterpret_cast<const std::byte*>(buf.data()), static_cast<std::size_t>(n)));
+  }
+}
+
 void QuicEndpoint::handle_datagram(const UdpEndpoint& from, std::span<const std::byte> data) {
   if (closed_) return;
   if (data.empty()) {  // ngtcp2 asserts on empty input
@@ -1107,6 +1150,13 @@ void QuicEndpoint::handle_datagram(const UdpEndpoint& from, std::span<const std:
   }
   if (vc.version == 0) {
     bad_packet("unknown_connection", from);
+    // A Stateless Reset looks like a short-header packet with a random
+    // DCID: let our client connection to that address check its token.
+    if (auto it = clients_.find(from); it != clients_.end() && !it->second->closed_) {
+      std::shared_ptr<QuicConnection> c = it->second;
+      c->on_read(from, data);
+    }
+    send_stateless_reset(from, vc, data.size());
     return;
   }
   ngtcp2_pkt_hd hd{};

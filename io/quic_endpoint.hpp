@@ -16,7 +16,10 @@
 // An unknown ID in a long-header Initial packet makes a server connection;
 // anything else unknown (garbage, unknown versions, stale connections) is
 // dropped, counted in patina_quic_bad_packets_total{reason} and logged at
-// most once a second naming the peer.
+// most once a second naming the peer. Unknown versions in full-size
+// datagrams get a Version Negotiation answer and short-header packets for an
+// unknown connection a Stateless Reset (both rate-limited), so a peer whose
+// connection state we lost (restart) learns it at once.
 //
 // Timers. Each connection has one timer, re-armed from ngtcp2_conn_get_expiry
 // after every read or write. Idle timeout is gossip.idle_timeout_secs; client
@@ -94,6 +97,11 @@ struct QuicConfig {
   // A client connection is replaced after this many uni streams, because
   // ngtcp2 0.12 never frees a peer's finished uni streams (fixed in 0.14).
   std::uint64_t uni_streams_per_connection = 4096;
+  // Key for stateless reset tokens. Give the same key across restarts
+  // (persist it) and peers drop their stale connections to a restarted node
+  // at its first reply instead of after the idle timeout. Empty: a random
+  // key per process, which only helps within one process lifetime.
+  std::string stateless_reset_key;
   std::size_t connections_max = 4096;
   core::Labels metric_labels;
 };
@@ -248,6 +256,8 @@ class QuicEndpoint : public std::enable_shared_from_this<QuicEndpoint> {
   void forget(QuicConnection* conn);
   void bad_packet(const char* reason, const UdpEndpoint& from);
   void send_version_negotiation(const UdpEndpoint& to, const ngtcp2_version_cid& vc, std::size_t datagram_size);
+  void send_stateless_reset(const UdpEndpoint& to, const ngtcp2_version_cid& vc, std::size_t datagram_size);
+  void reset_token(std::uint8_t* token, const std::uint8_t* cid, std::size_t cidlen) const;
 
   boost::asio::any_io_executor ex_;
   QuicConfig config_;
@@ -264,6 +274,9 @@ class QuicEndpoint : public std::enable_shared_from_this<QuicEndpoint> {
   LogRateLimit tls_log_limit_;
   std::chrono::steady_clock::time_point vn_window_start_{};
   int vn_sent_in_window_ = 0;
+  std::chrono::steady_clock::time_point reset_window_start_{};
+  int resets_in_window_ = 0;
+  std::string reset_key_;
 
   core::Gauge& connections_;
   core::Counter& handshakes_client_;

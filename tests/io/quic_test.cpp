@@ -653,6 +653,45 @@ TEST(Quic, redial_after_peer_crash) {
   run_coro([](net::io_context& ioc) { return run_crash_redial(ioc); });
 }
 
+// With a stateless-reset key that survives the restart, the restarted peer
+// resets our stale connection at once: no idle timeout to wait for.
+net::awaitable<void> run_crash_reset(net::io_context& ioc) {
+  core::Metrics metrics;
+  auto a = open_ep(ioc, plaintext_config("a"), metrics);  // idle timeout 30 s
+  QuicConfig cb = plaintext_config("b");
+  cb.stateless_reset_key = "a key persisted by the node";
+  auto b = open_ep(ioc, cb, metrics);
+  if (!a || !b) co_return;
+  const UdpEndpoint to = b->local_endpoint();
+  auto c = co_await a->connect(to);
+  EXPECT_TRUE(c);
+  b->close(false);
+  b.reset();
+  co_await sleep_ms(20);
+  cb.bind_addr = fmt::format("127.0.0.1:{}", to.port());
+  cb.metric_labels = {{"ep", "b2"}};
+  auto b2 = open_ep(ioc, cb, metrics);
+  if (!b2) co_return;
+  auto got = std::make_shared<int>(0);
+  b2->set_on_datagram([got](const UdpEndpoint&, std::span<const std::byte>) { ++*got; });
+  std::vector<std::byte> ping(64, std::byte(1));
+  // Bounded: 50 tries, 100 ms apart, far below the 30 s idle timeout.
+  for (int i = 0; i < 50 && *got == 0; ++i) {
+    if (!a->try_send_datagram(to, ping)) {
+      auto r = co_await a->send_datagram(to, ping);
+      if (!r) ADD_FAILURE() << r.error().message;
+    }
+    co_await sleep_ms(100);
+  }
+  EXPECT_GT(*got, 0) << "the stale connection was not reset";
+  co_await shutdown(a, b2);
+}
+
+TEST(Quic, stateless_reset_after_peer_crash) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  run_coro([](net::io_context& ioc) { return run_crash_reset(ioc); });
+}
+
 net::awaitable<void> run_idle(net::io_context& ioc, bool keep_alive) {
   core::Metrics metrics;
   QuicConfig ca = plaintext_config("a");

@@ -11,7 +11,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <list>
+#include <sstream>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -920,9 +922,23 @@ Result<QuicConfig> quic_config_from(const core::GossipConfig& gossip) {
     if (*gossip.max_mtu < 1200) return make_error(Errc::invalid_argument, "gossip.max_mtu must be at least 1200");
     c.max_mtu = gossip.max_mtu;
   }
+  // A stateless-reset key that survives restarts (see QuicConfig). With TLS
+  // it derives from the node's private key; in plaintext mode, which
+  // authenticates nothing anyway, from the address.
+  auto derive_key = [](const std::string& material) {
+    std::string digest(32, '\0');
+    const std::string labelled = "patina stateless reset v1|" + material;
+    gnutls_hash_fast(GNUTLS_DIG_SHA256, labelled.data(), labelled.size(), digest.data());
+    return digest;
+  };
   if (gossip.plaintext) {
     c.tls.plaintext = true;
+    c.stateless_reset_key = derive_key(gossip.bind_addr);
   } else if (gossip.tls) {
+    std::ifstream key_file(gossip.tls->key_file, std::ios::binary);
+    std::ostringstream key_bytes;
+    key_bytes << key_file.rdbuf();
+    if (key_file) c.stateless_reset_key = derive_key(key_bytes.str());
     c.tls.plaintext = false;
     c.tls.cert_file = gossip.tls->cert_file;
     c.tls.key_file = gossip.tls->key_file;

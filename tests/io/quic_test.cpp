@@ -262,6 +262,8 @@ TEST(Quic, config_from_gossip) {
   auto c = quic_config_from(g);
   ASSERT_TRUE(c);
   EXPECT_EQ(c->idle_timeout, std::chrono::seconds(7));
+  EXPECT_EQ(c->stateless_reset_key.size(), 32u);
+  EXPECT_EQ(c->stateless_reset_key, quic_config_from(g)->stateless_reset_key) << "stable across restarts";
   EXPECT_EQ(c->max_mtu, 1400);
   g.max_mtu = 1000;
   EXPECT_FALSE(quic_config_from(g));

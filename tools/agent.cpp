@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <random>
 #include <thread>
 
 #include <boost/asio/signal_set.hpp>
@@ -25,6 +26,8 @@
 #include "core/runtime.hpp"
 #include "core/watchdog.hpp"
 #include "core/writer.hpp"
+#include "io/membership_driver.hpp"
+#include "io/quic_endpoint.hpp"
 #include "tools/crdt_store.hpp"
 #include "tools/embedded.hpp"
 
@@ -146,11 +149,19 @@ class Agent final : public api::AdminService {
         return 1;
       }
     }
+    if (auto r = start_gossip(); !r) {
+      log_->critical("gossip: {}", r.error().message);
+      admin_.stop();
+      http_.stop();
+      prometheus_.stop();
+      shutdown_threads();
+      return 1;
+    }
     core::spawn(ioc_.get_executor(), "reactor-heartbeat", reactor_heartbeat());
     core::spawn(ioc_.get_executor(), "signals", signal_loop());
     log_->info("ready: pid={} api={} metrics={} admin={} db={} gossip={} watchdog_stall_ms={}", ::getpid(),
                fmt::join(http_.local_addresses(), ","), fmt::join(prometheus_.local_addresses(), ","),
-               rc_.config.admin.uds_path, rc_.config.db.path, rc_.config.gossip.bind_addr,
+               rc_.config.admin.uds_path, rc_.config.db.path, gossip_addr_,
                rc_.config.watchdog.stall_ms);
     ioc_.run();
     if (drain_thread_.joinable()) drain_thread_.join();
@@ -181,6 +192,8 @@ class Agent final : public api::AdminService {
       } else {
         out.push_back(api::admin::error("malformed Log command"));
       }
+    } else if (const json::value* cluster = find(command, "Cluster")) {
+      handle_cluster(*cluster, out);
     } else if (const json::value* debug = find(command, "Debug")) {
       out.push_back(co_await handle_debug(*debug));
     } else {
@@ -226,6 +239,94 @@ class Agent final : public api::AdminService {
   static const json::value* find(const json::value& v, std::string_view key) {
     if (!v.is_object()) return nullptr;
     return v.as_object().if_contains(key);
+  }
+
+  // Opens the QUIC endpoint on gossip.addr and starts SWIM membership.
+  Result<void> start_gossip() {
+    auto qc = io::quic_config_from(rc_.config.gossip);
+    if (!qc) return tl::unexpected(qc.error());
+    auto quic = io::QuicEndpoint::open(ioc_.get_executor(), *qc, metrics_);
+    if (!quic) return tl::unexpected(quic.error());
+    quic_ = *quic;
+    quic_->start();
+    auto local = quic_->local_endpoint();
+    gossip_addr_ = rc_.config.gossip.external_addr.value_or(
+        local.address().is_v6() ? fmt::format("[{}]:{}", local.address().to_string(), local.port())
+                                : fmt::format("{}:{}", local.address().to_string(), local.port()));
+    swim::Identity self;
+    std::copy(store_.tables().site_id().begin(), store_.tables().site_id().end(), self.id.begin());
+    self.addr = gossip_addr_;
+    self.ts = ntp64_now();
+    if (rc_.config.gossip.member_id) self.member_id = static_cast<std::uint16_t>(*rc_.config.gossip.member_id);
+    std::vector<std::string> bootstrap;
+    for (const auto& b : rc_.config.gossip.bootstrap) {
+      if (io::parse_endpoint(b)) {
+        bootstrap.push_back(b);
+      } else {
+        log_->warn("gossip.bootstrap entry '{}' is not an ip:port address; host names are not resolved yet", b);
+      }
+    }
+    std::random_device rd;
+    std::uint64_t seed = (std::uint64_t{rd()} << 32) | rd();
+    membership_ = std::make_unique<io::MembershipDriver>(ioc_.get_executor(), quic_, metrics_);
+    return membership_->start(tasks_, self, swim::Config::new_wan(1), seed, std::move(bootstrap));
+  }
+
+  static std::string uuid(const swim::ActorId& id) {
+    std::string h;
+    for (auto b : id) h += fmt::format("{:02x}", b);
+    return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) + "-" + h.substr(20);
+  }
+
+  static json::object identity_json(const swim::Identity& id) {
+    json::object o;
+    o["id"] = uuid(id.id);
+    o["addr"] = id.addr;
+    o["ts"] = id.ts;
+    o["cluster_id"] = id.cluster_id;
+    o["member_id"] = id.member_id ? json::value(*id.member_id) : json::value(nullptr);
+    return o;
+  }
+
+  // {"Cluster": "Members" | "MembershipStates" | "Rejoin" | {"SetId": n}}
+  void handle_cluster(const json::value& cmd, std::vector<json::value>& out) {
+    const swim::Membership* m = membership_ ? membership_->membership() : nullptr;
+    if (m == nullptr) {
+      out.push_back(api::admin::error("membership is not running"));
+      return;
+    }
+    if (cmd.is_string() && cmd.as_string() == "Members") {
+      for (const auto& member : m->members()) {
+        if (!member.active()) continue;
+        json::object state = identity_json(member.id);
+        state.erase("id");
+        auto ring = member.rtt.ring();
+        state["ring"] = ring ? json::value(*ring) : json::value(nullptr);
+        state["last_sync_ts"] = nullptr;
+        json::array rtts;
+        for (auto d : member.rtt.samples()) rtts.emplace_back(std::chrono::duration<double, std::milli>(d).count());
+        json::object entry;
+        entry["id"] = uuid(member.id.id);
+        entry["state"] = std::move(state);
+        entry["rtts"] = std::move(rtts);
+        out.push_back(api::admin::json(std::move(entry)));
+      }
+      out.push_back(api::admin::success());
+    } else if (cmd.is_string() && cmd.as_string() == "MembershipStates") {
+      for (const auto& member : m->members()) {
+        json::object entry;
+        entry["id"] = identity_json(member.id);
+        entry["incarnation"] = member.incarnation;
+        entry["state"] = swim::to_string(member.state);
+        out.push_back(api::admin::json(std::move(entry)));
+      }
+      out.push_back(api::admin::success());
+    } else if (cmd.is_string() && cmd.as_string() == "Rejoin") {
+      auto r = membership_->rejoin(ntp64_now());
+      out.push_back(r ? api::admin::success() : api::admin::error(r.error().message));
+    } else {
+      out.push_back(api::admin::error(fmt::format("unsupported Cluster command: {}", json::serialize(cmd))));
+    }
   }
 
   net::awaitable<json::value> handle_debug(json::value debug) {
@@ -337,10 +438,12 @@ class Agent final : public api::AdminService {
     admin_.stop();
     http_.stop();
     prometheus_.stop();
+    if (membership_) membership_->leave();
     tasks_.stop();
     drain_thread_ = std::thread([this] {
       shutdown_threads();
       net::post(ioc_, [this] {
+        if (quic_) quic_->close();
         stopped_ = true;
         ioc_.stop();
       });
@@ -375,6 +478,9 @@ class Agent final : public api::AdminService {
   api::ApiRoutes routes_;
   api::HttpServer http_;
   api::HttpServer prometheus_;
+  std::shared_ptr<io::QuicEndpoint> quic_;
+  std::unique_ptr<io::MembershipDriver> membership_;
+  std::string gossip_addr_;
   std::shared_ptr<core::Heartbeat> reactor_beat_;
   std::thread drain_thread_;
   std::atomic<bool> stopped_{false};

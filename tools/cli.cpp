@@ -131,6 +131,24 @@ int run_cli(int argc, char** argv) {
     code = cmd_db_lock(g, lock_cmd);
   });
 
+  auto* cluster = app.add_subcommand("cluster", "Cluster membership (through the admin socket)");
+  cluster->require_subcommand(1);
+  cluster->add_subcommand("members", "Active members: id, address, state, RTTs (one JSON line each)")->callback([&] {
+    globals();
+    json::value cmd = {{"Cluster", "Members"}};
+    code = admin_command(g, cmd);
+  });
+  cluster->add_subcommand("membership-states", "Every member SWIM knows, with incarnation and state")->callback([&] {
+    globals();
+    json::value cmd = {{"Cluster", "MembershipStates"}};
+    code = admin_command(g, cmd);
+  });
+  cluster->add_subcommand("rejoin", "Rejoin the cluster with a renewed identity")->callback([&] {
+    globals();
+    json::value cmd = {{"Cluster", "Rejoin"}};
+    code = admin_command(g, cmd);
+  });
+
   auto* log = app.add_subcommand("log", "Change the running agent's log filter");
   log->require_subcommand(1);
   std::string filter;

@@ -21,7 +21,7 @@ std::string field(const std::string& log, const std::string& key) {
 
 }  // namespace
 
-ApiAgent::ApiAgent(const std::string& extra, const std::string& api_extra) {
+ApiAgent::ApiAgent(const std::string& extra, const std::string& api_extra, const std::string& gossip_extra) {
   dir_.write("schema.sql", test_schema);
   dir_.write("config.toml", fmt::format(R"([db]
 path = "{0}/data/state.db"
@@ -34,6 +34,7 @@ addr = "127.0.0.1:0"
 [gossip]
 addr = "127.0.0.1:0"
 plaintext = true
+{3}
 
 [admin]
 path = "{0}/admin.sock"
@@ -42,7 +43,7 @@ path = "{0}/admin.sock"
 prometheus.addr = "127.0.0.1:0"
 {1}
 )",
-                                        dir_.path().string(), extra, api_extra));
+                                        dir_.path().string(), extra, api_extra, gossip_extra));
   start();
 }
 
@@ -67,6 +68,7 @@ bool ApiAgent::start() {
     std::string log = process_->log();
     api_ = field(log, "api");
     metrics_ = field(log, "metrics");
+    gossip_ = field(log, "gossip");
   }
   return ready_;
 }

@@ -16,11 +16,13 @@ CREATE TABLE kinds (id INTEGER NOT NULL PRIMARY KEY, i INTEGER, r REAL, t TEXT, 
 class ApiAgent {
  public:
   // |extra| is appended to the generated config (extra sections/keys).
-  explicit ApiAgent(const std::string& extra = "", const std::string& api_extra = "");
+  explicit ApiAgent(const std::string& extra = "", const std::string& api_extra = "",
+                    const std::string& gossip_extra = "");
   ~ApiAgent();
   bool ready() const { return ready_; }
   const std::string& api() const { return api_; }
   const std::string& metrics() const { return metrics_; }
+  const std::string& gossip() const { return gossip_; }
   const ScratchDir& dir() const { return dir_; }
   Process& process() { return *process_; }
   std::string db_path() const { return dir_.file("data/state.db"); }
@@ -36,6 +38,7 @@ class ApiAgent {
   bool ready_ = false;
   std::string api_;
   std::string metrics_;
+  std::string gossip_;
 };
 
 }  // namespace patina::testing

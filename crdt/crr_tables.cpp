@@ -98,100 +98,80 @@ Result<std::unique_ptr<CrrTables>> CrrTables::open(sqlite3* db, const CrrOptions
 }
 
 Result<void> CrrTables::init(const CrrOptions& options) {
-  bool outer = sqlite3_get_autocommit(db_) != 0;
-  if (outer) {
-    if (auto r = exec(db_, "SAVEPOINT patina_crdt_open"); !r) return r;
+  // One savepoint, inside the caller's transaction if there is one, so a
+  // failed open leaves the database as it was.
+  if (auto r = exec(db_, "SAVEPOINT patina_crdt_open"); !r) return r;
+  auto r = init_body(options);
+  if (!r) {
+    (void)exec(db_, "ROLLBACK TO patina_crdt_open; RELEASE patina_crdt_open");
+    return r;
   }
-  auto body = [&]() -> Result<void> {
-    if (auto r = exec(db_, kMetaSchema); !r) return r;
-    auto& sh = *shared_;
-    auto p = [&](Stmt& s, const char* sql) -> Result<void> {
-      auto st = prepare(db_, sql);
-      if (!st) return tl::unexpected(st.error());
-      s = std::move(*st);
-      return {};
-    };
-    if (auto r = p(sh.set_db_version,
-                   "INSERT INTO __patina_db_versions (site_id, db_version) VALUES (?, ?) "
-                   "ON CONFLICT (site_id) DO UPDATE SET db_version = "
-                   "MAX(db_version, excluded.db_version)");
-        !r)
-      return r;
-    if (auto r = p(sh.select_ordinal, "SELECT ordinal FROM __patina_sites WHERE site_id = ?"); !r)
-      return r;
-    if (auto r = p(sh.insert_ordinal,
-                   "INSERT INTO __patina_sites (ordinal, site_id) VALUES ("
-                   "(SELECT COALESCE(MAX(ordinal), 0) + 1 FROM __patina_sites), ?) "
-                   "RETURNING ordinal");
-        !r)
-      return r;
-    if (auto r = p(sh.select_site, "SELECT site_id FROM __patina_sites WHERE ordinal = ?"); !r)
-      return r;
-
-    // Site id: ordinal 0 is this node.
-    {
-      auto st = prepare(db_, "SELECT site_id FROM __patina_sites WHERE ordinal = 0", false);
-      if (!st) return tl::unexpected(st.error());
-      int rc = sqlite3_step(st->get());
-      if (rc == SQLITE_ROW && sqlite3_column_bytes(st->get(), 0) == 16) {
-        std::memcpy(site_id_.data(), sqlite3_column_blob(st->get(), 0), 16);
-      } else if (rc == SQLITE_DONE) {
-        if (options.new_site_id == SiteId{})
-          return make_error(ErrorCode::invalid_input,
-                            "a new database needs a site id: set CrrOptions::new_site_id to 16 random bytes");
-        site_id_ = options.new_site_id;
-        auto ins = prepare(db_, "INSERT INTO __patina_sites (ordinal, site_id) VALUES (0, ?)", false);
-        if (!ins) return tl::unexpected(ins.error());
-        detail::bind_blob(ins->get(), 1, site_id_.data(), site_id_.size());
-        if (auto r = detail::step_done(db_, ins->get(), "insert site id"); !r) return r;
-      } else {
-        return make_error(ErrorCode::corrupt, "__patina_sites: bad site id for ordinal 0");
-      }
-    }
-    // Local db_version.
-    {
-      auto st = prepare(db_, "SELECT db_version FROM __patina_db_versions WHERE site_id = ?", false);
-      if (!st) return tl::unexpected(st.error());
-      detail::bind_blob(st->get(), 1, site_id_.data(), site_id_.size());
-      db_version_ = sqlite3_step(st->get()) == SQLITE_ROW ? sqlite3_column_int64(st->get(), 0) : 0;
-    }
-    // merge-equal-values.
-    if (options.merge_equal_values) {
-      if (auto r = set_merge_equal_values(*options.merge_equal_values); !r) return r;
-    } else {
-      auto st = prepare(db_,
-                        "SELECT value FROM __patina_crdt_config WHERE key = 'merge-equal-values'",
-                        false);
-      if (!st) return tl::unexpected(st.error());
-      merge_equal_values_ =
-          sqlite3_step(st->get()) == SQLITE_ROW ? sqlite3_column_int(st->get(), 0) != 0 : true;
-    }
-    if (auto r = detail::register_capture_functions(db_, this); !r) return r;
-    // Load the replicated tables.
-    std::vector<std::string> names;
-    {
-      auto st = prepare(db_, "SELECT name FROM __patina_crrs ORDER BY name", false);
-      if (!st) return tl::unexpected(st.error());
-      while (sqlite3_step(st->get()) == SQLITE_ROW)
-        names.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st->get(), 0)));
-    }
-    for (const auto& n : names)
-      if (auto r = load_table(n); !r) return r;
-    return rebuild_changes_view();
-  };
-  auto r = body();
-  if (outer) {
-    if (r) {
-      if (auto c = exec(db_, "RELEASE patina_crdt_open"); !c) return c;
-    } else {
-      (void)exec(db_, "ROLLBACK TO patina_crdt_open; RELEASE patina_crdt_open");
-      return r;
-    }
-  }
-  if (!r) return r;
+  if (auto c = exec(db_, "RELEASE patina_crdt_open"); !c) return c;
   committed_epoch_ = schema_epoch_;
   sqlite3_commit_hook(db_, &CrrTables::on_commit, this);
   sqlite3_rollback_hook(db_, &CrrTables::on_rollback, this);
+  return {};
+}
+
+Result<void> CrrTables::init_body(const CrrOptions& options) {
+  if (auto r = exec(db_, kMetaSchema); !r) return r;
+  if (auto r = prepare_shared(); !r) return r;
+  if (auto r = load_identity(options); !r) return r;
+  if (options.merge_equal_values) {
+    if (auto r = set_merge_equal_values(*options.merge_equal_values); !r) return r;
+  } else {
+    auto st = prepare(db_, "SELECT value FROM __patina_crdt_config WHERE key = 'merge-equal-values'", false);
+    if (!st) return tl::unexpected(st.error());
+    merge_equal_values_ = sqlite3_step(st->get()) == SQLITE_ROW ? sqlite3_column_int(st->get(), 0) != 0 : true;
+  }
+  if (auto r = detail::register_capture_functions(db_, this); !r) return r;
+  if (auto r = reload(); !r) return r;
+  return rebuild_changes_view();
+}
+
+Result<void> CrrTables::prepare_shared() {
+  auto& sh = *shared_;
+  const std::pair<Stmt*, const char*> stmts[] = {
+      {&sh.set_db_version,
+       "INSERT INTO __patina_db_versions (site_id, db_version) VALUES (?, ?) "
+       "ON CONFLICT (site_id) DO UPDATE SET db_version = MAX(db_version, excluded.db_version)"},
+      {&sh.select_ordinal, "SELECT ordinal FROM __patina_sites WHERE site_id = ?"},
+      {&sh.insert_ordinal,
+       "INSERT INTO __patina_sites (ordinal, site_id) VALUES ("
+       "(SELECT COALESCE(MAX(ordinal), 0) + 1 FROM __patina_sites), ?) RETURNING ordinal"},
+      {&sh.select_site, "SELECT site_id FROM __patina_sites WHERE ordinal = ?"},
+  };
+  for (const auto& [stmt, sql] : stmts) {
+    auto st = prepare(db_, sql);
+    if (!st) return tl::unexpected(st.error());
+    *stmt = std::move(*st);
+  }
+  return {};
+}
+
+// The site id at ordinal 0 (this node), created from the options on a fresh
+// database, and this node's db_version.
+Result<void> CrrTables::load_identity(const CrrOptions& options) {
+  auto st = prepare(db_, "SELECT site_id FROM __patina_sites WHERE ordinal = 0", false);
+  if (!st) return tl::unexpected(st.error());
+  int rc = sqlite3_step(st->get());
+  if (rc == SQLITE_ROW && sqlite3_column_bytes(st->get(), 0) == 16) {
+    std::memcpy(site_id_.data(), sqlite3_column_blob(st->get(), 0), 16);
+  } else if (rc == SQLITE_DONE) {
+    if (options.new_site_id == SiteId{})
+      return make_error(ErrorCode::invalid_input,
+                        "a new database needs a site id: set CrrOptions::new_site_id to 16 random bytes");
+    site_id_ = options.new_site_id;
+    auto ins = prepare(db_, "INSERT INTO __patina_sites (ordinal, site_id) VALUES (0, ?)", false);
+    if (!ins) return tl::unexpected(ins.error());
+    detail::bind_blob(ins->get(), 1, site_id_.data(), site_id_.size());
+    if (auto r = detail::step_done(db_, ins->get(), "insert site id"); !r) return r;
+  } else {
+    return make_error(ErrorCode::corrupt, "__patina_sites: bad site id for ordinal 0");
+  }
+  auto v = stored_db_version();
+  if (!v) return tl::unexpected(v.error());
+  db_version_ = *v;
   return {};
 }
 

@@ -214,6 +214,9 @@ class CrrTables {
  private:
   explicit CrrTables(sqlite3* db);
   Result<void> init(const CrrOptions& options);
+  Result<void> init_body(const CrrOptions& options);
+  Result<void> prepare_shared();
+  Result<void> load_identity(const CrrOptions& options);
   Result<void> load_table(const std::string& name);
   Result<void> create_triggers(const TableInfo& info);
   Result<void> rebuild_changes_view();

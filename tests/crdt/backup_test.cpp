@@ -13,8 +13,7 @@ using testing::TestDb;
 
 class Backup : public ::testing::Test {
  protected:
-  std::string dir = ::testing::TempDir();
-  std::string copy = dir + "/patina_backup_copy.db";
+  std::string copy = testing::temp_path("backup_copy.db");
   void SetUp() override { std::remove(copy.c_str()); }
   void TearDown() override { std::remove(copy.c_str()); }
 

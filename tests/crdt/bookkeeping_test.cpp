@@ -56,8 +56,7 @@ Change row(SiteId site, std::int64_t version, std::int64_t seq) {
 }
 
 TEST(Bookkeeper, GapsPartialsClearedSurviveReopen) {
-  std::string path = ::testing::TempDir();
-  path += "/patina_books.db";
+  std::string path = testing::temp_path("books.db");
   std::remove(path.c_str());
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);

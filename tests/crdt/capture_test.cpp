@@ -127,7 +127,7 @@ TEST_F(Capture, BackfillExistingRowsInOneVersion) {
 }
 
 TEST_F(Capture, SiteIdAndVersionSurviveReopen) {
-  std::string path = ::testing::TempDir() + "/patina_capture_reopen.db";
+  std::string path = testing::temp_path("capture_reopen.db");
   std::remove(path.c_str());
   {
     TestDb d(site_of(0x42), true, path);

@@ -212,8 +212,7 @@ namespace patina::crdt {
 namespace {
 
 TEST(Changesets, ReadOnlyConnectionCanExtractAndServe) {
-  std::string path = ::testing::TempDir();
-  path += "/patina_ro.db";
+  std::string path = testing::temp_path("ro.db");
   std::remove(path.c_str());
   testing::TestDb w{testing::site_of(0x11), true, path};
   w.exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v TEXT)");

@@ -35,21 +35,23 @@ double run_ms(testing::TestDb& d, const std::string& table, int txs, int rows_pe
 
 TEST(Perf, LocalWriteOverheadRatio) {
   for (auto [txs, rows] : {std::pair{1, 20000}, std::pair{200, 100}, std::pair{5000, 1}}) {
-    std::string path = ::testing::TempDir();
-    path += "/patina_perf.db";
-    std::remove(path.c_str());
-    std::remove((path + "-wal").c_str());
-    testing::TestDb d{testing::site_of(1), true, path};
-    d.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY");
-    d.exec("CREATE TABLE plain (id INTEGER PRIMARY KEY NOT NULL, a TEXT, b INTEGER, c REAL)");
-    d.exec("CREATE TABLE crr (id INTEGER PRIMARY KEY NOT NULL, a TEXT, b INTEGER, c REAL)");
-    d.crr_table("crr");
-    double plain = run_ms(d, "plain", txs, rows);
-    double crr = run_ms(d, "crr", txs, rows);
-    std::printf("  %d x %d rows: plain %.1f ms, crr %.1f ms (CPU), ratio %.2f\n", txs, rows, plain, crr, crr / plain);
-    EXPECT_LT(crr / plain, 60.0);  // sanitizer builds and loaded CI machines are slower
-    std::remove(path.c_str());
-    std::remove((path + "-wal").c_str());
+    std::string path = testing::temp_path("perf.db");
+    auto cleanup = [&] {
+      for (const char* suffix : {"", "-wal", "-shm", "-journal"}) std::remove((path + suffix).c_str());
+    };
+    cleanup();
+    {
+      testing::TestDb d{testing::site_of(1), true, path};
+      d.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY");
+      d.exec("CREATE TABLE plain (id INTEGER PRIMARY KEY NOT NULL, a TEXT, b INTEGER, c REAL)");
+      d.exec("CREATE TABLE crr (id INTEGER PRIMARY KEY NOT NULL, a TEXT, b INTEGER, c REAL)");
+      d.crr_table("crr");
+      double plain = run_ms(d, "plain", txs, rows);
+      double crr = run_ms(d, "crr", txs, rows);
+      std::printf("  %d x %d rows: plain %.1f ms, crr %.1f ms (CPU), ratio %.2f\n", txs, rows, plain, crr, crr / plain);
+      EXPECT_LT(crr / plain, 60.0);  // sanitizer builds and loaded CI machines are slower
+    }
+    cleanup();
   }
 }
 

@@ -215,7 +215,7 @@ TEST_F(SchemaApply, AddColumnOn100kRowsCreatesNoChange) {
 }
 
 TEST(SchemaFiles, ReadsFoldersInNameOrder) {
-  auto dir = std::filesystem::path(::testing::TempDir()) / "patina_schema_dir";
+  auto dir = std::filesystem::path(testing::temp_path("schema_dir"));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   std::ofstream(dir / "b.sql") << "CREATE INDEX tv ON t (v);";

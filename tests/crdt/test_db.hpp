@@ -3,6 +3,7 @@
 // crsql_changes and table snapshots.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <memory>
@@ -16,6 +17,18 @@
 #include "crdt/packed_pk.hpp"
 
 namespace patina::crdt::testing {
+
+// A scratch path unique to this process: ctest runs test processes in
+// parallel, and they must not share database files.
+inline std::string temp_path(const std::string& name) {
+  std::string p = ::testing::TempDir();
+  if (!p.empty() && p.back() != '/') p += '/';
+  p += "patina_";
+  p += std::to_string(::getpid());
+  p += '_';
+  p += name;
+  return p;
+}
 
 inline SiteId site_of(std::uint8_t b) {
   SiteId s;

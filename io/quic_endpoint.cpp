@@ -588,12 +588,9 @@ void QuicConnection::write() {
         ep_->datagrams_sent_.inc();
       }
       if (nwrite < 0) {
-        QuicDecision dec = translate_ngtcp2(static_cast<int>(nwrite));
+        QuicDecision dec = translate_ngtcp2_datagram(static_cast<int>(nwrite));
         if (dec.action == QuicAction::write_more) continue;
-        if (dec.action == QuicAction::stream_gone || nwrite == NGTCP2_ERR_INVALID_ARGUMENT ||
-            nwrite == NGTCP2_ERR_INVALID_STATE) {
-          // Too large for the peer, or the peer takes no DATAGRAM frames:
-          // this datagram cannot be sent, the connection is fine.
+        if (dec.action == QuicAction::drop_datagram) {
           if (!datagrams_out_.empty() && accepted == 0) datagrams_out_.pop_front();
           ep_->datagrams_dropped_.inc();
           continue;
@@ -722,6 +719,7 @@ void QuicConnection::handle_error(int rv) {
     case QuicAction::write_more:
     case QuicAction::stream_blocked:
     case QuicAction::stream_gone:
+    case QuicAction::drop_datagram:
       return;
     case QuicAction::close_silent:
       finalize(describe_close(rv, d.code));

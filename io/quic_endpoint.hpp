@@ -30,6 +30,11 @@
 // a high-water mark. Receive credit is returned to the peer as the reader
 // consumes data, so a slow reader slows its sender instead of growing memory.
 //
+// ngtcp2 0.12 never frees a peer's finished unidirectional streams (fixed
+// upstream in 0.14): we return their stream credit ourselves and replace a
+// client connection after QuicConfig::uni_streams_per_connection streams.
+// PATINA_NGTCP2_DEBUG=1 in the environment prints ngtcp2's own trace.
+//
 // Use from a driver (all on the reactor):
 //   auto ep = QuicEndpoint::open(ex, *quic_config_from(cfg.gossip), metrics);
 //   (*ep)->set_on_datagram([&](const UdpEndpoint& from, std::span<const std::byte> b) {
@@ -48,7 +53,7 @@
 //  (1) Everything runs on the endpoint's executor (one reactor thread); no
 //      user callback runs inside an ngtcp2 callback except on_datagram, whose
 //      span is valid only during the call.
-//  (2) ngtcp2 return codes are translated only in quic_error.cpp.
+//  (2) Decisions on ngtcp2 return codes are made only in quic_error.cpp.
 //  (3) A closed connection is removed from every map at once; later calls
 //      re-dial. Streams of a closed connection fail reads and writes.
 #pragma once

@@ -39,4 +39,14 @@ QuicDecision translate_ngtcp2(int rv) {
   }
 }
 
+QuicDecision translate_ngtcp2_datagram(int rv) {
+  switch (rv) {
+    case NGTCP2_ERR_INVALID_ARGUMENT:
+    case NGTCP2_ERR_INVALID_STATE:
+      return {QuicAction::drop_datagram, Errc::invalid_argument};
+    default:
+      return translate_ngtcp2(rv);
+  }
+}
+
 }  // namespace patina::io

@@ -1,12 +1,21 @@
 // Several real agents on loopback forming a cluster: SWIM over QUIC
 // datagrams, seen through the admin socket.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <random>
+#include <sstream>
 
 #include <thread>
 
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
+#include "api/http_client.hpp"
 #include "tests/integration/api_agent.hpp"
 #include "tests/integration/process.hpp"
 
@@ -55,6 +64,87 @@ TEST(Cluster, three_agents_join_through_bootstrap_and_see_each_other) {
   EXPECT_TRUE(a.process().wait_for_log("member down"));
   EXPECT_EQ(b.stop(), 0);
   EXPECT_EQ(a.stop(), 0);
+}
+
+// Sends |count| random datagrams to |addr| ("ip:port") from a plain socket.
+void send_garbage(const std::string& addr, int count) {
+  auto colon = addr.rfind(':');
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<std::uint16_t>(std::stoi(addr.substr(colon + 1))));
+  inet_pton(AF_INET, addr.substr(0, colon).c_str(), &to.sin_addr);
+  int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  std::mt19937 rng(42);
+  for (int i = 0; i < count; ++i) {
+    std::vector<unsigned char> junk(1 + rng() % 1400);
+    for (auto& b : junk) b = static_cast<unsigned char>(rng());
+    ::sendto(fd, junk.data(), junk.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof(to));
+  }
+  ::close(fd);
+}
+
+std::uint64_t metric_value(const ApiAgent& a, const std::string& name) {
+  auto r = api::http_request(a.metrics(), "GET", "/metrics", "", {});
+  std::uint64_t total = 0;
+  std::stringstream ss(r.body);
+  for (std::string line; std::getline(ss, line);) {
+    if (line.rfind(name, 0) == 0) total += std::stoull(line.substr(line.rfind(' ') + 1));
+  }
+  return total;
+}
+
+TEST(Cluster, five_agents_notice_a_kill_9_and_the_restart_rejoins_and_garbage_is_counted) {
+  auto first = std::make_unique<ApiAgent>();
+  ASSERT_TRUE(first->ready()) << first->process().log();
+  std::string bootstrap = fmt::format("bootstrap = [\"{}\"]", first->gossip());
+  std::vector<std::unique_ptr<ApiAgent>> agents;
+  agents.push_back(std::move(first));
+  for (int i = 0; i < 4; ++i) {
+    agents.push_back(std::make_unique<ApiAgent>("", "", bootstrap));
+    ASSERT_TRUE(agents.back()->ready()) << agents.back()->process().log();
+  }
+  auto all_see = [&](std::size_t n, std::size_t skip) {
+    for (std::size_t i = 0; i < agents.size(); ++i) {
+      if (i != skip && count_members(*agents[i]) != n) return false;
+    }
+    return true;
+  };
+  bool formed = false;
+  for (int i = 0; i < 300 && !formed; ++i) {
+    formed = all_see(4, agents.size());
+    if (!formed) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(formed);
+
+  // Garbage at a gossip port is dropped and counted; the node stays a member.
+  send_garbage(agents[1]->gossip(), 200);
+  bool counted = false;
+  for (int i = 0; i < 100 && !counted; ++i) {
+    counted = metric_value(*agents[1], "patina_quic_bad_packets_total") > 0;
+    if (!counted) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(counted);
+
+  // kill -9: no goodbye, so the others must detect it (probe, suspicion, down).
+  agents[4]->process().signal(SIGKILL);
+  ASSERT_TRUE(agents[4]->process().wait_exit().has_value());
+  bool noticed = false;
+  for (int i = 0; i < 900 && !noticed; ++i) {  // up to 90 s: default WAN timings
+    noticed = all_see(3, 4);
+    if (!noticed) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(noticed) << agents[0]->process().log();
+  EXPECT_EQ(count_members(*agents[1]), 3u);  // garbage did not cost it its membership
+
+  // The restart (same data, so the same actor id) rejoins with a newer identity.
+  ASSERT_TRUE(agents[4]->start()) << agents[4]->process().log();
+  bool rejoined = false;
+  for (int i = 0; i < 300 && !rejoined; ++i) {
+    rejoined = all_see(4, agents.size());
+    if (!rejoined) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(rejoined) << agents[4]->process().log();
+  for (auto& a : agents) EXPECT_EQ(a->stop(), 0);
 }
 
 }  // namespace

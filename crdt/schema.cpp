@@ -186,6 +186,114 @@ Result<std::vector<SchemaSource>> SchemaManager::read_paths(const std::vector<st
   return out;
 }
 
+namespace {
+
+enum class StatementKind { create_table, create_index, drop_index };
+
+constexpr const char* kOnlyAllowed = "only CREATE TABLE, CREATE INDEX and DROP INDEX IF EXISTS are allowed: ";
+
+// What a schema statement is, or why it is refused (SPEC.md §7.4).
+Result<StatementKind> classify(std::string_view text) {
+  auto w = leading_words(text, 8);
+  auto is = [&](std::initializer_list<const char*> words) {
+    std::size_t i = 0;
+    for (const char* x : words)
+      if (i >= w.size() || w[i++] != x) return false;
+    return true;
+  };
+  const std::string stmt = normalize(skip_space(text)).substr(0, 200);
+  if (is({"CREATE", "TABLE"})) {
+    std::size_t name_at = is({"CREATE", "TABLE", "IF", "NOT", "EXISTS"}) ? 5 : 2;
+    if (w.size() > name_at + 1 && w[name_at + 1] == "AS")
+      return make_error(ErrorCode::schema, "CREATE TABLE ... AS SELECT is not allowed: " + stmt);
+    return StatementKind::create_table;
+  }
+  if (is({"CREATE", "INDEX"})) return StatementKind::create_index;
+  if (is({"CREATE", "UNIQUE", "INDEX"}))
+    return make_error(ErrorCode::schema,
+                      "unique indexes are not allowed (only the primary key may be unique): " + stmt);
+  if (is({"DROP", "INDEX", "IF", "EXISTS"})) return StatementKind::drop_index;
+  return make_error(ErrorCode::schema, kOnlyAllowed + stmt);
+}
+
+std::string unquote(std::string name) {
+  if (name.size() >= 2 && (name.front() == '"' || name.front() == '`' || name.front() == '['))
+    name = name.substr(1, name.size() - 2);
+  return name;
+}
+
+// Parses one file into the scratch database, noting what it created.
+Result<void> parse_source(sqlite3* scratch, const SchemaSource& src, Schema& schema,
+                          std::map<std::string, std::string>& table_file, std::set<std::string>& indexes) {
+  auto fail = [&](const std::string& why) {
+    return make_error(ErrorCode::schema, "schema file " + src.path + ": " + why);
+  };
+  const char* tail = src.sql.c_str();
+  const char* end = tail + src.sql.size();
+  while (tail < end) {
+    std::string_view rest(tail, static_cast<std::size_t>(end - tail));
+    if (skip_space(rest).empty()) break;
+    sqlite3_stmt* s = nullptr;
+    const char* next = nullptr;
+    int rc = sqlite3_prepare_v2(scratch, tail, static_cast<int>(end - tail), &s, &next);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_OK) {
+      // Say "not allowed" before SQLite's complaint about a statement we
+      // would refuse anyway (an INSERT into a table that does not exist).
+      if (auto kind = classify(rest); !kind) return fail(kind.error().message);
+      return fail(sqlite3_errmsg(scratch));
+    }
+    std::string text(tail, static_cast<std::size_t>(next - tail));
+    tail = next;
+    if (s == nullptr) continue;  // only comments or ';'
+    auto kind = classify(text);
+    if (!kind) return fail(kind.error().message);
+    if (*kind == StatementKind::drop_index) {
+      auto words = leading_words(text, 5, false);
+      std::string name = unquote(words.size() > 4 ? words[4] : "");
+      for (const auto& c : indexes)
+        if (strcasecmp(c.c_str(), name.c_str()) == 0)  // SQLite names are case-insensitive
+          return fail("dropping index " + name + " that the same schema creates");
+      schema.dropped_indexes.push_back(name);
+      continue;
+    }
+    // Let SQLite validate it for real (the text as written: literals intact).
+    if (auto r = exec(scratch, std::string(skip_space(text))); !r) return fail(r.error().message);
+    auto st = prepare(scratch,
+                      "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'index') "
+                      "AND sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+                      false);
+    if (!st) return tl::unexpected(st.error());
+    while (sqlite3_step(st->get()) == SQLITE_ROW) {
+      std::string type = reinterpret_cast<const char*>(sqlite3_column_text(st->get(), 0));
+      std::string name = reinterpret_cast<const char*>(sqlite3_column_text(st->get(), 1));
+      if (type == "table" && !table_file.count(name)) table_file[name] = src.path;
+      if (type == "index") indexes.insert(name);
+    }
+  }
+  return {};
+}
+
+// A validated table's final definition, from the scratch database.
+Result<TableDef> table_def(sqlite3* scratch, const std::string& name, const std::string& file) {
+  auto info = CrrTables::inspect(scratch, name);
+  if (!info) return make_error(ErrorCode::schema, "schema file " + file + ": " + info.error().message);
+  TableDef def;
+  def.name = name;
+  def.source = file;
+  auto st = prepare(scratch, "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", false);
+  if (!st) return tl::unexpected(st.error());
+  detail::bind_text(st->get(), 1, name);
+  if (sqlite3_step(st->get()) == SQLITE_ROW) def.sql = reinterpret_cast<const char*>(sqlite3_column_text(st->get(), 0));
+  auto cols = columns_of(scratch, name);
+  if (!cols) return tl::unexpected(cols.error());
+  def.columns = *cols;
+  def.indexes = indexes_of(scratch, name);
+  return def;
+}
+
+}  // namespace
+
 Result<Schema> SchemaManager::parse(const std::vector<SchemaSource>& sources) {
   sqlite3* raw = nullptr;
   if (sqlite3_open_v2(":memory:", &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
@@ -194,99 +302,14 @@ Result<Schema> SchemaManager::parse(const std::vector<SchemaSource>& sources) {
   }
   std::unique_ptr<sqlite3, decltype(&sqlite3_close)> scratch(raw, &sqlite3_close);
   Schema schema;
-  std::map<std::string, std::string> table_file;  // table -> file
-  std::set<std::string> created_indexes;
-  for (const auto& src : sources) {
-    auto fail = [&](const std::string& why) {
-      return make_error(ErrorCode::schema, "schema file " + src.path + ": " + why);
-    };
-    const char* tail = src.sql.c_str();
-    const char* end = tail + src.sql.size();
-    while (tail < end) {
-      std::string_view rest(tail, static_cast<std::size_t>(end - tail));
-      if (skip_space(rest).empty()) break;
-      sqlite3_stmt* s = nullptr;
-      const char* next = nullptr;
-      int rc = sqlite3_prepare_v2(scratch.get(), tail, static_cast<int>(end - tail), &s, &next);
-      std::string text(tail, static_cast<std::size_t>(next - tail));
-      tail = next;
-      if (rc != SQLITE_OK) {
-        sqlite3_finalize(s);
-        std::string err = sqlite3_errmsg(scratch.get());
-        auto w = leading_words(rest, 3);
-        bool allowed = w.size() >= 2 && ((w[0] == "CREATE" && (w[1] == "TABLE" || w[1] == "INDEX" ||
-                                                               w[1] == "UNIQUE")) ||
-                                         (w[0] == "DROP" && w[1] == "INDEX" && w.size() > 2 && w[2] == "IF"));
-        if (!allowed)
-          return fail("only CREATE TABLE, CREATE INDEX and DROP INDEX IF EXISTS are allowed: " +
-                      normalize(skip_space(rest)).substr(0, 200));
-        return fail(err);
-      }
-      if (s == nullptr) continue;  // only comments or ';'
-      auto w = leading_words(text, 8);
-      sqlite3_finalize(s);
-      auto is = [&](std::initializer_list<const char*> words) {
-        std::size_t i = 0;
-        for (const char* x : words)
-          if (i >= w.size() || w[i++] != x) return false;
-        return true;
-      };
-      std::string stmt = normalize(skip_space(text));
-      if (is({"CREATE", "TABLE"})) {
-        std::size_t name_at = is({"CREATE", "TABLE", "IF", "NOT", "EXISTS"}) ? 5 : 2;
-        if (w.size() > name_at + 1 && w[name_at + 1] == "AS")
-          return fail("CREATE TABLE ... AS SELECT is not allowed: " + stmt);
-      } else if (is({"CREATE", "INDEX"})) {
-      } else if (is({"CREATE", "UNIQUE", "INDEX"})) {
-        return fail("unique indexes are not allowed (only the primary key may be unique): " + stmt);
-      } else if (is({"DROP", "INDEX", "IF", "EXISTS"})) {
-        auto words = leading_words(text, 5, false);
-        std::string name = words.size() > 4 ? words[4] : "";
-        if (!name.empty() && (name.front() == '"' || name.front() == '`' || name.front() == '['))
-          name = name.substr(1, name.size() - 2);
-        // Names were uppercased by leading_words unless quoted: look the
-        // index up case-insensitively, as SQLite does.
-        for (const auto& c : created_indexes)
-          if (strcasecmp(c.c_str(), name.c_str()) == 0)
-            return fail("dropping index " + name + " that the same schema creates");
-        schema.dropped_indexes.push_back(name);
-        continue;
-      } else {
-        return fail("only CREATE TABLE, CREATE INDEX and DROP INDEX IF EXISTS are allowed: " + stmt);
-      }
-      // Let SQLite validate it for real.
-      if (auto r = exec(scratch.get(), stmt); !r) return fail(r.error().message);
-      // Record what the statement created (sqlite_* tables are SQLite's own).
-      auto st = prepare(scratch.get(),
-                        "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'index') "
-                        "AND sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
-                        false);
-      if (!st) return tl::unexpected(st.error());
-      while (sqlite3_step(st->get()) == SQLITE_ROW) {
-        std::string type = reinterpret_cast<const char*>(sqlite3_column_text(st->get(), 0));
-        std::string name = reinterpret_cast<const char*>(sqlite3_column_text(st->get(), 1));
-        if (type == "table" && !table_file.count(name)) table_file[name] = src.path;
-        if (type == "index" && !created_indexes.count(name)) created_indexes.insert(name);
-      }
-    }
-  }
-  // Each table against the CRR rules, then its final definition.
+  std::map<std::string, std::string> table_file;  // table -> file that declared it
+  std::set<std::string> indexes;
+  for (const auto& src : sources)
+    if (auto r = parse_source(scratch.get(), src, schema, table_file, indexes); !r) return tl::unexpected(r.error());
   for (const auto& [name, file] : table_file) {
-    auto info = CrrTables::inspect(scratch.get(), name);
-    if (!info) return make_error(ErrorCode::schema, "schema file " + file + ": " + info.error().message);
-    TableDef def;
-    def.name = name;
-    def.source = file;
-    auto st = prepare(scratch.get(), "SELECT sql FROM sqlite_master WHERE type='table' AND name=?", false);
-    if (!st) return tl::unexpected(st.error());
-    detail::bind_text(st->get(), 1, name);
-    if (sqlite3_step(st->get()) == SQLITE_ROW)
-      def.sql = reinterpret_cast<const char*>(sqlite3_column_text(st->get(), 0));
-    auto cols = columns_of(scratch.get(), name);
-    if (!cols) return tl::unexpected(cols.error());
-    def.columns = *cols;
-    def.indexes = indexes_of(scratch.get(), name);
-    schema.tables[name] = std::move(def);
+    auto def = table_def(scratch.get(), name, file);
+    if (!def) return tl::unexpected(def.error());
+    schema.tables[name] = std::move(*def);
   }
   return schema;
 }

@@ -158,6 +158,12 @@ TEST_F(SchemaApply, AddedColumnKeepsItsFullDefinition) {
   EXPECT_EQ(a.dump("SELECT id FROM t WHERE c = 'abc'"), "(2) ");  // and the COLLATE
 }
 
+TEST_F(SchemaApply, LiteralsAreKeptAsWritten) {
+  ASSERT_TRUE(apply("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a TEXT DEFAULT 'two  spaces')"));
+  a.exec("INSERT INTO t (id) VALUES (1)");
+  EXPECT_EQ(a.dump("SELECT a FROM t"), "('two  spaces') ");
+}
+
 TEST_F(SchemaApply, OuterRollbackOfASchemaChangeIsForgotten) {
   ASSERT_TRUE(apply("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a TEXT)"));
   // Inside a writer transaction that then rolls back as a whole.

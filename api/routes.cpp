@@ -286,6 +286,7 @@ net::awaitable<void> ApiRoutes::Handlers::transactions_route(Request& req, Respo
     co_await res.json(status, exec_response(std::move(results), seconds_since(t0), std::nullopt));
     co_return;
   }
+  if (r->first.version && ctx.on_local_commit) ctx.on_local_commit(*r->first.version);
   json::array results;
   for (const auto& s : r->first.results) {
     results.push_back(json::value{{"rows_affected", s.rows_affected}, {"time", s.time}});

@@ -38,6 +38,8 @@ struct ApiContext {
   core::Metrics& metrics;
   HealthFigures& health;
   std::string db_path;
+  // Called on the reactor after a transaction committed a new version.
+  std::function<void(std::int64_t version)> on_local_commit;
 };
 
 class ApiRoutes {

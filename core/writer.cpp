@@ -35,7 +35,7 @@ Result<void> Writer::start(std::function<Result<void>(Db&)> init) {
   for (std::string pragma : {std::string("PRAGMA auto_vacuum = INCREMENTAL"), std::string("PRAGMA journal_mode = WAL"),
                              std::string("PRAGMA synchronous = NORMAL"),
                              std::string("PRAGMA journal_size_limit = 1073741824"),
-                             std::string("PRAGMA recursive_triggers = ON"), std::string("PRAGMA temp_store = MEMORY"),
+                             std::string("PRAGMA recursive_triggers = OFF"), std::string("PRAGMA temp_store = MEMORY"),
                              fmt::format("PRAGMA cache_size = {}", options_.cache_size_kib),
                              std::string("PRAGMA busy_timeout = 5000")}) {
     if (auto r = db_.exec(pragma); !r) return tl::unexpected(r.error());

@@ -26,7 +26,9 @@
 #include "core/runtime.hpp"
 #include "core/watchdog.hpp"
 #include "core/writer.hpp"
+#include "io/broadcaster.hpp"
 #include "io/membership_driver.hpp"
+#include "io/wire.hpp"
 #include "io/quic_endpoint.hpp"
 #include "tools/crdt_store.hpp"
 #include "tools/embedded.hpp"
@@ -94,7 +96,8 @@ class Agent final : public api::AdminService {
         readers_(reader_options(rc_.config), metrics_, watchdog_),
         tasks_(ioc_.get_executor()),
         admin_(ioc_.get_executor(), rc_.config.admin.uds_path, *this),
-        routes_(api::ApiContext{writer_, readers_, store_, metrics_, health_, rc_.config.db.path}),
+        routes_(api::ApiContext{writer_, readers_, store_, metrics_, health_, rc_.config.db.path,
+                                [this](std::int64_t version) { broadcast_local(version); }}),
         http_(ioc_.get_executor(), http_options(rc_.config), metrics_),
         prometheus_(ioc_.get_executor(), prometheus_options(rc_.config), metrics_) {}
 
@@ -269,7 +272,56 @@ class Agent final : public api::AdminService {
     std::random_device rd;
     std::uint64_t seed = (std::uint64_t{rd()} << 32) | rd();
     membership_ = std::make_unique<io::MembershipDriver>(ioc_.get_executor(), quic_, metrics_);
-    return membership_->start(tasks_, self, swim::Config::new_wan(1), seed, std::move(bootstrap));
+    if (auto r = membership_->start(tasks_, self, swim::Config::new_wan(1), seed, std::move(bootstrap)); !r) return r;
+    broadcaster_ = std::make_unique<io::Broadcaster>(quic_, *membership_, metrics_);
+    broadcaster_->start(tasks_, [this](std::string from, std::vector<std::byte> frame) {
+      tasks_.spawn("apply-frame", apply_frame(std::move(from), std::move(frame)));
+    });
+    return {};
+  }
+
+  // Sends this node's newly committed |version| to the members.
+  void broadcast_local(std::int64_t version) {
+    if (!broadcaster_ || shutting_down_) return;
+    tasks_.spawn("broadcast-local", broadcast_version(version));
+  }
+
+  net::awaitable<void> broadcast_version(std::int64_t version) {
+    CrdtStore* store = &store_;
+    auto job = [store, version](core::Db&) { return store->local_changesets(version); };
+    auto changesets = co_await writer_.submit<std::vector<crdt::Changeset>>("read local changes", std::move(job));
+    if (!changesets) {
+      log_->warn("cannot read version {} for broadcast: {}", version, changesets.error().message);
+      co_return;
+    }
+    std::vector<std::vector<std::byte>> frames;
+    for (auto& cs : *changesets) frames.push_back(io::wire::encode(io::wire::ChangesetFrame{0, std::move(cs)}));
+    broadcaster_->send(frames, std::nullopt);
+  }
+
+  // A changeset from a peer: merged through the writer; forwarded once, the
+  // first time it brings a version we did not have.
+  net::awaitable<void> apply_frame(std::string from, std::vector<std::byte> frame) {
+    auto decoded = io::wire::decode(frame);
+    if (!decoded) {
+      log_->warn("dropped a changeset frame from {}: {}", from, decoded.error().message);
+      co_return;
+    }
+    if (decoded->cluster_id != 0) co_return;  // another cluster: silently dropped
+    std::vector<crdt::Incoming> batch(1);
+    batch[0].changeset = std::move(decoded->changeset);
+    CrdtStore* store = &store_;
+    auto job = [store, batch = std::move(batch)](core::Db&) { return store->apply_remote(batch); };
+    auto report = co_await writer_.submit<crdt::ApplyReport>("apply changeset", std::move(job));
+    if (!report) {
+      log_->warn("applying a changeset from {} failed: {}", from, report.error().message);
+      co_return;
+    }
+    if (!report->versions_applied.empty() && broadcaster_ && !shutting_down_) {
+      std::vector<std::vector<std::byte>> frames;
+      frames.push_back(std::move(frame));
+      broadcaster_->send(frames, from);
+    }
   }
 
   static std::string uuid(const swim::ActorId& id) {
@@ -480,6 +532,7 @@ class Agent final : public api::AdminService {
   api::HttpServer prometheus_;
   std::shared_ptr<io::QuicEndpoint> quic_;
   std::unique_ptr<io::MembershipDriver> membership_;
+  std::unique_ptr<io::Broadcaster> broadcaster_;
   std::string gossip_addr_;
   std::shared_ptr<core::Heartbeat> reactor_beat_;
   std::thread drain_thread_;

@@ -40,6 +40,9 @@ Result<void> CrdtStore::open(core::Db& db, const std::vector<crdt::SchemaSource>
   if (!tables) return tl::unexpected(to_error(tables.error()));
   tables_ = std::move(*tables);
   actor_id_ = crdt::to_hex(tables_->site_id());
+  auto books = crdt::Bookkeeper::open(db.get());
+  if (!books) return tl::unexpected(to_error(books.error()));
+  books_.emplace(std::move(*books));
   auto changes = apply_schema(schema);
   if (!changes) return tl::unexpected(changes.error());
   return {};
@@ -52,6 +55,23 @@ Result<crdt::SchemaChanges> CrdtStore::apply_schema(const std::vector<crdt::Sche
   auto applied = manager.apply(*parsed);
   if (!applied) return tl::unexpected(to_error(applied.error()));
   return *applied;
+}
+
+Result<std::vector<crdt::Changeset>> CrdtStore::local_changesets(std::int64_t version) {
+  auto changes = crdt::changes_for_version(*tables_, tables_->site_id(), version);
+  if (!changes) return tl::unexpected(to_error(changes.error()));
+  if (changes->empty()) return std::vector<crdt::Changeset>{};
+  std::int64_t last_seq = changes->back().seq;
+  std::uint64_t ts = changes->front().ts;
+  return crdt::ChangesetChunker::chunk(tables_->site_id(), version, crdt::Range{0, last_seq}, last_seq, ts,
+                                       std::move(*changes));
+}
+
+Result<crdt::ApplyReport> CrdtStore::apply_remote(const std::vector<crdt::Incoming>& batch) {
+  crdt::ChangeApplier applier(*tables_, *books_);
+  auto r = applier.apply(batch);
+  if (!r) return tl::unexpected(to_error(r.error()));
+  return *r;
 }
 
 Result<void> CrdtStore::begin_request(core::Db&) {

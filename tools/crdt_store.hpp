@@ -9,6 +9,9 @@
 #include <vector>
 
 #include "api/local_store.hpp"
+#include "crdt/apply.hpp"
+#include "crdt/bookkeeping.hpp"
+#include "crdt/changeset.hpp"
 #include "crdt/crr_tables.hpp"
 #include "crdt/schema.hpp"
 
@@ -36,8 +39,14 @@ class CrdtStore final : public api::LocalStore {
 
   crdt::CrrTables& tables() { return *tables_; }
 
+  // Replication, on the writer thread: this node's |version| as chunked
+  // changesets, and a batch of changesets from peers merged atomically.
+  Result<std::vector<crdt::Changeset>> local_changesets(std::int64_t version);
+  Result<crdt::ApplyReport> apply_remote(const std::vector<crdt::Incoming>& batch);
+
  private:
   std::unique_ptr<crdt::CrrTables> tables_;
+  std::optional<crdt::Bookkeeper> books_;
   std::string actor_id_;
   crdt::TxMark mark_{};  // taken when the request in progress began
 };

@@ -1,0 +1,199 @@
+#include "io/wire.hpp"
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace patina::io::wire {
+
+namespace {
+
+class Writer {
+ public:
+  void u8(std::uint8_t v) { out_.push_back(static_cast<std::byte>(v)); }
+  void u16(std::uint16_t v) { le(v, 2); }
+  void u32(std::uint32_t v) { le(v, 4); }
+  void u64(std::uint64_t v) { le(v, 8); }
+  void i64(std::int64_t v) { le(static_cast<std::uint64_t>(v), 8); }
+  void raw(const void* p, std::size_t n) {
+    auto* b = static_cast<const std::byte*>(p);
+    out_.insert(out_.end(), b, b + n);
+  }
+  void str16(const std::string& s) {
+    u16(static_cast<std::uint16_t>(s.size()));
+    raw(s.data(), s.size());
+  }
+  std::vector<std::byte> take() { return std::move(out_); }
+
+ private:
+  void le(std::uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) out_.push_back(static_cast<std::byte>((v >> (8 * i)) & 0xff));
+  }
+  std::vector<std::byte> out_;
+};
+
+class Reader {
+ public:
+  explicit Reader(std::span<const std::byte> in) : in_(in) {}
+  bool ok() const { return ok_; }
+  bool done() const { return pos_ == in_.size(); }
+  std::uint64_t le(int n) {
+    if (!need(static_cast<std::size_t>(n))) return 0;
+    std::uint64_t v = 0;
+    for (int i = 0; i < n; ++i) v |= std::uint64_t(std::to_integer<std::uint8_t>(in_[pos_ + i])) << (8 * i);
+    pos_ += static_cast<std::size_t>(n);
+    return v;
+  }
+  std::uint8_t u8() { return static_cast<std::uint8_t>(le(1)); }
+  std::uint16_t u16() { return static_cast<std::uint16_t>(le(2)); }
+  std::uint32_t u32() { return static_cast<std::uint32_t>(le(4)); }
+  std::uint64_t u64() { return le(8); }
+  std::int64_t i64() { return static_cast<std::int64_t>(le(8)); }
+  void raw(void* p, std::size_t n) {
+    if (!need(n)) return;
+    std::memcpy(p, in_.data() + pos_, n);
+    pos_ += n;
+  }
+  std::string str(std::size_t n) {
+    std::string s;
+    if (!need(n)) return s;
+    s.assign(reinterpret_cast<const char*>(in_.data() + pos_), n);
+    pos_ += n;
+    return s;
+  }
+
+ private:
+  bool need(std::size_t n) {
+    if (!ok_ || in_.size() - pos_ < n) {
+      ok_ = false;
+      return false;
+    }
+    return true;
+  }
+  std::span<const std::byte> in_;
+  std::size_t pos_ = 0;
+  bool ok_ = true;
+};
+
+enum : std::uint8_t { t_null = 0, t_int = 1, t_real = 2, t_text = 3, t_blob = 4 };
+
+}  // namespace
+
+std::vector<std::byte> encode(const ChangesetFrame& frame) {
+  Writer w;
+  const auto& cs = frame.changeset;
+  w.u8(version);
+  w.u8(1);
+  w.u16(frame.cluster_id);
+  w.raw(cs.actor.data(), cs.actor.size());
+  w.i64(cs.version);
+  w.i64(cs.seqs.start);
+  w.i64(cs.seqs.end);
+  w.i64(cs.last_seq);
+  w.u64(cs.ts);
+  w.u32(static_cast<std::uint32_t>(cs.changes.size()));
+  for (const auto& c : cs.changes) {
+    w.str16(c.table);
+    w.u32(static_cast<std::uint32_t>(c.pk.size()));
+    w.raw(c.pk.data(), c.pk.size());
+    w.str16(c.cid);
+    std::visit(
+        [&](const auto& v) {
+          using V = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<V, crdt::Null>) {
+            w.u8(t_null);
+          } else if constexpr (std::is_same_v<V, std::int64_t>) {
+            w.u8(t_int);
+            w.i64(v);
+          } else if constexpr (std::is_same_v<V, double>) {
+            w.u8(t_real);
+            std::uint64_t bits = 0;
+            std::memcpy(&bits, &v, 8);
+            w.u64(bits);
+          } else if constexpr (std::is_same_v<V, std::string>) {
+            w.u8(t_text);
+            w.u32(static_cast<std::uint32_t>(v.size()));
+            w.raw(v.data(), v.size());
+          } else {
+            w.u8(t_blob);
+            w.u32(static_cast<std::uint32_t>(v.size()));
+            w.raw(v.data(), v.size());
+          }
+        },
+        c.val);
+    w.i64(c.col_version);
+    w.i64(c.db_version);
+    w.raw(c.site_id.data(), c.site_id.size());
+    w.i64(c.cl);
+    w.i64(c.seq);
+    w.u64(c.ts);
+  }
+  return w.take();
+}
+
+Result<ChangesetFrame> decode(std::span<const std::byte> bytes) {
+  Reader r(bytes);
+  ChangesetFrame f;
+  std::uint8_t v = r.u8();
+  std::uint8_t kind = r.u8();
+  if (!r.ok()) return make_error(Errc::protocol, "truncated frame header");
+  if (v != version) return make_error(Errc::protocol, fmt::format("unknown wire version {}", v));
+  if (kind != 1) return make_error(Errc::protocol, fmt::format("unknown frame kind {}", kind));
+  f.cluster_id = r.u16();
+  auto& cs = f.changeset;
+  r.raw(cs.actor.data(), cs.actor.size());
+  cs.version = r.i64();
+  cs.seqs.start = r.i64();
+  cs.seqs.end = r.i64();
+  cs.last_seq = r.i64();
+  cs.ts = r.u64();
+  std::uint32_t n = r.u32();
+  if (!r.ok()) return make_error(Errc::protocol, "truncated changeset header");
+  if (n > changes_max) return make_error(Errc::protocol, fmt::format("changeset claims {} changes", n));
+  if (cs.version <= 0 || cs.seqs.start < 0 || cs.seqs.end < cs.seqs.start || cs.last_seq < cs.seqs.end) {
+    return make_error(Errc::protocol, "changeset version or seq range out of bounds");
+  }
+  for (std::uint32_t i = 0; i < n && r.ok(); ++i) {
+    crdt::Change c;
+    c.table = r.str(r.u16());
+    std::uint32_t pk_len = r.u32();
+    if (!r.ok()) break;
+    c.pk.resize(std::min<std::size_t>(pk_len, bytes.size()));
+    if (pk_len > bytes.size()) return make_error(Errc::protocol, "pk longer than the frame");
+    r.raw(c.pk.data(), pk_len);
+    c.cid = r.str(r.u16());
+    switch (r.u8()) {
+      case t_null: c.val = crdt::Null{}; break;
+      case t_int: c.val = r.i64(); break;
+      case t_real: {
+        std::uint64_t bits = r.u64();
+        double d = 0;
+        std::memcpy(&d, &bits, 8);
+        c.val = d;
+        break;
+      }
+      case t_text: c.val = r.str(r.u32()); break;
+      case t_blob: {
+        std::uint32_t len = r.u32();
+        if (len > bytes.size()) return make_error(Errc::protocol, "blob longer than the frame");
+        crdt::Bytes b(len);
+        r.raw(b.data(), len);
+        c.val = std::move(b);
+        break;
+      }
+      default: return make_error(Errc::protocol, "unknown value type");
+    }
+    c.col_version = r.i64();
+    c.db_version = r.i64();
+    r.raw(c.site_id.data(), c.site_id.size());
+    c.cl = r.i64();
+    c.seq = r.i64();
+    c.ts = r.u64();
+    cs.changes.push_back(std::move(c));
+  }
+  if (!r.ok()) return make_error(Errc::protocol, "truncated change");
+  if (!r.done()) return make_error(Errc::protocol, "trailing bytes after the changeset");
+  return f;
+}
+
+}  // namespace patina::io::wire

@@ -1,0 +1,34 @@
+#pragma once
+// The versioned binary codec for changesets between peers (broadcast
+// frames). Wire bytes are Patina's own (SPEC.md §11.4: no Corrosion
+// interop). Little-endian; every length is checked against the input, so a
+// truncated or hostile frame is an Error, never an over-read.
+//
+//   u8  wire_version (1)     u8 kind (1 = changeset)     u16 cluster_id
+//   actor[16] i64 version i64 seq_start i64 seq_end i64 last_seq u64 ts
+//   u32 n, then n changes:
+//     u16+bytes table, u32+bytes pk, u16+bytes cid, u8 type + value,
+//     i64 col_version, i64 db_version, site[16], i64 cl, i64 seq, u64 ts
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "core/result.hpp"
+#include "crdt/changeset.hpp"
+
+namespace patina::io::wire {
+
+inline constexpr std::uint8_t version = 1;
+inline constexpr std::uint32_t changes_max = 1'000'000;
+
+struct ChangesetFrame {
+  std::uint16_t cluster_id = 0;
+  crdt::Changeset changeset;
+};
+
+std::vector<std::byte> encode(const ChangesetFrame& frame);
+// Errc::protocol for truncated, oversized or unknown input.
+Result<ChangesetFrame> decode(std::span<const std::byte> bytes);
+
+}  // namespace patina::io::wire

@@ -272,7 +272,10 @@ class Agent final : public api::AdminService {
     std::random_device rd;
     std::uint64_t seed = (std::uint64_t{rd()} << 32) | rd();
     membership_ = std::make_unique<io::MembershipDriver>(ioc_.get_executor(), quic_, metrics_);
-    if (auto r = membership_->start(tasks_, self, swim::Config::new_wan(1), seed, std::move(bootstrap)); !r) return r;
+    auto swim_config = swim::Config::new_wan(1);
+    // SWIM packets ride QUIC DATAGRAM frames: they must fit in one.
+    swim_config.max_packet_size = std::min(swim_config.max_packet_size, quic_->max_datagram_size());
+    if (auto r = membership_->start(tasks_, self, swim_config, seed, std::move(bootstrap)); !r) return r;
     broadcaster_ = std::make_unique<io::Broadcaster>(quic_, *membership_, metrics_);
     broadcaster_->start(tasks_, [this](std::string from, std::vector<std::byte> frame) {
       tasks_.spawn("apply-frame", apply_frame(std::move(from), std::move(frame)));

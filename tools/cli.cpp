@@ -1,6 +1,7 @@
 #include "tools/cli.hpp"
 
 #include <cstdio>
+#include <filesystem>
 
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
@@ -8,6 +9,7 @@
 
 #include "api/admin_client.hpp"
 #include "tools/agent.hpp"
+#include "io/tls_generate.hpp"
 #include "tools/cli_data.hpp"
 
 namespace patina::tools {
@@ -147,6 +149,39 @@ int run_cli(int argc, char** argv) {
     globals();
     json::value cmd = {{"Cluster", "Rejoin"}};
     code = admin_command(g, cmd);
+  });
+
+  // patina tls ca|server|client generate: PEM files in the current directory,
+  // named as Corrosion names them, accepted by [gossip.tls].
+  auto* tls = app.add_subcommand("tls", "Generate TLS certificates for gossip");
+  tls->require_subcommand(1);
+  auto report = [&](const Result<std::vector<std::filesystem::path>>& r) {
+    if (!r) return fail(r.error().message);
+    for (const auto& p : *r) fmt::print("wrote {}\n", p.string());
+    return 0;
+  };
+  auto* tls_ca = tls->add_subcommand("ca", "Certificate authority");
+  tls_ca->require_subcommand(1);
+  tls_ca->add_subcommand("generate", "Write ca_cert.pem and ca_key.pem")->callback([&] {
+    code = report(io::tls::generate_ca_files(std::filesystem::current_path()));
+  });
+  std::string server_ip, ca_key, ca_cert;
+  auto* tls_server = tls->add_subcommand("server", "Server certificate");
+  tls_server->require_subcommand(1);
+  auto* server_gen = tls_server->add_subcommand("generate", "Write server_cert.pem and server_key.pem for IP");
+  server_gen->add_option("ip", server_ip, "The server's IP address (certificate SAN)")->required();
+  server_gen->add_option("--ca-key", ca_key, "CA key file")->required();
+  server_gen->add_option("--ca-cert", ca_cert, "CA certificate file")->required();
+  server_gen->callback([&] {
+    code = report(io::tls::generate_server_files(std::filesystem::current_path(), server_ip, ca_cert, ca_key));
+  });
+  auto* tls_client = tls->add_subcommand("client", "Client certificate (mutual TLS)");
+  tls_client->require_subcommand(1);
+  auto* client_gen = tls_client->add_subcommand("generate", "Write client_cert.pem and client_key.pem");
+  client_gen->add_option("--ca-key", ca_key, "CA key file")->required();
+  client_gen->add_option("--ca-cert", ca_cert, "CA certificate file")->required();
+  client_gen->callback([&] {
+    code = report(io::tls::generate_client_files(std::filesystem::current_path(), ca_cert, ca_key));
   });
 
   auto* log = app.add_subcommand("log", "Change the running agent's log filter");

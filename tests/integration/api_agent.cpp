@@ -33,7 +33,6 @@ addr = "127.0.0.1:0"
 
 [gossip]
 addr = "127.0.0.1:0"
-plaintext = true
 {3}
 
 [admin]
@@ -43,7 +42,10 @@ path = "{0}/admin.sock"
 prometheus.addr = "127.0.0.1:0"
 {1}
 )",
-                                        dir_.path().string(), extra, api_extra, gossip_extra));
+                                        dir_.path().string(), extra, api_extra,
+                                        gossip_extra.find("[gossip.tls]") == std::string::npos
+                                            ? "plaintext = true\n" + gossip_extra
+                                            : gossip_extra));
   start();
 }
 

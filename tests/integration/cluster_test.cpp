@@ -116,6 +116,57 @@ TEST(Cluster, a_write_on_any_node_reaches_every_node_by_broadcast) {
   EXPECT_EQ(c.stop(), 0);
 }
 
+TEST(Cluster, mutual_tls_with_generated_certificates_forms_a_cluster_and_replicates) {
+  ScratchDir certs;
+  ASSERT_EQ(run_patina({"tls", "ca", "generate"}, certs.path()).exit_code, 0);
+  ASSERT_EQ(run_patina({"tls", "server", "generate", "127.0.0.1", "--ca-key", "ca_key.pem", "--ca-cert", "ca_cert.pem"},
+                       certs.path())
+                .exit_code,
+            0);
+  ASSERT_EQ(run_patina({"tls", "client", "generate", "--ca-key", "ca_key.pem", "--ca-cert", "ca_cert.pem"}, certs.path())
+                .exit_code,
+            0);
+  std::string tls = fmt::format(
+      "[gossip.tls]\ncert_file = \"{0}/server_cert.pem\"\nkey_file = \"{0}/server_key.pem\"\n"
+      "ca_file = \"{0}/ca_cert.pem\"\n[gossip.tls.client]\ncert_file = \"{0}/client_cert.pem\"\n"
+      "key_file = \"{0}/client_key.pem\"\n",
+      certs.path().string());
+  ApiAgent a("", "", tls);
+  ASSERT_TRUE(a.ready()) << a.process().log();
+  ApiAgent b("", "", fmt::format("bootstrap = [\"{}\"]\n", a.gossip()) + tls);
+  ASSERT_TRUE(b.ready()) << b.process().log();
+  bool formed = false;
+  for (int i = 0; i < 100 && !formed; ++i) {
+    formed = count_members(a) == 1 && count_members(b) == 1;
+    if (!formed) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(formed) << a.process().log() << b.process().log();
+  ASSERT_EQ(api::http_request(a.api(), "POST", "/v1/transactions",
+                              R"J(["INSERT INTO tests (id, text) VALUES (1, 'over tls')"])J")
+                .status,
+            200);
+  bool replicated = false;
+  for (int i = 0; i < 100 && !replicated; ++i) {
+    replicated = rows(b).find("over tls") != std::string::npos;
+    if (!replicated) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(replicated) << b.process().log();
+
+  // A node without a client certificate is refused by mutual TLS: never a member.
+  std::string no_client = fmt::format(
+      "bootstrap = [\"{1}\"]\n[gossip.tls]\ncert_file = \"{0}/server_cert.pem\"\nkey_file = \"{0}/server_key.pem\"\n"
+      "ca_file = \"{0}/ca_cert.pem\"\n",
+      certs.path().string(), a.gossip());
+  ApiAgent intruder("", "", no_client);
+  ASSERT_TRUE(intruder.ready()) << intruder.process().log();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_EQ(count_members(a), 1u);
+  EXPECT_EQ(count_members(intruder), 0u);
+  EXPECT_EQ(intruder.stop(), 0);
+  EXPECT_EQ(a.stop(), 0);
+  EXPECT_EQ(b.stop(), 0);
+}
+
 // Sends |count| random datagrams to |addr| ("ip:port") from a plain socket.
 void send_garbage(const std::string& addr, int count) {
   auto colon = addr.rfind(':');

@@ -15,11 +15,19 @@ Broadcaster::Broadcaster(std::shared_ptr<QuicEndpoint> quic, MembershipDriver& m
       send_failures_(metrics.counter("patina_broadcast_send_failures_total", "Changeset frames that failed to send")),
       received_(metrics.counter("patina_broadcast_frames_received_total", "Changeset frames received")) {}
 
-void Broadcaster::start(core::TaskGroup& tasks, OnFrame on_frame) {
+void Broadcaster::start(core::TaskGroup& tasks, OnFrame on_frame, OnBiStream on_bi_stream) {
   tasks_ = &tasks;
   on_frame_ = std::move(on_frame);
+  on_bi_stream_ = std::move(on_bi_stream);
   quic_->set_on_stream([this](std::shared_ptr<QuicStream> stream) {
-    if (tasks_ != nullptr && stream->unidirectional()) tasks_->spawn("broadcast-receive", receive(std::move(stream)));
+    if (tasks_ == nullptr) return;
+    if (stream->unidirectional()) {
+      tasks_->spawn("broadcast-receive", receive(std::move(stream)));
+    } else if (on_bi_stream_) {
+      on_bi_stream_(std::move(stream));
+    } else {
+      stream->reset();
+    }
   });
 }
 

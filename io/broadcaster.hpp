@@ -28,9 +28,11 @@ class Broadcaster {
  public:
   // |from| is the sender's gossip address ("ip:port").
   using OnFrame = std::function<void(std::string from, std::vector<std::byte> frame)>;
+  // Bidirectional streams (sync sessions) are handed over as they come.
+  using OnBiStream = std::function<void(std::shared_ptr<QuicStream> stream)>;
 
   Broadcaster(std::shared_ptr<QuicEndpoint> quic, MembershipDriver& members, core::Metrics& metrics);
-  void start(core::TaskGroup& tasks, OnFrame on_frame);
+  void start(core::TaskGroup& tasks, OnFrame on_frame, OnBiStream on_bi_stream = {});
   // Sends every frame to every active member except |except|.
   void send(const std::vector<std::vector<std::byte>>& frames, const std::optional<std::string>& except);
 
@@ -44,6 +46,7 @@ class Broadcaster {
   MembershipDriver& members_;
   core::TaskGroup* tasks_ = nullptr;
   OnFrame on_frame_;
+  OnBiStream on_bi_stream_;
   core::Counter& sent_;
   core::Counter& send_failures_;
   core::Counter& received_;

@@ -196,4 +196,142 @@ Result<ChangesetFrame> decode(std::span<const std::byte> bytes) {
   return f;
 }
 
+namespace {
+
+constexpr std::uint32_t entries_max = 1'000'000;
+
+void put_site(Writer& w, const crdt::SiteId& id) { w.raw(id.data(), id.size()); }
+crdt::SiteId get_site(Reader& r) {
+  crdt::SiteId id{};
+  r.raw(id.data(), id.size());
+  return id;
+}
+void put_ranges(Writer& w, const crdt::RangeSet& set) {
+  auto ranges = set.ranges();
+  w.u32(static_cast<std::uint32_t>(ranges.size()));
+  for (const auto& x : ranges) {
+    w.i64(x.start);
+    w.i64(x.end);
+  }
+}
+bool get_ranges(Reader& r, crdt::RangeSet& out) {
+  std::uint32_t n = r.u32();
+  if (!r.ok() || n > entries_max) return false;
+  for (std::uint32_t i = 0; i < n && r.ok(); ++i) {
+    crdt::Range x{r.i64(), 0};
+    x.end = r.i64();
+    if (!r.ok() || x.end < x.start) return false;
+    out.insert(x);
+  }
+  return r.ok();
+}
+
+}  // namespace
+
+std::vector<std::byte> encode(const SyncRequestFrame& frame) {
+  Writer w;
+  w.u8(version);
+  w.u8(2);
+  w.u16(frame.cluster_id);
+  const auto& st = frame.state;
+  put_site(w, st.actor);
+  w.u32(static_cast<std::uint32_t>(st.heads.size()));
+  for (const auto& [site, head] : st.heads) {
+    put_site(w, site);
+    w.i64(head);
+  }
+  w.u32(static_cast<std::uint32_t>(st.need.size()));
+  for (const auto& [site, set] : st.need) {
+    put_site(w, site);
+    put_ranges(w, set);
+  }
+  w.u32(static_cast<std::uint32_t>(st.partial_need.size()));
+  for (const auto& [site, versions] : st.partial_need) {
+    put_site(w, site);
+    w.u32(static_cast<std::uint32_t>(versions.size()));
+    for (const auto& [v, seqs] : versions) {
+      w.i64(v);
+      put_ranges(w, seqs);
+    }
+  }
+  return w.take();
+}
+
+Result<SyncRequestFrame> decode_sync_request(std::span<const std::byte> bytes) {
+  Reader r(bytes);
+  SyncRequestFrame f;
+  if (r.u8() != version || r.u8() != 2 || !r.ok()) return make_error(Errc::protocol, "not a sync request frame");
+  f.cluster_id = r.u16();
+  auto& st = f.state;
+  st.actor = get_site(r);
+  std::uint32_t heads = r.u32();
+  if (!r.ok() || heads > entries_max) return make_error(Errc::protocol, "bad sync request heads");
+  for (std::uint32_t i = 0; i < heads && r.ok(); ++i) {
+    auto site = get_site(r);
+    st.heads[site] = r.i64();
+  }
+  std::uint32_t needs = r.u32();
+  if (!r.ok() || needs > entries_max) return make_error(Errc::protocol, "bad sync request needs");
+  for (std::uint32_t i = 0; i < needs && r.ok(); ++i) {
+    auto site = get_site(r);
+    if (!get_ranges(r, st.need[site])) return make_error(Errc::protocol, "bad sync request need ranges");
+  }
+  std::uint32_t partials = r.u32();
+  if (!r.ok() || partials > entries_max) return make_error(Errc::protocol, "bad sync request partials");
+  for (std::uint32_t i = 0; i < partials && r.ok(); ++i) {
+    auto site = get_site(r);
+    std::uint32_t versions = r.u32();
+    if (!r.ok() || versions > entries_max) return make_error(Errc::protocol, "bad sync request partial versions");
+    for (std::uint32_t j = 0; j < versions && r.ok(); ++j) {
+      std::int64_t v = r.i64();
+      if (!get_ranges(r, st.partial_need[site][v])) return make_error(Errc::protocol, "bad sync request seqs");
+    }
+  }
+  if (!r.ok() || !r.done()) return make_error(Errc::protocol, "truncated or trailing sync request");
+  return f;
+}
+
+std::vector<std::byte> encode(const SyncResponseFrame& frame) {
+  Writer w;
+  w.u8(version);
+  w.u8(3);
+  w.u32(static_cast<std::uint32_t>(frame.changesets.size()));
+  for (const auto& cs : frame.changesets) {
+    w.u32(static_cast<std::uint32_t>(cs.size()));
+    w.raw(cs.data(), cs.size());
+  }
+  w.u32(static_cast<std::uint32_t>(frame.empty.size()));
+  for (const auto& [site, range] : frame.empty) {
+    put_site(w, site);
+    w.i64(range.start);
+    w.i64(range.end);
+  }
+  return w.take();
+}
+
+Result<SyncResponseFrame> decode_sync_response(std::span<const std::byte> bytes) {
+  Reader r(bytes);
+  SyncResponseFrame f;
+  if (r.u8() != version || r.u8() != 3 || !r.ok()) return make_error(Errc::protocol, "not a sync response frame");
+  std::uint32_t n = r.u32();
+  if (!r.ok() || n > entries_max) return make_error(Errc::protocol, "bad sync response count");
+  for (std::uint32_t i = 0; i < n && r.ok(); ++i) {
+    std::uint32_t len = r.u32();
+    if (!r.ok() || len > bytes.size()) return make_error(Errc::protocol, "bad changeset length in sync response");
+    std::vector<std::byte> cs(len);
+    r.raw(cs.data(), len);
+    f.changesets.push_back(std::move(cs));
+  }
+  std::uint32_t e = r.u32();
+  if (!r.ok() || e > entries_max) return make_error(Errc::protocol, "bad sync response empties");
+  for (std::uint32_t i = 0; i < e && r.ok(); ++i) {
+    auto site = get_site(r);
+    crdt::Range x{r.i64(), 0};
+    x.end = r.i64();
+    f.empty.emplace_back(site, x);
+  }
+  if (!r.ok() || !r.done()) return make_error(Errc::protocol, "truncated or trailing sync response");
+  return f;
+}
+
 }  // namespace patina::io::wire

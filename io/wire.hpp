@@ -16,6 +16,7 @@
 
 #include "core/result.hpp"
 #include "crdt/changeset.hpp"
+#include "crdt/sync_needs.hpp"
 
 namespace patina::io::wire {
 
@@ -30,5 +31,21 @@ struct ChangesetFrame {
 std::vector<std::byte> encode(const ChangesetFrame& frame);
 // Errc::protocol for truncated, oversized or unknown input.
 Result<ChangesetFrame> decode(std::span<const std::byte> bytes);
+
+// Anti-entropy sync over a bidirectional stream: the client sends its
+// SyncState (kind 2); the server answers with what the client lacks (kind 3):
+// changeset frames (each u32-length-prefixed) and empty version ranges.
+struct SyncRequestFrame {
+  std::uint16_t cluster_id = 0;
+  crdt::SyncState state;
+};
+struct SyncResponseFrame {
+  std::vector<std::vector<std::byte>> changesets;  // encoded ChangesetFrames
+  std::vector<std::pair<crdt::SiteId, crdt::Range>> empty;
+};
+std::vector<std::byte> encode(const SyncRequestFrame& frame);
+Result<SyncRequestFrame> decode_sync_request(std::span<const std::byte> bytes);
+std::vector<std::byte> encode(const SyncResponseFrame& frame);
+Result<SyncResponseFrame> decode_sync_response(std::span<const std::byte> bytes);
 
 }  // namespace patina::io::wire

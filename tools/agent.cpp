@@ -277,11 +277,130 @@ class Agent final : public api::AdminService {
     swim_config.max_packet_size = std::min(swim_config.max_packet_size, quic_->max_datagram_size());
     if (auto r = membership_->start(tasks_, self, swim_config, seed, std::move(bootstrap)); !r) return r;
     broadcaster_ = std::make_unique<io::Broadcaster>(quic_, *membership_, metrics_);
-    broadcaster_->start(tasks_, [this](std::string from, std::vector<std::byte> frame) {
-      tasks_.spawn("apply-frame", apply_frame(std::move(from), std::move(frame)));
-    });
+    broadcaster_->start(
+        tasks_,
+        [this](std::string from, std::vector<std::byte> frame) {
+          tasks_.spawn("apply-frame", apply_frame(std::move(from), std::move(frame)));
+        },
+        [this](std::shared_ptr<io::QuicStream> stream) { tasks_.spawn("sync-serve", serve_sync(std::move(stream))); });
+    tasks_.spawn("sync", sync_loop());
     return {};
   }
+
+  // Anti-entropy (SPEC.md §5.7): every min..max_sync_backoff, ask a random
+  // active member for what we lack; the backoff doubles while rounds bring
+  // nothing and resets when one did.
+  net::awaitable<void> sync_loop() {
+    net::steady_timer timer(ioc_.get_executor());
+    std::mt19937_64 rng(std::random_device{}());
+    const auto min_wait = std::chrono::seconds(rc_.config.perf.min_sync_backoff);
+    const auto max_wait = std::chrono::seconds(rc_.config.perf.max_sync_backoff);
+    auto wait = min_wait;
+    for (;;) {
+      timer.expires_after(wait);
+      auto [ec] = co_await timer.async_wait(use_nothrow);
+      if (ec || shutting_down_ || !membership_ || membership_->membership() == nullptr) co_return;
+      auto peers = membership_->membership()->active_peers();
+      if (peers.empty()) {
+        wait = min_wait;
+        continue;
+      }
+      std::string peer = peers[rng() % peers.size()].addr;
+      bool progressed = co_await sync_with(peer);
+      wait = progressed ? min_wait : std::min<std::chrono::seconds>(wait * 2, max_wait);
+    }
+  }
+
+  // One sync round with |peer|; true when it brought something new.
+  net::awaitable<bool> sync_with(std::string peer) {
+    auto ep = io::parse_endpoint(peer);
+    if (!ep) co_return false;
+    CrdtStore* store = &store_;
+    auto state_job = [store](core::Db&) -> Result<crdt::SyncState> { return store->sync_state(); };
+    auto state = co_await writer_.submit<crdt::SyncState>("sync state", std::move(state_job));
+    if (!state) co_return false;
+    auto request = io::wire::encode(io::wire::SyncRequestFrame{0, std::move(*state)});
+    auto response = co_await quic_->request(*ep, std::move(request), sync_response_max);
+    if (!response) {
+      log_->debug("sync with {} failed: {}", peer, response.error().message);
+      co_return false;
+    }
+    auto decoded = io::wire::decode_sync_response(*response);
+    if (!decoded) {
+      log_->warn("sync with {}: bad response: {}", peer, decoded.error().message);
+      co_return false;
+    }
+    std::vector<crdt::Incoming> batch;
+    for (const auto& bytes : decoded->changesets) {
+      auto frame = io::wire::decode(bytes);
+      if (!frame) {
+        log_->warn("sync with {}: bad changeset: {}", peer, frame.error().message);
+        co_return false;
+      }
+      crdt::Incoming in;
+      in.changeset = std::move(frame->changeset);
+      batch.push_back(std::move(in));
+    }
+    for (const auto& [site, range] : decoded->empty) {
+      crdt::Incoming in;
+      in.changeset.actor = site;
+      in.empty_versions = range;
+      batch.push_back(std::move(in));
+    }
+    if (batch.empty()) co_return false;
+    auto apply_job = [store, batch = std::move(batch)](core::Db&) { return store->apply_remote(batch); };
+    auto report = co_await writer_.submit<crdt::ApplyReport>("apply sync", std::move(apply_job));
+    if (!report) {
+      log_->warn("sync with {}: apply failed: {}", peer, report.error().message);
+      co_return false;
+    }
+    if (!report->versions_applied.empty()) {
+      log_->info("sync with {}: applied {} versions", peer, report->versions_applied.size());
+    }
+    co_return !report->versions_applied.empty();
+  }
+
+  // Serves one peer's sync request on its bidirectional stream. At most
+  // sync_served_max at once; more are refused (reset), as Corrosion does.
+  net::awaitable<void> serve_sync(std::shared_ptr<io::QuicStream> stream) {
+    if (syncs_served_ >= sync_served_max) {
+      stream->reset();
+      co_return;
+    }
+    ++syncs_served_;
+    struct Done {
+      int& n;
+      ~Done() { --n; }
+    } done{syncs_served_};
+    auto bytes = co_await stream->read_all(sync_request_max, std::chrono::seconds(10));
+    if (!bytes) co_return;
+    auto request = io::wire::decode_sync_request(*bytes);
+    if (!request || request->cluster_id != 0) {
+      log_->warn("sync request from {} refused: {}", stream->peer().address().to_string(),
+                 request ? std::string("another cluster") : request.error().message);
+      stream->reset();
+      co_return;
+    }
+    CrdtStore* store = &store_;
+    auto job = [store, theirs = std::move(request->state)](core::Db&) {
+      return store->serve_sync(theirs, sync_response_budget);
+    };
+    auto served = co_await writer_.submit<CrdtStore::Served>("serve sync", std::move(job));
+    if (!served) {
+      stream->reset();
+      co_return;
+    }
+    io::wire::SyncResponseFrame response;
+    for (auto& cs : served->changesets) response.changesets.push_back(io::wire::encode(io::wire::ChangesetFrame{0, std::move(cs)}));
+    response.empty = std::move(served->empty);
+    auto out = io::wire::encode(response);
+    (void)co_await stream->write(std::move(out), true);
+  }
+
+  static constexpr int sync_served_max = 3;
+  static constexpr std::size_t sync_request_max = 16 * 1024 * 1024;
+  static constexpr std::size_t sync_response_max = 64 * 1024 * 1024;
+  static constexpr std::size_t sync_response_budget = 4 * 1024 * 1024;
 
   // Sends this node's newly committed |version| to the members.
   void broadcast_local(std::int64_t version) {
@@ -536,6 +655,7 @@ class Agent final : public api::AdminService {
   std::shared_ptr<io::QuicEndpoint> quic_;
   std::unique_ptr<io::MembershipDriver> membership_;
   std::unique_ptr<io::Broadcaster> broadcaster_;
+  int syncs_served_ = 0;
   std::string gossip_addr_;
   std::shared_ptr<core::Heartbeat> reactor_beat_;
   std::thread drain_thread_;

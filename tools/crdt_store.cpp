@@ -74,6 +74,35 @@ Result<crdt::ApplyReport> CrdtStore::apply_remote(const std::vector<crdt::Incomi
   return *r;
 }
 
+crdt::SyncState CrdtStore::sync_state() const {
+  return crdt::SyncState::from(tables_->site_id(), tables_->db_version(), *books_);
+}
+
+Result<CrdtStore::Served> CrdtStore::serve_sync(const crdt::SyncState& theirs, std::size_t max_bytes) {
+  Served out;
+  std::size_t bytes = 0;
+  for (const auto& req : crdt::SyncNeeds::compute(theirs, sync_state())) {
+    if (bytes >= max_bytes) break;  // the peer asks again next round
+    if (req.kind == crdt::SyncRequest::Kind::full) {
+      auto served = crdt::serve_versions(*tables_, *books_, req.actor, req.versions);
+      if (!served) return tl::unexpected(to_error(served.error()));
+      for (auto& cs : served->changesets) {
+        for (const auto& c : cs.changes) bytes += crdt::estimated_size(c);
+        out.changesets.push_back(std::move(cs));
+      }
+      for (const auto& r : served->empty.ranges()) out.empty.emplace_back(req.actor, r);
+    } else {
+      auto served = crdt::serve_partial(*tables_, *books_, req.actor, req.versions.start, req.seqs);
+      if (!served) return tl::unexpected(to_error(served.error()));
+      for (auto& cs : *served) {
+        for (const auto& c : cs.changes) bytes += crdt::estimated_size(c);
+        out.changesets.push_back(std::move(cs));
+      }
+    }
+  }
+  return out;
+}
+
 Result<void> CrdtStore::begin_request(core::Db&) {
   // Requests share group-committed transactions: each takes its own version
   // from the mark on (see CrrTables::mark).

@@ -13,6 +13,7 @@
 #include "crdt/bookkeeping.hpp"
 #include "crdt/changeset.hpp"
 #include "crdt/crr_tables.hpp"
+#include "crdt/sync_needs.hpp"
 #include "crdt/schema.hpp"
 
 namespace patina::tools {
@@ -43,6 +44,15 @@ class CrdtStore final : public api::LocalStore {
   // changesets, and a batch of changesets from peers merged atomically.
   Result<std::vector<crdt::Changeset>> local_changesets(std::int64_t version);
   Result<crdt::ApplyReport> apply_remote(const std::vector<crdt::Incoming>& batch);
+
+  // Anti-entropy, on the writer thread: our state, and what a peer with
+  // |theirs| lacks that we have (at most about |max_bytes| of changesets).
+  crdt::SyncState sync_state() const;
+  struct Served {
+    std::vector<crdt::Changeset> changesets;
+    std::vector<std::pair<crdt::SiteId, crdt::Range>> empty;
+  };
+  Result<Served> serve_sync(const crdt::SyncState& theirs, std::size_t max_bytes);
 
  private:
   std::unique_ptr<crdt::CrrTables> tables_;

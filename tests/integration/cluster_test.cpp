@@ -116,6 +116,39 @@ TEST(Cluster, a_write_on_any_node_reaches_every_node_by_broadcast) {
   EXPECT_EQ(c.stop(), 0);
 }
 
+TEST(Cluster, a_node_that_missed_writes_catches_up_by_sync) {
+  ApiAgent a;
+  ASSERT_TRUE(a.ready()) << a.process().log();
+  std::string bootstrap = fmt::format("bootstrap = [\"{}\"]", a.gossip());
+  ApiAgent b("", "", bootstrap);
+  ASSERT_TRUE(b.ready()) << b.process().log();
+  bool formed = false;
+  for (int i = 0; i < 100 && !formed; ++i) {
+    formed = count_members(a) == 1 && count_members(b) == 1;
+    if (!formed) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(formed);
+
+  // b is down while a writes: no broadcast can reach it.
+  ASSERT_EQ(b.stop(), 0);
+  for (int i = 0; i < 20; ++i) {
+    auto w = api::http_request(a.api(), "POST", "/v1/transactions",
+                               fmt::format(R"J([["INSERT INTO tests (id, text) VALUES (?, 'missed')", [{}]]])J", i));
+    ASSERT_EQ(w.status, 200) << w.body;
+  }
+  ASSERT_TRUE(b.start()) << b.process().log();
+  std::string expected = rows(a);
+  bool caught_up = false;
+  for (int i = 0; i < 300 && !caught_up; ++i) {  // bounded: 30 s
+    caught_up = rows(b) == expected;
+    if (!caught_up) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(caught_up) << rows(b) << b.process().log();
+  EXPECT_TRUE(b.process().wait_for_log("versions", std::chrono::seconds(1))) << b.process().log();  // "sync with ...: applied N versions"
+  EXPECT_EQ(a.stop(), 0);
+  EXPECT_EQ(b.stop(), 0);
+}
+
 TEST(Cluster, mutual_tls_with_generated_certificates_forms_a_cluster_and_replicates) {
   ScratchDir certs;
   ASSERT_EQ(run_patina({"tls", "ca", "generate"}, certs.path()).exit_code, 0);

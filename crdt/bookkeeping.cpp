@@ -250,19 +250,7 @@ Result<std::vector<Change>> Bookkeeper::buffered(const SiteId& actor, std::int64
   std::vector<Change> out;
   while (sqlite3_step(st->get()) == SQLITE_ROW) {
     sqlite3_stmt* s = st->get();
-    Change c;
-    c.table = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
-    auto pk = column_value(s, 1);
-    if (auto* b = std::get_if<Bytes>(&pk)) c.pk = *b;
-    c.cid = reinterpret_cast<const char*>(sqlite3_column_text(s, 2));
-    c.val = column_value(s, 3);
-    c.col_version = sqlite3_column_int64(s, 4);
-    c.db_version = sqlite3_column_int64(s, 5);
-    c.site_id = site_from(s, 6);
-    c.cl = sqlite3_column_int64(s, 7);
-    c.seq = sqlite3_column_int64(s, 8);
-    c.ts = std::stoull(reinterpret_cast<const char*>(sqlite3_column_text(s, 9)));
-    out.push_back(std::move(c));
+    out.push_back(change_from_row(s));
   }
   return out;
 }

@@ -1,5 +1,10 @@
 #include "crdt/change.hpp"
 
+#include <sqlite3.h>
+
+#include <cstdlib>
+#include <cstring>
+
 namespace patina::crdt {
 
 std::string to_hex(const SiteId& id) { return to_hex(id.data(), id.size()); }
@@ -26,6 +31,31 @@ std::size_t estimated_size(const Change& c) {
     default: n += 9; break;
   }
   return n;
+}
+
+namespace {
+
+std::string text_column(sqlite3_stmt* s, int col) {
+  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, col));
+  return p != nullptr ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s, col))) : std::string();
+}
+
+}  // namespace
+
+Change change_from_row(sqlite3_stmt* s) {
+  Change c;
+  c.table = text_column(s, 0);
+  auto pk = column_value(s, 1);
+  if (auto* b = std::get_if<Bytes>(&pk)) c.pk = std::move(*b);
+  c.cid = text_column(s, 2);
+  c.val = column_value(s, 3);
+  c.col_version = sqlite3_column_int64(s, 4);
+  c.db_version = sqlite3_column_int64(s, 5);
+  if (sqlite3_column_bytes(s, 6) == 16) std::memcpy(c.site_id.data(), sqlite3_column_blob(s, 6), 16);
+  c.cl = sqlite3_column_int64(s, 7);
+  c.seq = sqlite3_column_int64(s, 8);
+  c.ts = std::strtoull(text_column(s, 9).c_str(), nullptr, 10);
+  return c;
 }
 
 }  // namespace patina::crdt

@@ -13,6 +13,8 @@
 
 #include "crdt/value.hpp"
 
+struct sqlite3_stmt;
+
 namespace patina::crdt {
 
 using SiteId = std::array<std::uint8_t, 16>;
@@ -38,6 +40,10 @@ std::string to_hex(const SiteId& id);
 bool site_id_from_hex(std::string_view hex, SiteId& out);
 // Debug rendering of a change, one line.
 std::string to_string(const Change& c);
+// Reads a change from columns 0..9 of the current row of |s|, in
+// crsql_changes order: "table", pk, cid, val, col_version, db_version,
+// site_id, cl, seq, ts (ts as decimal text). NULL text reads as empty.
+Change change_from_row(sqlite3_stmt* s);
 // Rough encoded size, for chunking changesets by bytes.
 std::size_t estimated_size(const Change& c);
 

@@ -89,6 +89,12 @@ TEST(Cluster, a_write_on_any_node_reaches_every_node_by_broadcast) {
   auto w1 = api::http_request(a.api(), "POST", "/v1/transactions",
                               R"J(["INSERT INTO tests (id, text) VALUES (1, 'from a')"])J");
   ASSERT_EQ(w1.status, 200) << w1.body;
+  // c updates row 1 only once the row has reached it (an UPDATE of a row a
+  // node does not have yet changes nothing there, by design).
+  for (int i = 0; i < 100 && rows(c).find("from a") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_NE(rows(c).find("from a"), std::string::npos) << c.process().log();
   auto w2 = api::http_request(c.api(), "POST", "/v1/transactions",
                               R"J(["INSERT INTO tests (id, text) VALUES (2, 'from c')", "UPDATE tests SET text = 'c wins' WHERE id = 1"])J");
   ASSERT_EQ(w2.status, 200) << w2.body;

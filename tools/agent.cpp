@@ -581,6 +581,10 @@ class Agent final : public api::AdminService {
     auto period = std::chrono::milliseconds(std::max(5, rc_.config.watchdog.stall_ms / 4));
     while (!stopped_) {
       reactor_beat_->stamp();
+      // /v1/health reports the active members SWIM knows.
+      if (membership_ && membership_->membership() != nullptr) {
+        health_.members = static_cast<std::int64_t>(membership_->membership()->num_active());
+      }
       timer.expires_after(period);
       co_await timer.async_wait(use_nothrow);
     }

@@ -85,6 +85,13 @@ TEST(Cluster, a_write_on_any_node_reaches_every_node_by_broadcast) {
     if (!formed) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   ASSERT_TRUE(formed);
+  bool health_counts = false;
+  for (int i = 0; i < 50 && !health_counts; ++i) {
+    auto h = api::http_request(a.api(), "GET", "/v1/health", "", {});
+    health_counts = h.body.find("\"members\":2") != std::string::npos;
+    if (!health_counts) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(health_counts);
 
   auto w1 = api::http_request(a.api(), "POST", "/v1/transactions",
                               R"J(["INSERT INTO tests (id, text) VALUES (1, 'from a')"])J");

@@ -357,6 +357,7 @@ class Agent final : public api::AdminService {
     if (!report->versions_applied.empty()) {
       log_->info("sync with {}: applied {} versions", peer, report->versions_applied.size());
     }
+    rows_changed(std::move(report->changed_rows));
     co_return !report->versions_applied.empty();
   }
 
@@ -416,9 +417,21 @@ class Agent final : public api::AdminService {
       log_->warn("cannot read version {} for broadcast: {}", version, changesets.error().message);
       co_return;
     }
+    std::map<std::string, crdt::PkSet> changed;
+    for (const auto& cs : *changesets) {
+      for (const auto& c : cs.changes) changed[c.table].insert(c.pk);
+    }
+    rows_changed(std::move(changed));
     std::vector<std::vector<std::byte>> frames;
     for (auto& cs : *changesets) frames.push_back(io::wire::encode(io::wire::ChangesetFrame{0, std::move(cs)}));
     broadcaster_->send(frames, std::nullopt);
+  }
+
+  // Every committed change to replicated rows, local or merged from peers,
+  // reaches here on the reactor after its commit: table -> packed pks.
+  // Subscriptions match against it.
+  void rows_changed(std::map<std::string, crdt::PkSet> changed) {
+    if (changed.empty()) return;
   }
 
   // A changeset from a peer: merged through the writer; forwarded once, the
@@ -439,6 +452,7 @@ class Agent final : public api::AdminService {
       log_->warn("applying a changeset from {} failed: {}", from, report.error().message);
       co_return;
     }
+    rows_changed(std::move(report->changed_rows));
     if (!report->versions_applied.empty() && broadcaster_ && !shutting_down_) {
       std::vector<std::vector<std::byte>> frames;
       frames.push_back(std::move(frame));

@@ -26,12 +26,15 @@
 #include "core/runtime.hpp"
 #include "core/watchdog.hpp"
 #include "core/writer.hpp"
+#include "swim/dissemination.hpp"
+#include "io/apply_pipeline.hpp"
 #include "io/broadcaster.hpp"
 #include "io/membership_driver.hpp"
 #include "io/wire.hpp"
 #include "io/quic_endpoint.hpp"
 #include "tools/crdt_store.hpp"
 #include "tools/embedded.hpp"
+#include "tools/sync_report.hpp"
 
 namespace patina::tools {
 
@@ -83,7 +86,7 @@ Result<std::vector<crdt::SchemaSource>> read_schema_sources(const ResolvedConfig
   return *sources;
 }
 
-class Agent final : public api::AdminService {
+class Agent final : public api::AdminService, public io::ApplySink {
  public:
   explicit Agent(ResolvedConfig rc)
       : rc_(std::move(rc)),
@@ -197,6 +200,8 @@ class Agent final : public api::AdminService {
       }
     } else if (const json::value* cluster = find(command, "Cluster")) {
       handle_cluster(*cluster, out);
+    } else if (const json::value* sync = find(command, "Sync")) {
+      out.push_back(co_await handle_sync(*sync));
     } else if (const json::value* debug = find(command, "Debug")) {
       out.push_back(co_await handle_debug(*debug));
     } else {
@@ -214,6 +219,16 @@ class Agent final : public api::AdminService {
     o.queue_len = static_cast<std::size_t>(c.perf.writer_queue_len);
     o.batch_jobs_max = static_cast<std::size_t>(c.perf.writer_batch_jobs_max);
     o.batch_time_max = std::chrono::milliseconds(c.perf.writer_batch_ms_max);
+    return o;
+  }
+  static io::ApplyBatchOptions apply_options(const core::Config& c) {
+    io::ApplyBatchOptions o;
+    o.min_batch = static_cast<std::size_t>(std::max(1, c.perf.apply_queue_min_batch_size));
+    o.step_base = static_cast<std::size_t>(std::max(1, c.perf.apply_queue_step_base));
+    o.max_batch = static_cast<std::size_t>(std::max(1, c.perf.apply_queue_max_batch_size));
+    o.threshold_ratio = c.perf.apply_queue_batch_threshold_ratio;
+    o.timeout = std::chrono::milliseconds(c.perf.apply_queue_timeout);
+    o.queue_max = static_cast<std::size_t>(std::max(1, c.perf.processing_queue_len));
     return o;
   }
   static api::HttpOptions http_options(const core::Config& c) {
@@ -276,12 +291,12 @@ class Agent final : public api::AdminService {
     // SWIM packets ride QUIC DATAGRAM frames: they must fit in one.
     swim_config.max_packet_size = std::min(swim_config.max_packet_size, quic_->max_datagram_size());
     if (auto r = membership_->start(tasks_, self, swim_config, seed, std::move(bootstrap)); !r) return r;
+    apply_ = std::make_unique<io::ApplyPipeline>(ioc_.get_executor(), apply_options(rc_.config), metrics_, *this);
+    apply_->start(tasks_);
     broadcaster_ = std::make_unique<io::Broadcaster>(quic_, *membership_, metrics_);
     broadcaster_->start(
         tasks_,
-        [this](std::string from, std::vector<std::byte> frame) {
-          tasks_.spawn("apply-frame", apply_frame(std::move(from), std::move(frame)));
-        },
+        [this](std::string from, std::vector<std::byte> frame) { apply_frame(std::move(from), std::move(frame)); },
         [this](std::shared_ptr<io::QuicStream> stream) { tasks_.spawn("sync-serve", serve_sync(std::move(stream))); });
     tasks_.spawn("sync", sync_loop());
     return {};
@@ -319,7 +334,7 @@ class Agent final : public api::AdminService {
     auto state_job = [store](core::Db&) -> Result<crdt::SyncState> { return store->sync_state(); };
     auto state = co_await writer_.submit<crdt::SyncState>("sync state", std::move(state_job));
     if (!state) co_return false;
-    auto request = io::wire::encode(io::wire::SyncRequestFrame{0, std::move(*state)});
+    auto request = io::wire::encode(io::wire::SyncRequestFrame{cluster_id_, std::move(*state)});
     auto response = co_await quic_->request(*ep, std::move(request), sync_response_max);
     if (!response) {
       log_->debug("sync with {} failed: {}", peer, response.error().message);
@@ -330,35 +345,31 @@ class Agent final : public api::AdminService {
       log_->warn("sync with {}: bad response: {}", peer, decoded.error().message);
       co_return false;
     }
-    std::vector<crdt::Incoming> batch;
+    std::size_t pushed = 0;
     for (const auto& bytes : decoded->changesets) {
       auto frame = io::wire::decode(bytes);
       if (!frame) {
         log_->warn("sync with {}: bad changeset: {}", peer, frame.error().message);
         co_return false;
       }
-      crdt::Incoming in;
-      in.changeset = std::move(frame->changeset);
-      batch.push_back(std::move(in));
+      io::ApplyItem item;
+      item.incoming.changeset = std::move(frame->changeset);
+      item.source = io::ApplyItem::Source::sync;
+      item.from = peer;
+      apply_->push(std::move(item));
+      ++pushed;
     }
     for (const auto& [site, range] : decoded->empty) {
-      crdt::Incoming in;
-      in.changeset.actor = site;
-      in.empty_versions = range;
-      batch.push_back(std::move(in));
+      io::ApplyItem item;
+      item.incoming.changeset.actor = site;
+      item.incoming.empty_versions = range;
+      item.source = io::ApplyItem::Source::sync;
+      item.from = peer;
+      apply_->push(std::move(item));
+      ++pushed;
     }
-    if (batch.empty()) co_return false;
-    auto apply_job = [store, batch = std::move(batch)](core::Db&) { return store->apply_remote(batch); };
-    auto report = co_await writer_.submit<crdt::ApplyReport>("apply sync", std::move(apply_job));
-    if (!report) {
-      log_->warn("sync with {}: apply failed: {}", peer, report.error().message);
-      co_return false;
-    }
-    if (!report->versions_applied.empty()) {
-      log_->info("sync with {}: applied {} versions", peer, report->versions_applied.size());
-    }
-    rows_changed(std::move(report->changed_rows));
-    co_return !report->versions_applied.empty();
+    if (pushed > 0) log_->debug("sync with {}: {} changesets queued for apply", peer, pushed);
+    co_return pushed > 0;
   }
 
   // Serves one peer's sync request on its bidirectional stream. At most
@@ -376,7 +387,7 @@ class Agent final : public api::AdminService {
     auto bytes = co_await stream->read_all(sync_request_max, std::chrono::seconds(10));
     if (!bytes) co_return;
     auto request = io::wire::decode_sync_request(*bytes);
-    if (!request || request->cluster_id != 0) {
+    if (!request || request->cluster_id != cluster_id_) {
       log_->warn("sync request from {} refused: {}", stream->peer().address().to_string(),
                  request ? std::string("another cluster") : request.error().message);
       stream->reset();
@@ -392,7 +403,7 @@ class Agent final : public api::AdminService {
       co_return;
     }
     io::wire::SyncResponseFrame response;
-    for (auto& cs : served->changesets) response.changesets.push_back(io::wire::encode(io::wire::ChangesetFrame{0, std::move(cs)}));
+    for (auto& cs : served->changesets) response.changesets.push_back(io::wire::encode(io::wire::ChangesetFrame{cluster_id_, std::move(cs)}));
     response.empty = std::move(served->empty);
     auto out = io::wire::encode(response);
     (void)co_await stream->write(std::move(out), true);
@@ -423,7 +434,7 @@ class Agent final : public api::AdminService {
     }
     rows_changed(std::move(changed));
     std::vector<std::vector<std::byte>> frames;
-    for (auto& cs : *changesets) frames.push_back(io::wire::encode(io::wire::ChangesetFrame{0, std::move(cs)}));
+    for (auto& cs : *changesets) frames.push_back(io::wire::encode(io::wire::ChangesetFrame{cluster_id_, std::move(cs)}));
     broadcaster_->send(frames, std::nullopt);
   }
 
@@ -434,36 +445,103 @@ class Agent final : public api::AdminService {
     if (changed.empty()) return;
   }
 
-  // A changeset from a peer: merged through the writer; forwarded once, the
-  // first time it brings a version we did not have.
-  net::awaitable<void> apply_frame(std::string from, std::vector<std::byte> frame) {
+  // A changeset frame from a peer's broadcast: duplicates seen recently are
+  // dropped here; the rest queue for the apply pipeline, which forwards a
+  // frame once, when it brought something this node lacked (the bookkeeping
+  // is the durable half of the seen-set: it survives restarts).
+  void apply_frame(std::string from, std::vector<std::byte> frame) {
     auto decoded = io::wire::decode(frame);
     if (!decoded) {
       log_->warn("dropped a changeset frame from {}: {}", from, decoded.error().message);
-      co_return;
+      return;
     }
-    if (decoded->cluster_id != 0) co_return;  // another cluster: silently dropped
-    std::vector<crdt::Incoming> batch(1);
-    batch[0].changeset = std::move(decoded->changeset);
+    if (decoded->cluster_id != cluster_id_) {
+      other_cluster_.inc();
+      return;  // another cluster: silently dropped, as Corrosion does
+    }
+    const auto& cs = decoded->changeset;
+    if (!seen_.insert(fmt::format("{}/{}/{}-{}", crdt::to_hex(cs.actor), cs.version, cs.seqs.start, cs.seqs.end))) {
+      duplicates_.inc();
+      return;
+    }
+    io::ApplyItem item;
+    item.incoming.changeset = std::move(decoded->changeset);
+    item.source = io::ApplyItem::Source::broadcast;
+    item.from = std::move(from);
+    item.frame = std::move(frame);
+    apply_->push(std::move(item));
+  }
+
+ public:
+  // io::ApplySink: one batch merged in one writer job.
+  net::awaitable<Result<Outcome>> apply(std::vector<crdt::Incoming> batch) override {
     CrdtStore* store = &store_;
-    auto job = [store, batch = std::move(batch)](core::Db&) { return store->apply_remote(batch); };
-    auto report = co_await writer_.submit<crdt::ApplyReport>("apply changeset", std::move(job));
-    if (!report) {
-      log_->warn("applying a changeset from {} failed: {}", from, report.error().message);
-      co_return;
+    auto job = [store, batch = std::move(batch)](core::Db&) -> Result<Outcome> {
+      Outcome out;
+      out.novel = store->unknown(batch);
+      auto report = store->apply_remote(batch);
+      if (!report) return tl::unexpected(report.error());
+      out.report = std::move(*report);
+      return out;
+    };
+    core::JobOptions options;
+    options.timeout = std::chrono::seconds(rc_.config.perf.sql_tx_timeout);
+    co_return co_await writer_.submit<Outcome>("apply changes", std::move(job), options);
+  }
+
+  void applied(std::vector<io::ApplyItem>& items, Outcome& outcome) override {
+    if (!outcome.report.versions_applied.empty()) {
+      // Sync catch-up is worth an info line; steady broadcast traffic is not.
+      bool from_sync = std::any_of(items.begin(), items.end(),
+                                   [](const io::ApplyItem& i) { return i.source == io::ApplyItem::Source::sync; });
+      log_->log(from_sync ? spdlog::level::info : spdlog::level::debug,
+                "applied {} versions ({} rows changed, {} no-ops) from {}", outcome.report.versions_applied.size(),
+                outcome.report.changes_applied, outcome.report.changes_noop, from_sync ? "sync" : "broadcast");
     }
-    rows_changed(std::move(report->changed_rows));
-    if (!report->versions_applied.empty() && broadcaster_ && !shutting_down_) {
+    rows_changed(std::move(outcome.report.changed_rows));
+    if (!broadcaster_ || shutting_down_) return;
+    for (std::size_t i = 0; i < items.size() && i < outcome.novel.size(); ++i) {
+      auto& item = items[i];
+      if (!outcome.novel[i] || item.source != io::ApplyItem::Source::broadcast || item.frame.empty()) continue;
       std::vector<std::vector<std::byte>> frames;
-      frames.push_back(std::move(frame));
-      broadcaster_->send(frames, from);
+      frames.push_back(std::move(item.frame));
+      broadcaster_->send(frames, item.from);
     }
   }
 
-  static std::string uuid(const swim::ActorId& id) {
-    std::string h;
-    for (auto b : id) h += fmt::format("{:02x}", b);
-    return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) + "-" + h.substr(20);
+ private:
+  static std::string uuid(const swim::ActorId& id) { return uuid_of(id); }
+
+  // {"Sync": "Generate" | "Digest" | "CheckBookieConsistency"}
+  net::awaitable<json::value> handle_sync(json::value cmd) {
+    CrdtStore* store = &store_;
+    if (cmd.is_string() && cmd.as_string() == "Generate") {
+      auto job = [store](core::Db&) -> Result<crdt::SyncState> { return store->sync_state(); };
+      auto state = co_await writer_.submit<crdt::SyncState>("sync generate", std::move(job));
+      if (!state) co_return api::admin::error(state.error().message);
+      co_return api::admin::json(sync_state_json(*state));
+    }
+    if (cmd.is_string() && cmd.as_string() == "Digest") {
+      // On a reader: hashing every table must not hold the writer.
+      auto job = [](core::Db& db) -> Result<std::vector<crdt::TableDigest>> {
+        auto d = crdt::digest_tables(db.get());
+        if (!d) return tl::unexpected(to_error(d.error()));
+        return *d;
+      };
+      auto digests = co_await readers_.run<std::vector<crdt::TableDigest>>("sync digest", std::move(job));
+      if (!digests) co_return api::admin::error(digests.error().message);
+      co_return api::admin::json(digest_json(store_.actor_id(), *digests));
+    }
+    if (cmd.is_string() && cmd.as_string() == "CheckBookieConsistency") {
+      auto job = [store](core::Db&) -> Result<int> {
+        if (auto r = store->check_books(); !r) return tl::unexpected(r.error());
+        return 0;
+      };
+      auto r = co_await writer_.submit<int>("check bookkeeping", std::move(job));
+      if (!r) co_return api::admin::error(r.error().message);
+      co_return api::admin::json(json::object{{"ok", true}});
+    }
+    co_return api::admin::error(fmt::format("unsupported Sync command: {}", json::serialize(cmd)));
   }
 
   static json::object identity_json(const swim::Identity& id) {
@@ -673,6 +751,13 @@ class Agent final : public api::AdminService {
   std::shared_ptr<io::QuicEndpoint> quic_;
   std::unique_ptr<io::MembershipDriver> membership_;
   std::unique_ptr<io::Broadcaster> broadcaster_;
+  std::unique_ptr<io::ApplyPipeline> apply_;
+  swim::SeenSet<std::string> seen_{static_cast<std::size_t>(std::max(1, rc_.config.perf.processing_queue_len))};
+  std::uint16_t cluster_id_ = 0;
+  core::Counter& duplicates_{metrics_.counter("patina_broadcast_duplicates_total",
+                                              "Changeset frames dropped as seen recently")};
+  core::Counter& other_cluster_{metrics_.counter("patina_broadcast_other_cluster_total",
+                                                 "Changeset frames dropped for carrying another cluster id")};
   int syncs_served_ = 0;
   std::string gossip_addr_;
   std::shared_ptr<core::Heartbeat> reactor_beat_;

@@ -151,6 +151,27 @@ int run_cli(int argc, char** argv) {
     code = admin_command(g, cmd);
   });
 
+  auto* sync = app.add_subcommand("sync", "Replication state (through the admin socket)");
+  sync->require_subcommand(1);
+  sync->add_subcommand("generate", "Print this node's sync state: heads, needs and partial needs per actor")
+      ->callback([&] {
+        globals();
+        json::value cmd = {{"Sync", "Generate"}};
+        code = admin_command(g, cmd);
+      });
+  sync->add_subcommand("digest", "Print a digest of every replicated table's contents, to compare nodes")
+      ->callback([&] {
+        globals();
+        json::value cmd = {{"Sync", "Digest"}};
+        code = admin_command(g, cmd);
+      });
+  sync->add_subcommand("check-bookie-consistency", "Compare the bookkeeping in memory with the database")
+      ->callback([&] {
+        globals();
+        json::value cmd = {{"Sync", "CheckBookieConsistency"}};
+        code = admin_command(g, cmd);
+      });
+
   // patina tls ca|server|client generate: PEM files in the current directory,
   // named as Corrosion names them, accepted by [gossip.tls].
   auto* tls = app.add_subcommand("tls", "Generate TLS certificates for gossip");

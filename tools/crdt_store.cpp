@@ -74,6 +74,34 @@ Result<crdt::ApplyReport> CrdtStore::apply_remote(const std::vector<crdt::Incomi
   return *r;
 }
 
+std::vector<bool> CrdtStore::unknown(const std::vector<crdt::Incoming>& batch) const {
+  std::vector<bool> out;
+  out.reserve(batch.size());
+  for (const auto& in : batch) {
+    if (in.empty_versions) {
+      // Known iff below max, in no gap, and no partial inside the range.
+      const crdt::Range r = *in.empty_versions;
+      const crdt::ActorBooks* a = books_->actor(in.changeset.actor);
+      bool known = a != nullptr && a->max >= r.end && !a->needed.overlaps(r);
+      if (known) {
+        auto p = a->partials.lower_bound(r.start);
+        known = p == a->partials.end() || p->first > r.end;
+      }
+      out.push_back(!known);
+    } else {
+      out.push_back(!books_->contains(in.changeset.actor, in.changeset.version, in.changeset.seqs));
+    }
+  }
+  return out;
+}
+
+Result<void> CrdtStore::check_books() const {
+  if (auto r = books_->check(); !r) {
+    return tl::unexpected(Error{Errc::internal, "bookkeeping inconsistent: " + r.error().message});
+  }
+  return {};
+}
+
 crdt::SyncState CrdtStore::sync_state() const {
   return crdt::SyncState::from(tables_->site_id(), tables_->db_version(), *books_);
 }

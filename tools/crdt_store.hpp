@@ -44,6 +44,9 @@ class CrdtStore final : public api::LocalStore {
   // changesets, and a batch of changesets from peers merged atomically.
   Result<std::vector<crdt::Changeset>> local_changesets(std::int64_t version);
   Result<crdt::ApplyReport> apply_remote(const std::vector<crdt::Incoming>& batch);
+  // Per changeset of |batch|: whether it carries (part of) a version the
+  // bookkeeping does not know yet. Call before apply_remote.
+  std::vector<bool> unknown(const std::vector<crdt::Incoming>& batch) const;
 
   // Anti-entropy, on the writer thread: our state, and what a peer with
   // |theirs| lacks that we have (at most about |max_bytes| of changesets).
@@ -53,6 +56,9 @@ class CrdtStore final : public api::LocalStore {
     std::vector<std::pair<crdt::SiteId, crdt::Range>> empty;
   };
   Result<Served> serve_sync(const crdt::SyncState& theirs, std::size_t max_bytes);
+
+  // Bookkeeping in memory against the database, and its invariants.
+  Result<void> check_books() const;
 
  private:
   std::unique_ptr<crdt::CrrTables> tables_;

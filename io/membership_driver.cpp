@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include <boost/asio/ip/udp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
 
@@ -28,6 +29,9 @@ MembershipDriver::MembershipDriver(net::any_io_executor ex, std::shared_ptr<Quic
     : ex_(std::move(ex)),
       quic_(std::move(quic)),
       members_gauge_(metrics.gauge("patina_gossip_members", "Active cluster members besides this node")),
+      alive_gauge_(metrics.gauge("patina_swim_members", "Members SWIM knows, by state", {{"state", "alive"}})),
+      suspect_gauge_(metrics.gauge("patina_swim_members", "Members SWIM knows, by state", {{"state", "suspect"}})),
+      down_gauge_(metrics.gauge("patina_swim_members", "Members SWIM knows, by state", {{"state", "down"}})),
       bad_packets_(metrics.counter("patina_gossip_bad_packets_total", "SWIM datagrams rejected")),
       notifications_up_(metrics.counter("patina_swim_notifications_total", "SWIM notifications", {{"type", "up"}})),
       notifications_down_(
@@ -38,7 +42,8 @@ swim::Instant MembershipDriver::now() {
 }
 
 Result<void> MembershipDriver::start(core::TaskGroup& tasks, swim::Identity self, swim::Config config,
-                                     std::uint64_t seed, std::vector<std::string> bootstrap) {
+                                     std::uint64_t seed, std::vector<std::string> bootstrap,
+                                     std::vector<swim::MemberUpdate> persisted) {
   auto m = swim::Membership::create(std::move(self), config, seed);
   if (!m) return make_error(Errc::invalid_argument, fmt::format("swim: {}", swim::to_string(m.error().code)));
   membership_ = std::make_unique<swim::Membership>(std::move(*m));
@@ -46,7 +51,23 @@ Result<void> MembershipDriver::start(core::TaskGroup& tasks, swim::Identity self
   quic_->set_on_datagram([this](const UdpEndpoint& peer, std::span<const std::byte> payload) {
     on_datagram(peer, payload);
   });
-  tasks.spawn("swim-announce", announce_loop(std::move(bootstrap)));
+  if (!persisted.empty()) {
+    swim::Effects fx;
+    if (auto r = membership_->apply_snapshot(now(), persisted, fx); r) {
+      core::log::get("swim")->info("restored {} saved member states ({} active)", persisted.size(),
+                                   membership_->num_active());
+    }
+    apply(fx);
+    if (bootstrap.empty()) {
+      // Corrosion's fallback: a few saved addresses stand in for bootstrap.
+      for (std::size_t i = 0; i < persisted.size() && bootstrap.size() < 5; ++i) {
+        if (persisted[i].state != swim::MemberState::down) bootstrap.push_back(persisted[i].id.addr);
+      }
+    }
+  }
+  bootstrap_ = std::move(bootstrap);
+  announce_timer_ = std::make_shared<net::steady_timer>(ex_);
+  tasks.spawn("swim-announce", announce_loop());
   return {};
 }
 
@@ -82,7 +103,10 @@ void MembershipDriver::apply(swim::Effects& effects) {
       }
     }
   }
-  if (membership_) members_gauge_.set(static_cast<double>(membership_->num_active()));
+  if (membership_) {
+    members_gauge_.set(static_cast<double>(membership_->num_active()));
+    update_state_gauges();
+  }
 }
 
 void MembershipDriver::send(const std::string& to, std::vector<std::byte> payload) {
@@ -112,23 +136,102 @@ net::awaitable<void> MembershipDriver::fire_after(swim::Duration after, swim::Ti
   apply(fx);
 }
 
-net::awaitable<void> MembershipDriver::announce_loop(std::vector<std::string> bootstrap) {
-  net::steady_timer t(ex_);
-  auto backoff = std::chrono::seconds(1);
-  const std::string& self = membership_->identity().addr;
-  for (;;) {
-    if (!left_ && membership_->num_active() == 0) {
-      swim::Effects fx;
-      for (const auto& addr : bootstrap) {
-        if (addr != self) (void)membership_->announce(now(), addr, fx);
-      }
-      apply(fx);
+net::awaitable<std::vector<std::string>> MembershipDriver::resolve_bootstrap() {
+  std::vector<std::string> out;
+  auto log = core::log::get("swim");
+  for (const auto& entry : bootstrap_) {
+    if (parse_endpoint(entry)) {
+      out.push_back(entry);
+      continue;
     }
-    t.expires_after(backoff);
-    auto [ec] = co_await t.async_wait(use_nothrow);
+    // host[:port][@dns]: the system resolver (a per-entry DNS server is not
+    // supported; the entry's host is still resolved the usual way).
+    std::string spec = entry.substr(0, entry.find('@'));
+    std::string host = spec, port = std::to_string(default_gossip_port);
+    if (auto colon = spec.rfind(':'); colon != std::string::npos && spec.find(']') == std::string::npos) {
+      host = spec.substr(0, colon);
+      port = spec.substr(colon + 1);
+    }
+    net::ip::udp::resolver resolver(ex_);
+    auto [ec, results] = co_await resolver.async_resolve(host, port, use_nothrow);
+    if (ec) {
+      log->warn("gossip.bootstrap entry '{}': cannot resolve {}: {}", entry, host, ec.message());
+      continue;
+    }
+    for (const auto& r : results) {
+      auto ep = r.endpoint();
+      out.push_back(ep.address().is_v6() ? fmt::format("[{}]:{}", ep.address().to_string(), ep.port())
+                                         : fmt::format("{}:{}", ep.address().to_string(), ep.port()));
+    }
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  co_return out;
+}
+
+void MembershipDriver::announce_to(const std::vector<std::string>& addrs) {
+  if (left_ || !membership_) return;
+  const std::string& self = membership_->identity().addr;
+  swim::Effects fx;
+  for (const auto& addr : addrs) {
+    if (addr != self) (void)membership_->announce(now(), addr, fx);
+  }
+  apply(fx);
+}
+
+net::awaitable<void> MembershipDriver::announce_loop() {
+  auto timer = announce_timer_;
+  auto backoff = std::chrono::seconds(1);
+  for (;;) {
+    if (!left_ && membership_->num_active() == 0 && !bootstrap_.empty()) {
+      resolved_ = co_await resolve_bootstrap();
+      announce_to(resolved_);
+    }
+    timer->expires_after(backoff);
+    auto [ec] = co_await timer->async_wait(use_nothrow);
+    if (ec == net::error::operation_aborted && membership_ && !left_ && reset_backoff_) {
+      reset_backoff_ = false;
+      backoff = std::chrono::seconds(1);
+      continue;
+    }
     if (ec) co_return;
     backoff = std::min<std::chrono::seconds>(backoff * 2, std::chrono::seconds(30));
   }
+}
+
+Result<void> MembershipDriver::set_cluster_id(std::uint16_t cluster_id, std::uint64_t new_ts) {
+  if (!membership_) return make_error(Errc::internal, "membership is not running");
+  // Say goodbye to the old cluster first, so its members see us leave now
+  // rather than after a suspicion timeout.
+  if (!left_) {
+    swim::Effects bye;
+    (void)membership_->leave(now(), bye);
+    for (auto& e : bye) {
+      if (auto* s = std::get_if<swim::SendTo>(&e)) send(s->to, std::move(s->payload));
+    }
+  }
+  swim::Effects fx;
+  auto r = membership_->set_cluster_id(now(), cluster_id, fx, new_ts);
+  if (!r) return make_error(Errc::invalid_argument, fmt::format("set-id: {}", swim::to_string(r.error().code)));
+  left_ = false;
+  apply(fx);
+  announce_to(resolved_);
+  // Restart the announce loop's backoff: the new cluster must be found fast.
+  reset_backoff_ = true;
+  if (announce_timer_) announce_timer_->cancel();
+  return {};
+}
+
+void MembershipDriver::update_state_gauges() {
+  std::size_t alive = 0, suspect = 0, down = 0;
+  for (const auto& m : membership_->members()) {
+    if (m.state == swim::MemberState::alive) ++alive;
+    else if (m.state == swim::MemberState::suspect) ++suspect;
+    else if (m.state == swim::MemberState::down) ++down;
+  }
+  alive_gauge_.set(static_cast<double>(alive));
+  suspect_gauge_.set(static_cast<double>(suspect));
+  down_gauge_.set(static_cast<double>(down));
 }
 
 void MembershipDriver::leave() {

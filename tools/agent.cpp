@@ -34,6 +34,7 @@
 #include "io/quic_endpoint.hpp"
 #include "tools/crdt_store.hpp"
 #include "tools/embedded.hpp"
+#include "tools/node_state.hpp"
 #include "tools/sync_report.hpp"
 
 namespace patina::tools {
@@ -116,7 +117,18 @@ class Agent final : public api::AdminService, public io::ApplySink {
     }
     log_->info("opening database {}", rc_.config.db.path);
     auto sources = *schema;
-    if (auto r = writer_.start([this, &sources](core::Db& db) { return store_.open(db, sources); }); !r) {
+    auto init = [this, &sources](core::Db& db) -> Result<void> {
+      if (auto r = store_.open(db, sources); !r) return r;
+      if (auto r = NodeState::create_tables(db); !r) return r;
+      auto cluster = NodeState::cluster_id(db);
+      if (!cluster) return tl::unexpected(cluster.error());
+      cluster_id_ = *cluster;
+      auto members = NodeState::load_members(db);
+      if (!members) return tl::unexpected(members.error());
+      saved_members_ = std::move(*members);
+      return {};
+    };
+    if (auto r = writer_.start(init); !r) {
       log_->critical("cannot open database {}: {}", rc_.config.db.path, r.error().message);
       return r.error().code == Errc::invalid_argument ? 2 : 1;
     }
@@ -199,11 +211,24 @@ class Agent final : public api::AdminService, public io::ApplySink {
         out.push_back(api::admin::error("malformed Log command"));
       }
     } else if (const json::value* cluster = find(command, "Cluster")) {
-      handle_cluster(*cluster, out);
+      if (const json::value* id = find(*cluster, "SetId")) {
+        json::value value = *id;
+        json::value reply = co_await set_cluster_id(std::move(value));
+        out.push_back(std::move(reply));
+      } else {
+        handle_cluster(*cluster, out);
+      }
     } else if (const json::value* sync = find(command, "Sync")) {
-      out.push_back(co_await handle_sync(*sync));
+      json::value cmd = *sync;
+      json::value reply = co_await handle_sync(std::move(cmd));
+      // A Json payload is followed by Success, as every command ends.
+      bool payload = reply.is_object() && reply.as_object().contains("Json");
+      out.push_back(std::move(reply));
+      if (payload) out.push_back(api::admin::success());
     } else if (const json::value* debug = find(command, "Debug")) {
-      out.push_back(co_await handle_debug(*debug));
+      json::value cmd = *debug;
+      json::value reply = co_await handle_debug(std::move(cmd));
+      out.push_back(std::move(reply));
     } else {
       out.push_back(api::admin::error(
           fmt::format("unknown or unsupported admin command: {}", json::serialize(command))));
@@ -275,22 +300,20 @@ class Agent final : public api::AdminService, public io::ApplySink {
     std::copy(store_.tables().site_id().begin(), store_.tables().site_id().end(), self.id.begin());
     self.addr = gossip_addr_;
     self.ts = ntp64_now();
+    self.cluster_id = cluster_id_;
     if (rc_.config.gossip.member_id) self.member_id = static_cast<std::uint16_t>(*rc_.config.gossip.member_id);
-    std::vector<std::string> bootstrap;
-    for (const auto& b : rc_.config.gossip.bootstrap) {
-      if (io::parse_endpoint(b)) {
-        bootstrap.push_back(b);
-      } else {
-        log_->warn("gossip.bootstrap entry '{}' is not an ip:port address; host names are not resolved yet", b);
-      }
-    }
+    std::vector<std::string> bootstrap = rc_.config.gossip.bootstrap;
     std::random_device rd;
     std::uint64_t seed = (std::uint64_t{rd()} << 32) | rd();
     membership_ = std::make_unique<io::MembershipDriver>(ioc_.get_executor(), quic_, metrics_);
     auto swim_config = swim::Config::new_wan(1);
     // SWIM packets ride QUIC DATAGRAM frames: they must fit in one.
     swim_config.max_packet_size = std::min(swim_config.max_packet_size, quic_->max_datagram_size());
-    if (auto r = membership_->start(tasks_, self, swim_config, seed, std::move(bootstrap)); !r) return r;
+    if (auto r = membership_->start(tasks_, self, swim_config, seed, std::move(bootstrap), std::move(saved_members_));
+        !r) {
+      return r;
+    }
+    tasks_.spawn("save-members", save_members_loop());
     apply_ = std::make_unique<io::ApplyPipeline>(ioc_.get_executor(), apply_options(rc_.config), metrics_, *this);
     apply_->start(tasks_);
     broadcaster_ = std::make_unique<io::Broadcaster>(quic_, *membership_, metrics_);
@@ -300,6 +323,28 @@ class Agent final : public api::AdminService, public io::ApplySink {
         [this](std::shared_ptr<io::QuicStream> stream) { tasks_.spawn("sync-serve", serve_sync(std::move(stream))); });
     tasks_.spawn("sync", sync_loop());
     return {};
+  }
+
+  // Member states are saved every minute (and at shutdown) so a restart
+  // rejoins at once.
+  net::awaitable<void> save_members_loop() {
+    net::steady_timer timer(ioc_.get_executor());
+    for (;;) {
+      timer.expires_after(std::chrono::seconds(60));
+      auto [ec] = co_await timer.async_wait(use_nothrow);
+      if (ec || shutting_down_) co_return;
+      co_await save_members();
+    }
+  }
+
+  net::awaitable<void> save_members() {
+    if (!membership_ || membership_->membership() == nullptr) co_return;
+    auto job = [members = membership_->membership()->snapshot()](core::Db& db) -> Result<int> {
+      if (auto r = NodeState::save_members(db, members); !r) return tl::unexpected(r.error());
+      return 0;
+    };
+    auto r = co_await writer_.submit<int>("save members", std::move(job));
+    if (!r) log_->warn("cannot save member states: {}", r.error().message);
   }
 
   // Anti-entropy (SPEC.md §5.7): every min..max_sync_backoff, ask a random
@@ -595,6 +640,26 @@ class Agent final : public api::AdminService, public io::ApplySink {
     }
   }
 
+  // Writes the new cluster id, then moves SWIM to it (Corrosion: "in one
+  // step"); from then on frames and syncs of the old cluster are refused.
+  net::awaitable<json::value> set_cluster_id(json::value value) {
+    if (!value.is_int64() || value.as_int64() < 0 || value.as_int64() > 65535) {
+      co_return api::admin::error("SetId needs a cluster id in 0..65535");
+    }
+    if (!membership_ || membership_->membership() == nullptr) co_return api::admin::error("membership is not running");
+    auto id = static_cast<std::uint16_t>(value.as_int64());
+    auto job = [id](core::Db& db) -> Result<int> {
+      if (auto r = NodeState::set_cluster_id(db, id); !r) return tl::unexpected(r.error());
+      return 0;
+    };
+    auto r = co_await writer_.submit<int>("set cluster id", std::move(job));
+    if (!r) co_return api::admin::error(r.error().message);
+    if (auto m = membership_->set_cluster_id(id, ntp64_now()); !m) co_return api::admin::error(m.error().message);
+    log_->info("cluster id set to {} (was {})", id, cluster_id_);
+    cluster_id_ = id;
+    co_return api::admin::success();
+  }
+
   net::awaitable<json::value> handle_debug(json::value debug) {
     if (!rc_.config.watchdog.debug_commands) {
       co_return api::admin::error("debug commands are disabled (set watchdog.debug_commands = true)");
@@ -708,8 +773,24 @@ class Agent final : public api::AdminService, public io::ApplySink {
     admin_.stop();
     http_.stop();
     prometheus_.stop();
+    std::vector<swim::MemberUpdate> members;
+    if (membership_ && membership_->membership() != nullptr) members = membership_->membership()->snapshot();
     if (membership_) membership_->leave();
     tasks_.stop();
+    core::spawn(ioc_.get_executor(), "shutdown", finish_shutdown(std::move(members), code == 0));
+  }
+
+  // Saves the member states for the next start (not after a storage
+  // failure), then drains the writer and stops the reactor.
+  net::awaitable<void> finish_shutdown(std::vector<swim::MemberUpdate> members, bool save) {
+    if (save && !members.empty()) {
+      auto job = [members = std::move(members)](core::Db& db) -> Result<int> {
+        if (auto r = NodeState::save_members(db, members); !r) return tl::unexpected(r.error());
+        return 0;
+      };
+      auto r = co_await writer_.submit<int>("save members", std::move(job));
+      if (!r) log_->warn("cannot save member states: {}", r.error().message);
+    }
     drain_thread_ = std::thread([this] {
       shutdown_threads();
       net::post(ioc_, [this] {
@@ -754,6 +835,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
   std::unique_ptr<io::ApplyPipeline> apply_;
   swim::SeenSet<std::string> seen_{static_cast<std::size_t>(std::max(1, rc_.config.perf.processing_queue_len))};
   std::uint16_t cluster_id_ = 0;
+  std::vector<swim::MemberUpdate> saved_members_;  // loaded at open, handed to SWIM at start
   core::Counter& duplicates_{metrics_.counter("patina_broadcast_duplicates_total",
                                               "Changeset frames dropped as seen recently")};
   core::Counter& other_cluster_{metrics_.counter("patina_broadcast_other_cluster_total",

@@ -172,6 +172,15 @@ int run_cli(int argc, char** argv) {
         code = admin_command(g, cmd);
       });
 
+  int set_id = 0;
+  auto* set_id_cmd = cluster->add_subcommand("set-id", "Move this node to another cluster id (0..65535)");
+  set_id_cmd->add_option("id", set_id, "Cluster id")->required()->check(CLI::Range(0, 65535));
+  set_id_cmd->callback([&] {
+    globals();
+    json::value cmd = {{"Cluster", {{"SetId", set_id}}}};
+    code = admin_command(g, cmd);
+  });
+
   // patina tls ca|server|client generate: PEM files in the current directory,
   // named as Corrosion names them, accepted by [gossip.tls].
   auto* tls = app.add_subcommand("tls", "Generate TLS certificates for gossip");

@@ -163,7 +163,9 @@ int cmd_backup(const GlobalOptions& g, const std::string& path) {
   }
   auto copy = core::Db::open(path, core::Db::Mode::read_write);
   if (!copy) return cli_fail(copy.error().message);
-  std::vector<std::string> clear;
+  // The members this node saw are its own view; a restored node finds its
+  // peers through bootstrap like any new one.
+  std::vector<std::string> clear = {"__patina_members"};
   if (auto r = crdt::BackupCleaner::make_node_neutral(copy->get(), clear); !r) {
     fs::remove(path, ec);
     return cli_fail(fmt::format("cleaning the backup failed: {}", r.error().message));

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "api/http_client.hpp"
+
 #include <chrono>
 #include <thread>
 
@@ -77,6 +79,44 @@ bool ApiAgent::start() {
 
 ApiAgent::~ApiAgent() {
   if (process_->running()) stop();
+}
+
+int ApiAgent::kill() {
+  process_->signal(SIGKILL);
+  return process_->wait_exit().value_or(-1);
+}
+
+std::size_t count_members(const ApiAgent& a) {
+  auto r = run_patina({"cluster", "members", "--admin-path", a.admin_path()}, a.dir().path());
+  if (r.exit_code != 0) return 0;
+  std::size_t n = 0;
+  for (auto at = r.out.find("\"addr\""); at != std::string::npos; at = r.out.find("\"addr\"", at + 1)) ++n;
+  return n;
+}
+
+std::string rows(const ApiAgent& a) {
+  auto r = api::http_request(a.api(), "POST", "/v1/queries", R"J("SELECT id, text FROM tests ORDER BY id")J");
+  auto eoq = r.body.find("{\"eoq\"");
+  return r.status == 200 ? r.body.substr(0, eoq) : std::string();
+}
+
+std::string digest(const ApiAgent& a) {
+  auto r = run_patina({"sync", "digest", "--admin-path", a.admin_path()}, a.dir().path());
+  if (r.exit_code != 0) return {};
+  auto at = r.out.find("\"digest\":\"");
+  if (at == std::string::npos) return {};
+  at += 10;
+  return r.out.substr(at, r.out.find('"', at) - at);
+}
+
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (int i = 0; i < 100000; ++i) {  // bounded by the deadline, and by count
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
 }
 
 int ApiAgent::stop() {

@@ -1,6 +1,8 @@
 #pragma once
 // A real agent on loopback with ephemeral ports, for API tests.
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -28,6 +30,9 @@ class ApiAgent {
   std::string db_path() const { return dir_.file("data/state.db"); }
   // SIGTERM and wait; the exit code.
   int stop();
+  // SIGKILL and wait: a crash, nothing flushed or saved by the agent.
+  int kill();
+  std::string admin_path() const { return dir_.file("admin.sock"); }
   // Starts the agent again on the same config and data; true when ready.
   bool start();
   std::string config_path() const { return dir_.file("config.toml"); }
@@ -40,5 +45,16 @@ class ApiAgent {
   std::string metrics_;
   std::string gossip_;
 };
+
+// Cluster helpers over the real CLI and API.
+// Active members the agent's SWIM reports (`patina cluster members`).
+std::size_t count_members(const ApiAgent& a);
+// `SELECT id, text FROM tests ORDER BY id` as NDJSON without the eoq line;
+// empty when the query failed.
+std::string rows(const ApiAgent& a);
+// The overall digest of `patina sync digest`; empty on failure.
+std::string digest(const ApiAgent& a);
+// Polls |done| every 100 ms until it holds or |timeout| passed.
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout);
 
 }  // namespace patina::testing

@@ -22,14 +22,6 @@
 namespace patina::testing {
 namespace {
 
-std::size_t count_members(const ApiAgent& a) {
-  auto r = run_patina({"cluster", "members", "--admin-path", a.dir().file("admin.sock")}, a.dir().path());
-  if (r.exit_code != 0) return 0;
-  std::size_t n = 0;
-  for (auto at = r.out.find("\"addr\""); at != std::string::npos; at = r.out.find("\"addr\"", at + 1)) ++n;
-  return n;
-}
-
 TEST(Cluster, three_agents_join_through_bootstrap_and_see_each_other) {
   ApiAgent a;
   ASSERT_TRUE(a.ready()) << a.process().log();
@@ -64,12 +56,6 @@ TEST(Cluster, three_agents_join_through_bootstrap_and_see_each_other) {
   EXPECT_TRUE(a.process().wait_for_log("member down"));
   EXPECT_EQ(b.stop(), 0);
   EXPECT_EQ(a.stop(), 0);
-}
-
-std::string rows(const ApiAgent& a) {
-  auto r = api::http_request(a.api(), "POST", "/v1/queries", R"J("SELECT id, text FROM tests ORDER BY id")J");
-  auto eoq = r.body.find("{\"eoq\"");
-  return r.status == 200 ? r.body.substr(0, eoq) : std::string();
 }
 
 TEST(Cluster, a_write_on_any_node_reaches_every_node_by_broadcast) {

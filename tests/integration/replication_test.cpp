@@ -1,0 +1,253 @@
+// Replication end to end between real agents on loopback: convergence under
+// conflicting writes, large transactions arriving whole, restarts and
+// crashes during a write load, no-op writes, cluster-id isolation and saved
+// members. Every wait is bounded; digests come from `patina sync digest`.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "api/http_client.hpp"
+#include "tests/integration/api_agent.hpp"
+#include "tests/integration/process.hpp"
+
+namespace patina::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string bootstrap_of(const ApiAgent& a) { return fmt::format("bootstrap = [\"{}\"]", a.gossip()); }
+
+bool formed(std::initializer_list<const ApiAgent*> agents) {
+  return wait_until(
+      [&] {
+        for (const auto* a : agents) {
+          if (count_members(*a) != agents.size() - 1) return false;
+        }
+        return true;
+      },
+      20s);
+}
+
+bool write(const ApiAgent& a, const std::string& statements) {
+  auto r = api::http_request(a.api(), "POST", "/v1/transactions", statements);
+  return r.status == 200;
+}
+
+std::int64_t count_rows(const ApiAgent& a) {
+  auto r = api::http_request(a.api(), "POST", "/v1/queries", R"J("SELECT count(*) FROM tests")J");
+  if (r.status != 200) return -1;
+  std::smatch m;
+  static const std::regex row(R"R(\{"row":\[1,\[(\d+)\]\]\})R");
+  if (!std::regex_search(r.body, m, row)) return -1;
+  return std::stoll(m[1]);
+}
+
+double metric(const ApiAgent& a, const std::string& name) {
+  auto r = api::http_request(a.metrics(), "GET", "/metrics", "", {});
+  std::istringstream in(r.body);
+  std::string line;
+  double sum = 0;
+  while (std::getline(in, line)) {
+    if (line.rfind(name, 0) == 0 && (line[name.size()] == ' ' || line[name.size()] == '{')) {
+      sum += std::stod(line.substr(line.rfind(' ') + 1));
+    }
+  }
+  return sum;
+}
+
+bool same_digests(std::initializer_list<const ApiAgent*> agents) {
+  std::set<std::string> seen;
+  for (const auto* a : agents) {
+    auto d = digest(*a);
+    if (d.empty()) return false;
+    seen.insert(d);
+  }
+  return seen.size() == 1;
+}
+
+TEST(Replication, concurrent_conflicting_writes_end_with_identical_digests) {
+  ApiAgent a;
+  ASSERT_TRUE(a.ready()) << a.process().log();
+  ApiAgent b("", "", bootstrap_of(a));
+  ApiAgent c("", "", bootstrap_of(a));
+  ASSERT_TRUE(b.ready() && c.ready());
+  ASSERT_TRUE(formed({&a, &b, &c}));
+
+  // Three writers hammer the same 20 rows with different values.
+  std::vector<std::thread> writers;
+  std::atomic<int> acknowledged{0};
+  const ApiAgent* nodes[] = {&a, &b, &c};
+  for (int w = 0; w < 3; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; i < 60; ++i) {
+        int id = (i * 7 + w) % 20;
+        std::string sql = i % 10 == 9
+                              ? fmt::format(R"J([["DELETE FROM tests WHERE id = ?", [{}]]])J", id)
+                              : fmt::format(R"J([["INSERT INTO tests (id, text) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET text = excluded.text", [{}, "node{} write{}"]]])J",
+                                            id, w, i);
+        if (write(*nodes[w], sql)) ++acknowledged;
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  EXPECT_EQ(acknowledged.load(), 180);
+  bool converged = wait_until([&] { return same_digests({&a, &b, &c}); }, 40s);
+  EXPECT_TRUE(converged) << digest(a) << " " << digest(b) << " " << digest(c) << "\n" << rows(a) << "\n" << rows(b);
+  EXPECT_EQ(rows(a), rows(b));
+  EXPECT_EQ(rows(a), rows(c));
+  EXPECT_EQ(a.stop(), 0);
+  EXPECT_EQ(b.stop(), 0);
+  EXPECT_EQ(c.stop(), 0);
+}
+
+TEST(Replication, a_100000_row_transaction_is_never_seen_in_part) {
+  ApiAgent a;
+  ASSERT_TRUE(a.ready()) << a.process().log();
+  ApiAgent b("", "", bootstrap_of(a));
+  ASSERT_TRUE(b.ready());
+  ASSERT_TRUE(formed({&a, &b}));
+
+  std::atomic<bool> stop{false};
+  std::set<std::int64_t> observed;
+  std::thread poller([&] {
+    for (int i = 0; i < 20000 && !stop; ++i) {  // bounded: stops when told, or by count
+      observed.insert(count_rows(b));
+      std::this_thread::sleep_for(5ms);
+    }
+  });
+  ASSERT_TRUE(write(a, R"J(["INSERT INTO tests (id, text) WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 100000) SELECT x, 'row ' || x FROM n"])J"));
+  bool arrived = wait_until([&] { return count_rows(b) == 100000; }, 90s);
+  stop = true;
+  poller.join();
+  EXPECT_TRUE(arrived) << b.process().log();
+  observed.erase(-1);  // a query that failed is no observation
+  for (auto n : observed) EXPECT_TRUE(n == 0 || n == 100000) << "a reader saw " << n << " rows";
+  EXPECT_TRUE(same_digests({&a, &b}));
+  EXPECT_EQ(a.stop(), 0);
+  EXPECT_EQ(b.stop(), 0);
+}
+
+TEST(Replication, nodes_stopped_or_killed_during_a_write_load_catch_up) {
+  ApiAgent a;
+  ASSERT_TRUE(a.ready()) << a.process().log();
+  ApiAgent b("", "", bootstrap_of(a));
+  ApiAgent c("", "", bootstrap_of(a));
+  ASSERT_TRUE(b.ready() && c.ready());
+  ASSERT_TRUE(formed({&a, &b, &c}));
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> next{0};
+  std::vector<int> acknowledged;
+  std::thread load([&] {
+    for (int i = 0; i < 3000 && !stop; ++i) {
+      int id = next++;
+      if (write(a, fmt::format(R"J([["INSERT INTO tests (id, text) VALUES (?, 'load')", [{}]]])J", id))) {
+        acknowledged.push_back(id);
+      }
+      std::this_thread::sleep_for(2ms);
+    }
+  });
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(b.stop(), 0);    // graceful
+  EXPECT_EQ(c.kill(), 128 + SIGKILL);  // a crash: nothing saved at exit
+  std::this_thread::sleep_for(1s);
+  ASSERT_TRUE(b.start()) << b.process().log();
+  ASSERT_TRUE(c.start()) << c.process().log();
+  std::this_thread::sleep_for(1s);
+  stop = true;
+  load.join();
+  ASSERT_GT(acknowledged.size(), 50u);
+  bool converged = wait_until([&] { return same_digests({&a, &b, &c}); }, 60s);
+  EXPECT_TRUE(converged) << c.process().log();
+  EXPECT_EQ(count_rows(b), static_cast<std::int64_t>(acknowledged.size()));
+  EXPECT_EQ(count_rows(c), static_cast<std::int64_t>(acknowledged.size()));
+  // The bookkeeping came back consistent with the data after the crash.
+  auto check = run_patina({"sync", "check-bookie-consistency", "--admin-path", c.admin_path()}, c.dir().path());
+  EXPECT_EQ(check.exit_code, 0) << check.err;
+  EXPECT_EQ(a.stop(), 0);
+  EXPECT_EQ(b.stop(), 0);
+  EXPECT_EQ(c.stop(), 0);
+}
+
+TEST(Replication, no_op_writes_send_no_bytes) {
+  ApiAgent a;
+  ASSERT_TRUE(a.ready()) << a.process().log();
+  ApiAgent b("", "", bootstrap_of(a));
+  ASSERT_TRUE(b.ready());
+  ASSERT_TRUE(formed({&a, &b}));
+  ASSERT_TRUE(write(a, R"J(["INSERT INTO tests (id, text) VALUES (1, 'x')"])J"));
+  ASSERT_TRUE(wait_until([&] { return count_rows(b) == 1; }, 20s));
+  double sent = metric(a, "patina_broadcast_frames_sent_total");
+  EXPECT_GT(sent, 0);
+  auto r = api::http_request(a.api(), "POST", "/v1/transactions",
+                             R"J(["UPDATE tests SET text = 'x' WHERE id = 1", "DELETE FROM tests WHERE id = 99"])J");
+  ASSERT_EQ(r.status, 200) << r.body;
+  std::this_thread::sleep_for(1s);
+  EXPECT_EQ(metric(a, "patina_broadcast_frames_sent_total"), sent);
+  EXPECT_EQ(a.stop(), 0);
+  EXPECT_EQ(b.stop(), 0);
+}
+
+TEST(Replication, a_node_of_another_cluster_id_receives_nothing) {
+  ApiAgent a;
+  ASSERT_TRUE(a.ready()) << a.process().log();
+  ApiAgent b("", "", bootstrap_of(a));
+  ASSERT_TRUE(b.ready());
+  ASSERT_TRUE(formed({&a, &b}));
+
+  auto set = run_patina({"cluster", "set-id", "7", "--admin-path", b.admin_path()}, b.dir().path());
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  ASSERT_TRUE(wait_until([&] { return count_members(a) == 0 && count_members(b) == 0; }, 30s))
+      << a.process().log() << b.process().log();
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(write(a, fmt::format(R"J([["INSERT INTO tests (id, text) VALUES (?, 'cluster 0')", [{}]]])J", i)));
+  }
+  // Several sync rounds (min_sync_backoff is 1 s) and any broadcast would
+  // have landed by now.
+  std::this_thread::sleep_for(4s);
+  EXPECT_EQ(count_rows(b), 0);
+  EXPECT_EQ(count_members(b), 0u);
+
+  // The id survives a restart; back in cluster 0, b catches up by sync.
+  ASSERT_EQ(b.stop(), 0);
+  ASSERT_TRUE(b.start());
+  std::this_thread::sleep_for(2s);
+  EXPECT_EQ(count_rows(b), 0);
+  set = run_patina({"cluster", "set-id", "0", "--admin-path", b.admin_path()}, b.dir().path());
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  EXPECT_TRUE(wait_until([&] { return count_rows(b) == 5; }, 30s)) << b.process().log();
+  EXPECT_EQ(a.stop(), 0);
+  EXPECT_EQ(b.stop(), 0);
+}
+
+TEST(Replication, a_restarted_node_rejoins_from_saved_members_without_bootstrap) {
+  ApiAgent a;
+  ASSERT_TRUE(a.ready()) << a.process().log();
+  ApiAgent b("", "", bootstrap_of(a));
+  ASSERT_TRUE(b.ready());
+  ASSERT_TRUE(formed({&a, &b}));
+  ASSERT_EQ(b.stop(), 0);
+  // Drop the bootstrap line: only the saved member states can lead b back.
+  std::ifstream in(b.config_path());
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string config = std::regex_replace(text.str(), std::regex("bootstrap = .*\n"), "");
+  std::ofstream(b.config_path()) << config;
+  ASSERT_TRUE(b.start()) << b.process().log();
+  EXPECT_TRUE(b.process().wait_for_log("restored", 10s)) << b.process().log();
+  EXPECT_TRUE(wait_until([&] { return count_members(b) == 1 && count_members(a) == 1; }, 20s)) << b.process().log();
+  ASSERT_TRUE(write(a, R"J(["INSERT INTO tests (id, text) VALUES (1, 'after restart')"])J"));
+  EXPECT_TRUE(wait_until([&] { return count_rows(b) == 1; }, 20s));
+  EXPECT_EQ(a.stop(), 0);
+  EXPECT_EQ(b.stop(), 0);
+}
+
+}  // namespace
+}  // namespace patina::testing

@@ -483,6 +483,7 @@ void read_config(Reader& r, Config& c) {
   r.get(perf, {"writer_batch_ms_max"}, p.writer_batch_ms_max);
   r.get(perf, {"reader_connections"}, p.reader_connections);
   r.get(perf, {"reader_queue_len"}, p.reader_queue_len);
+  r.get(perf, {"broadcast_bytes_per_sec"}, p.broadcast_bytes_per_sec);
 
   auto reaper = r.section(root, {"reaper"}, false);
   if (reaper.table != nullptr) {
@@ -580,6 +581,7 @@ void validate(Reader& r, toml::table& root, Config& c) {
   positive(c.perf.writer_batch_ms_max, "perf.writer_batch_ms_max");
   positive(c.perf.reader_connections, "perf.reader_connections");
   positive(c.perf.reader_queue_len, "perf.reader_queue_len");
+  positive(c.perf.broadcast_bytes_per_sec, "perf.broadcast_bytes_per_sec");
   positive(c.perf.processing_queue_len, "perf.processing_queue_len");
   positive(c.perf.sql_tx_timeout, "perf.sql_tx_timeout");
   check(c.perf.min_sync_backoff > 0 && c.perf.min_sync_backoff <= c.perf.max_sync_backoff, "perf.min_sync_backoff",

@@ -121,6 +121,8 @@ struct PerfConfig {
   int writer_batch_ms_max = 50;
   int reader_connections = 4;
   int reader_queue_len = 1024;
+  // Outbound broadcast bandwidth cap (Corrosion: a fixed 10 MiB/s).
+  int broadcast_bytes_per_sec = 10 * 1024 * 1024;
 };
 
 struct ReaperTable {

@@ -1,19 +1,43 @@
 #include "io/broadcaster.hpp"
 
+#include <algorithm>
+#include <cmath>
+
 #include <fmt/format.h>
 
 #include "core/log.hpp"
+#include "io/wire.hpp"
+#include "swim/config.hpp"
 
 namespace patina::io {
 
 namespace net = boost::asio;
+using core::use_nothrow;
+using Clock = std::chrono::steady_clock;
 
-Broadcaster::Broadcaster(std::shared_ptr<QuicEndpoint> quic, MembershipDriver& members, core::Metrics& metrics)
-    : quic_(std::move(quic)),
+Broadcaster::Broadcaster(net::any_io_executor ex, std::shared_ptr<QuicEndpoint> quic, MembershipDriver& members,
+                         BroadcastOptions options, core::Metrics& metrics)
+    : ex_(std::move(ex)),
+      quic_(std::move(quic)),
       members_(members),
+      options_(options),
+      prng_(options.seed),
+      // A burst of a quarter second of traffic (at least one big chunk).
+      bucket_(options.bytes_per_sec, std::max(options.bytes_per_sec / 4, 256.0 * 1024), Clock::now()),
+      schedule_timer_(std::make_shared<net::steady_timer>(ex_)),
+      send_timer_(std::make_shared<net::steady_timer>(ex_)),
       sent_(metrics.counter("patina_broadcast_frames_sent_total", "Changeset frames sent to members")),
+      sent_bytes_(metrics.counter("patina_broadcast_bytes_sent_total", "Changeset frame bytes sent to members")),
       send_failures_(metrics.counter("patina_broadcast_send_failures_total", "Changeset frames that failed to send")),
-      received_(metrics.counter("patina_broadcast_frames_received_total", "Changeset frames received")) {}
+      received_(metrics.counter("patina_broadcast_frames_received_total", "Changeset frames received")),
+      dropped_pending_(metrics.counter("patina_broadcast_dropped_total", "Broadcasts dropped: queue over its bound",
+                                       {{"queue", "pending"}})),
+      dropped_sends_(metrics.counter("patina_broadcast_dropped_total", "Broadcasts dropped: queue over its bound",
+                                     {{"queue", "sends"}})),
+      rate_limited_(metrics.counter("patina_broadcast_rate_limited_total",
+                                    "Times a send waited for the bandwidth cap")),
+      pending_gauge_(metrics.gauge("patina_broadcast_pending", "Broadcasts still in their transmission rounds")),
+      send_queue_gauge_(metrics.gauge("patina_broadcast_send_queue_depth", "Frame sends waiting to go")) {}
 
 void Broadcaster::start(core::TaskGroup& tasks, OnFrame on_frame, OnBiStream on_bi_stream) {
   tasks_ = &tasks;
@@ -29,28 +53,162 @@ void Broadcaster::start(core::TaskGroup& tasks, OnFrame on_frame, OnBiStream on_
       stream->reset();
     }
   });
+  tasks.spawn("broadcast-schedule", schedule_loop());
+  tasks.spawn("broadcast-send", send_loop());
 }
 
-void Broadcaster::send(const std::vector<std::vector<std::byte>>& frames, const std::optional<std::string>& except) {
+std::uint32_t Broadcaster::max_transmissions() const {
   const swim::Membership* m = members_.membership();
-  if (m == nullptr || tasks_ == nullptr) return;
-  for (const auto& peer : m->active_peers()) {
-    if (except && peer.addr == *except) continue;
-    auto ep = parse_endpoint(peer.addr);
-    if (!ep) continue;
-    for (const auto& frame : frames) tasks_->spawn("broadcast-send", send_to(*ep, frame));
+  std::size_t n = m ? m->cluster_size() : 1;
+  return swim::Config::new_wan(n).max_transmissions(n);
+}
+
+void Broadcaster::wake(const std::shared_ptr<net::steady_timer>& timer, bool& flag) {
+  flag = true;
+  timer->cancel();
+}
+
+void Broadcaster::broadcast_local(std::vector<std::vector<std::byte>> frames) {
+  const swim::Membership* m = members_.membership();
+  if (m == nullptr || tasks_ == nullptr || frames.empty()) return;
+  Pending p;
+  for (auto& f : frames) {
+    if (options_.compress) {
+      auto packed = wire::compress(f, options_.compression_level);
+      if (!packed.empty()) f = std::move(packed);
+    }
+    p.frames.push_back(std::make_shared<const std::vector<std::byte>>(std::move(f)));
+  }
+  p.batch.local = true;
+  // The nearest members get it now; the rounds reach the rest.
+  auto peers = m->active_peers();
+  for (const auto& addr : swim::BroadcastPlanner::ring0(peers)) {
+    p.batch.sent_to.insert(addr);
+    for (const auto& f : p.frames) enqueue_send(addr, f);
+  }
+  p.due = Clock::now();
+  add(std::move(p));
+}
+
+void Broadcaster::rebroadcast(std::vector<std::byte> frame, const std::string& from) {
+  if (members_.membership() == nullptr || tasks_ == nullptr) return;
+  Pending p;
+  p.frames.push_back(std::make_shared<const std::vector<std::byte>>(std::move(frame)));
+  p.batch.sent_to.insert(from);
+  p.due = Clock::now();
+  add(std::move(p));
+}
+
+void Broadcaster::add(Pending p) {
+  if (pending_.size() >= options_.max_pending) {
+    std::vector<swim::BroadcastBatch> batches;
+    batches.reserve(pending_.size());
+    for (const auto& q : pending_) batches.push_back(q.batch);
+    if (auto drop = swim::BroadcastPlanner::batch_to_drop(batches)) {
+      pending_.erase(std::next(pending_.begin(), static_cast<std::ptrdiff_t>(*drop)));
+      dropped_pending_.inc();
+    }
+  }
+  pending_.push_back(std::move(p));
+  update_gauges();
+  wake(schedule_timer_, schedule_woken_);
+}
+
+void Broadcaster::enqueue_send(const std::string& to, const std::shared_ptr<const std::vector<std::byte>>& frame) {
+  if (sends_.size() >= options_.send_queue_max) {
+    sends_.pop_front();  // the oldest: likely already covered by other rounds
+    dropped_sends_.inc();
+  }
+  sends_.push_back(Send{to, frame});
+  update_gauges();
+  wake(send_timer_, send_woken_);
+}
+
+void Broadcaster::update_gauges() {
+  pending_gauge_.set(static_cast<double>(pending_.size()));
+  send_queue_gauge_.set(static_cast<double>(sends_.size()));
+}
+
+net::awaitable<void> Broadcaster::schedule_loop() {
+  auto timer = schedule_timer_;
+  for (;;) {
+    const auto now = Clock::now();
+    auto next = Clock::time_point::max();
+    const swim::Membership* m = members_.membership();
+    if (m != nullptr && !pending_.empty()) {
+      auto peers = m->active_peers();
+      swim::BroadcastPlanner planner(max_transmissions(), 3);
+      const bool limited = bucket_.limited(now);
+      for (auto it = pending_.begin(); it != pending_.end();) {
+        if (it->due <= now) {
+          for (const auto& to : planner.plan_round(peers, it->batch, prng_)) {
+            for (const auto& f : it->frames) enqueue_send(to, f);
+          }
+          if (planner.done(it->batch)) {
+            it = pending_.erase(it);
+            continue;
+          }
+          it->due = now + std::chrono::duration_cast<Clock::duration>(
+                              swim::BroadcastPlanner::delay_before_next_round(it->batch, limited));
+        }
+        next = std::min(next, it->due);
+        ++it;
+      }
+      update_gauges();
+    }
+    timer->expires_at(next);
+    schedule_woken_ = false;
+    auto [ec] = co_await timer->async_wait(use_nothrow);
+    if (ec && !schedule_woken_) co_return;  // cancelled: stopping
   }
 }
 
-net::awaitable<void> Broadcaster::send_to(UdpEndpoint peer, std::vector<std::byte> frame) {
-  auto r = co_await quic_->send_uni(peer, std::move(frame));
+net::awaitable<void> Broadcaster::send_loop() {
+  auto timer = send_timer_;
+  for (;;) {
+    auto wait = Clock::duration::max();
+    if (!sends_.empty() && sends_in_flight_ < options_.max_concurrent_sends) {
+      const auto now = Clock::now();
+      auto size = sends_.front().frame->size();
+      auto delay = bucket_.wait_for(size, now);
+      if (delay == Clock::duration::zero()) {
+        bucket_.take(size, now);
+        Send s = std::move(sends_.front());
+        sends_.pop_front();
+        update_gauges();
+        auto ep = parse_endpoint(s.to);
+        if (!ep) continue;
+        ++sends_in_flight_;
+        auto frame = s.frame;
+        tasks_->spawn("broadcast-send-one", send_one(*ep, std::move(frame)));
+        continue;
+      }
+      rate_limited_.inc();
+      wait = delay;
+    }
+    if (wait == Clock::duration::max()) {
+      timer->expires_at(Clock::time_point::max());
+    } else {
+      timer->expires_after(wait);
+    }
+    send_woken_ = false;
+    auto [ec] = co_await timer->async_wait(use_nothrow);
+    if (ec && !send_woken_) co_return;
+  }
+}
+
+net::awaitable<void> Broadcaster::send_one(UdpEndpoint peer, std::shared_ptr<const std::vector<std::byte>> frame) {
+  auto r = co_await quic_->send_uni(peer, std::vector<std::byte>(*frame));
+  --sends_in_flight_;
   if (r) {
     sent_.inc();
+    sent_bytes_.inc(frame->size());
   } else {
     send_failures_.inc();
     core::log::get("broadcast")->debug("send to {}:{} failed: {}", peer.address().to_string(), peer.port(),
                                        r.error().message);
   }
+  wake(send_timer_, send_woken_);
 }
 
 net::awaitable<void> Broadcaster::receive(std::shared_ptr<QuicStream> stream) {

@@ -1,28 +1,55 @@
 #pragma once
-// Broadcaster: moves changeset frames (io/wire.hpp) between members over
-// QUIC unidirectional streams, one frame per stream. Sending goes to every
-// active member but the one a frame came from; receiving hands each frame to
-// a callback (the apply pipeline), which decides whether to forward it: a
-// frame is forwarded only the first time its version is applied, so a change
-// crosses each link at most a few times and never circulates (the
-// broadcast-storm bug was endless re-broadcast of the same change).
+// Broadcaster: spreads changeset frames (io/wire.hpp) over QUIC
+// unidirectional streams, one frame per stream, as SPEC.md §5.3 describes:
+//   * a local commit's frames go at once to every ring-0 (nearest) member,
+//     then in rounds to k random members not yet sent to, for
+//     max_transmissions rounds, 100 ms x round apart (swim::BroadcastPlanner
+//     decides who and when);
+//   * a frame received from a peer that brought something new is forwarded
+//     the same way, once (the apply pipeline decides "new": a version already
+//     applied is never forwarded again), to members other than its sender;
+//   * outbound bytes pass a token bucket (perf.broadcast_bytes_per_sec);
+//     while it is empty the rounds slow down (500 ms x round);
+//   * at most max_pending broadcasts wait; beyond that the most-transmitted
+//     one is dropped (sync repairs it), and sends run at most
+//     max_concurrent_sends at a time through a bounded send queue;
+//   * with gossip.compression, local frames are zstd-compressed when that
+//     makes them smaller; forwarded frames go out verbatim.
+// Receiving hands every frame to a callback (the apply pipeline).
 //
 // Reactor thread only.
 
+#include <chrono>
+#include <deque>
 #include <functional>
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "core/metrics.hpp"
 #include "core/runtime.hpp"
 #include "io/membership_driver.hpp"
 #include "io/quic_endpoint.hpp"
+#include "io/token_bucket.hpp"
+#include "swim/dissemination.hpp"
+#include "swim/prng.hpp"
 
 namespace patina::io {
+
+struct BroadcastOptions {
+  double bytes_per_sec = 10.0 * 1024 * 1024;
+  std::size_t max_pending = 20000;         // broadcasts in rounds (perf.processing_queue_len)
+  std::size_t send_queue_max = 20000;      // (peer, frame) sends waiting
+  std::size_t max_concurrent_sends = 500;
+  bool compress = false;
+  int compression_level = 3;
+  std::uint64_t seed = 0;
+};
 
 class Broadcaster {
  public:
@@ -31,25 +58,65 @@ class Broadcaster {
   // Bidirectional streams (sync sessions) are handed over as they come.
   using OnBiStream = std::function<void(std::shared_ptr<QuicStream> stream)>;
 
-  Broadcaster(std::shared_ptr<QuicEndpoint> quic, MembershipDriver& members, core::Metrics& metrics);
+  Broadcaster(boost::asio::any_io_executor ex, std::shared_ptr<QuicEndpoint> quic, MembershipDriver& members,
+              BroadcastOptions options, core::Metrics& metrics);
   void start(core::TaskGroup& tasks, OnFrame on_frame, OnBiStream on_bi_stream = {});
-  // Sends every frame to every active member except |except|.
-  void send(const std::vector<std::vector<std::byte>>& frames, const std::optional<std::string>& except);
+  // This node's new version, as encoded frames.
+  void broadcast_local(std::vector<std::vector<std::byte>> frames);
+  // A peer's frame that brought something new: forwarded once.
+  void rebroadcast(std::vector<std::byte> frame, const std::string& from);
+
+  std::size_t pending() const { return pending_.size(); }
+  std::size_t send_queue_depth() const { return sends_.size(); }
 
   static constexpr std::size_t frame_size_max = 16 * 1024 * 1024;
 
  private:
-  boost::asio::awaitable<void> send_to(UdpEndpoint peer, std::vector<std::byte> frame);
-  boost::asio::awaitable<void> receive(std::shared_ptr<QuicStream> stream);
+  struct Pending {
+    std::vector<std::shared_ptr<const std::vector<std::byte>>> frames;
+    swim::BroadcastBatch batch;
+    std::chrono::steady_clock::time_point due;
+  };
+  struct Send {
+    std::string to;
+    std::shared_ptr<const std::vector<std::byte>> frame;
+  };
 
+  void add(Pending p);
+  void enqueue_send(const std::string& to, const std::shared_ptr<const std::vector<std::byte>>& frame);
+  void wake(const std::shared_ptr<boost::asio::steady_timer>& timer, bool& flag);
+  std::uint32_t max_transmissions() const;
+  boost::asio::awaitable<void> schedule_loop();
+  boost::asio::awaitable<void> send_loop();
+  boost::asio::awaitable<void> send_one(UdpEndpoint peer, std::shared_ptr<const std::vector<std::byte>> frame);
+  boost::asio::awaitable<void> receive(std::shared_ptr<QuicStream> stream);
+  void update_gauges();
+
+  boost::asio::any_io_executor ex_;
   std::shared_ptr<QuicEndpoint> quic_;
   MembershipDriver& members_;
+  BroadcastOptions options_;
   core::TaskGroup* tasks_ = nullptr;
   OnFrame on_frame_;
   OnBiStream on_bi_stream_;
+  swim::Prng prng_;
+  TokenBucket bucket_;
+  std::list<Pending> pending_;
+  std::deque<Send> sends_;
+  std::size_t sends_in_flight_ = 0;
+  std::shared_ptr<boost::asio::steady_timer> schedule_timer_;
+  std::shared_ptr<boost::asio::steady_timer> send_timer_;
+  bool schedule_woken_ = false;
+  bool send_woken_ = false;
   core::Counter& sent_;
+  core::Counter& sent_bytes_;
   core::Counter& send_failures_;
   core::Counter& received_;
+  core::Counter& dropped_pending_;
+  core::Counter& dropped_sends_;
+  core::Counter& rate_limited_;
+  core::Gauge& pending_gauge_;
+  core::Gauge& send_queue_gauge_;
 };
 
 }  // namespace patina::io

@@ -1,5 +1,7 @@
 #include "io/wire.hpp"
 
+#include <zstd.h>
+
 #include <cstring>
 
 #include <fmt/format.h>
@@ -131,7 +133,36 @@ std::vector<std::byte> encode(const ChangesetFrame& frame) {
   return w.take();
 }
 
+std::vector<std::byte> compress(std::span<const std::byte> frame, int level) {
+  if (frame.size() < 4) return {};
+  std::vector<std::byte> out(compressed_header + ZSTD_compressBound(frame.size()));
+  std::size_t n = ZSTD_compress(out.data() + compressed_header, out.size() - compressed_header, frame.data(),
+                                frame.size(), level);
+  if (ZSTD_isError(n) || compressed_header + n >= frame.size()) return {};
+  out.resize(compressed_header + n);
+  // Same version and cluster id as the frame inside, so a receiver can drop
+  // another cluster's frame without inflating it.
+  out[0] = std::byte{version};
+  out[1] = std::byte{compressed_kind};
+  out[2] = frame[2];
+  out[3] = frame[3];
+  auto raw = static_cast<std::uint32_t>(frame.size());
+  for (int i = 0; i < 4; ++i) out[4 + i] = static_cast<std::byte>(raw >> (8 * i));
+  return out;
+}
+
 Result<ChangesetFrame> decode(std::span<const std::byte> bytes) {
+  if (bytes.size() >= compressed_header && bytes[0] == std::byte{version} && bytes[1] == std::byte{compressed_kind}) {
+    std::uint32_t raw = 0;
+    for (int i = 0; i < 4; ++i) raw |= static_cast<std::uint32_t>(bytes[4 + i]) << (8 * i);
+    if (raw > inflated_max) return make_error(Errc::protocol, fmt::format("compressed frame claims {} bytes", raw));
+    std::vector<std::byte> inflated(raw);
+    std::size_t n = ZSTD_decompress(inflated.data(), inflated.size(), bytes.data() + compressed_header,
+                                    bytes.size() - compressed_header);
+    if (ZSTD_isError(n) || n != raw) return make_error(Errc::protocol, "corrupt compressed frame");
+    if (raw >= 2 && inflated[1] == std::byte{compressed_kind}) return make_error(Errc::protocol, "nested compression");
+    return decode(inflated);
+  }
   Reader r(bytes);
   ChangesetFrame f;
   std::uint8_t v = r.u8();

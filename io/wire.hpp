@@ -29,8 +29,18 @@ struct ChangesetFrame {
 };
 
 std::vector<std::byte> encode(const ChangesetFrame& frame);
-// Errc::protocol for truncated, oversized or unknown input.
+// Errc::protocol for truncated, oversized or unknown input. Accepts plain
+// and compressed frames alike.
 Result<ChangesetFrame> decode(std::span<const std::byte> bytes);
+
+// gossip.compression: an encoded frame wrapped as kind 4
+//   u8 version, u8 kind (4), u16 cluster_id, u32 raw length, zstd(frame)
+// or an empty vector when compression would not make it smaller (then the
+// plain frame goes out). Every node decodes both, whatever its own setting.
+inline constexpr std::uint8_t compressed_kind = 4;
+inline constexpr std::size_t compressed_header = 8;
+inline constexpr std::uint32_t inflated_max = 64 * 1024 * 1024;
+std::vector<std::byte> compress(std::span<const std::byte> frame, int level);
 
 // Anti-entropy sync over a bidirectional stream: the client sends its
 // SyncState (kind 2); the server answers with what the client lacks (kind 3):

@@ -316,7 +316,14 @@ class Agent final : public api::AdminService, public io::ApplySink {
     tasks_.spawn("save-members", save_members_loop());
     apply_ = std::make_unique<io::ApplyPipeline>(ioc_.get_executor(), apply_options(rc_.config), metrics_, *this);
     apply_->start(tasks_);
-    broadcaster_ = std::make_unique<io::Broadcaster>(quic_, *membership_, metrics_);
+    io::BroadcastOptions bo;
+    bo.bytes_per_sec = rc_.config.perf.broadcast_bytes_per_sec;
+    bo.max_pending = static_cast<std::size_t>(rc_.config.perf.processing_queue_len);
+    bo.send_queue_max = static_cast<std::size_t>(rc_.config.perf.processing_queue_len);
+    bo.compress = rc_.config.gossip.compression.enabled;
+    bo.compression_level = rc_.config.gossip.compression.level;
+    bo.seed = seed ^ 0x9e3779b97f4a7c15ULL;
+    broadcaster_ = std::make_unique<io::Broadcaster>(ioc_.get_executor(), quic_, *membership_, bo, metrics_);
     broadcaster_->start(
         tasks_,
         [this](std::string from, std::vector<std::byte> frame) { apply_frame(std::move(from), std::move(frame)); },
@@ -480,7 +487,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
     rows_changed(std::move(changed));
     std::vector<std::vector<std::byte>> frames;
     for (auto& cs : *changesets) frames.push_back(io::wire::encode(io::wire::ChangesetFrame{cluster_id_, std::move(cs)}));
-    broadcaster_->send(frames, std::nullopt);
+    broadcaster_->broadcast_local(std::move(frames));
   }
 
   // Every committed change to replicated rows, local or merged from peers,
@@ -548,9 +555,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
     for (std::size_t i = 0; i < items.size() && i < outcome.novel.size(); ++i) {
       auto& item = items[i];
       if (!outcome.novel[i] || item.source != io::ApplyItem::Source::broadcast || item.frame.empty()) continue;
-      std::vector<std::vector<std::byte>> frames;
-      frames.push_back(std::move(item.frame));
-      broadcaster_->send(frames, item.from);
+      broadcaster_->rebroadcast(std::move(item.frame), item.from);
     }
   }
 

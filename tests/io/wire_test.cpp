@@ -110,3 +110,62 @@ TEST(Wire, sync_request_and_response_round_trip) {
 
 }  // namespace
 }  // namespace patina::io::wire
+
+namespace patina::io::wire {
+namespace {
+
+ChangesetFrame big_sample() {
+  auto f = sample();
+  // Repetitive content: what real changesets look like to zstd.
+  for (int i = 0; i < 200; ++i) {
+    auto c = f.changeset.changes.back();
+    c.val = std::string("running on worker-17 in region ord");
+    f.changeset.changes.push_back(c);
+  }
+  return f;
+}
+
+TEST(WireCompression, compressed_frames_round_trip_and_keep_the_cluster_id) {
+  auto f = big_sample();
+  auto plain = encode(f);
+  auto packed = compress(plain, 3);
+  ASSERT_FALSE(packed.empty());
+  EXPECT_LT(packed.size(), plain.size() / 4);
+  EXPECT_EQ(packed[1], std::byte{compressed_kind});
+  EXPECT_EQ(packed[2], plain[2]);  // cluster id readable without inflating
+  auto back = decode(packed);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->cluster_id, 7);
+  EXPECT_EQ(back->changeset, f.changeset);
+}
+
+TEST(WireCompression, incompressible_frames_are_left_alone) {
+  std::vector<std::byte> noise(64);
+  std::mt19937 rng(1);
+  for (auto& b : noise) b = static_cast<std::byte>(rng());
+  EXPECT_TRUE(compress(noise, 3).empty());
+}
+
+TEST(WireCompression, corrupt_truncated_lying_and_nested_frames_are_errors) {
+  auto packed = compress(encode(big_sample()), 3);
+  ASSERT_FALSE(packed.empty());
+  for (std::size_t n = 0; n < packed.size(); n += 7) {
+    EXPECT_FALSE(decode(std::span<const std::byte>(packed.data(), n))) << n;
+  }
+  auto lying = packed;
+  lying[4] = std::byte{0xff};  // claims another raw length
+  EXPECT_FALSE(decode(lying));
+  auto huge = packed;
+  huge[7] = std::byte{0x7f};  // claims far more than inflated_max
+  EXPECT_FALSE(decode(huge));
+  auto flipped = packed;
+  flipped[flipped.size() / 2] ^= std::byte{0x55};
+  EXPECT_FALSE(decode(flipped));
+  auto nested = compress(packed, 3);
+  if (!nested.empty()) {
+    EXPECT_FALSE(decode(nested));
+  }
+}
+
+}  // namespace
+}  // namespace patina::io::wire

@@ -111,21 +111,26 @@ bool transient(Errc code) { return code == Errc::timeout || code == Errc::busy |
 net::awaitable<void> ApplyPipeline::run() {
   int transient_streak = 0;
   for (;;) {
-    // Wait for work: until an item arrives, then until enough cost is queued
-    // or the batch timeout passed. push() cancels the timer to wake us.
-    if (queue_.empty() || !batching_.ready(queued_cost_)) {
-      if (queue_.empty()) {
-        wake_->expires_at(net::steady_timer::time_point::max());
-      } else {
-        wake_->expires_after(batching_.options().timeout);
-      }
+    // Wait for work. An idle pipeline applies the first item at once, so
+    // batching adds no latency to a quiet node; under load, items queue
+    // while a batch is in flight, and a small remainder waits up to
+    // apply_queue_timeout for company (push() wakes us when enough is here).
+    if (queue_.empty()) {
+      wake_->expires_at(net::steady_timer::time_point::max());
       waiting_for_items_ = true;
       notified_ = false;
       auto [ec] = co_await wake_->async_wait(use_nothrow);
       waiting_for_items_ = false;
       if (ec && !notified_) co_return;  // cancelled: the agent is stopping
       if (queue_.empty()) continue;
-      if (ec && !batching_.ready(queued_cost_)) continue;  // first item arrived: now wait out the timeout
+    } else if (!batching_.ready(queued_cost_)) {
+      wake_->expires_after(batching_.options().timeout);
+      waiting_for_items_ = true;
+      notified_ = false;
+      auto [ec] = co_await wake_->async_wait(use_nothrow);
+      waiting_for_items_ = false;
+      if (ec && !notified_) co_return;
+      if (queue_.empty()) continue;
     }
     auto items = take_batch();
     if (items.empty()) continue;

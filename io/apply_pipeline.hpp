@@ -4,9 +4,9 @@
 // range costs min(versions, 20)) and merged through the writer in batches,
 // one batch in flight at a time.
 //
-// ApplyBatching is the sans-IO policy: when a batch may start (queued cost
-// >= threshold_ratio x batch size, or the oldest item waited
-// apply_queue_timeout) and how big it is (clamp(min, step * 2^floor(log2(cost
+// ApplyBatching is the sans-IO policy: when a batch may start (at once when
+// the pipeline was idle; under load when queued cost >= threshold_ratio x
+// batch size, or after apply_queue_timeout) and how big it is (clamp(min, step * 2^floor(log2(cost
 // / step)), max), further capped after failures).
 //
 // ApplyPipeline is the reactor-side driver. Failure handling, where Corrosion

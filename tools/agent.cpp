@@ -32,6 +32,7 @@
 #include "io/membership_driver.hpp"
 #include "io/wire.hpp"
 #include "io/quic_endpoint.hpp"
+#include "io/sync_peers.hpp"
 #include "tools/crdt_store.hpp"
 #include "tools/embedded.hpp"
 #include "tools/node_state.hpp"
@@ -359,34 +360,56 @@ class Agent final : public api::AdminService, public io::ApplySink {
   // nothing and resets when one did.
   net::awaitable<void> sync_loop() {
     net::steady_timer timer(ioc_.get_executor());
-    std::mt19937_64 rng(std::random_device{}());
+    swim::Prng prng(std::random_device{}());
     const auto min_wait = std::chrono::seconds(rc_.config.perf.min_sync_backoff);
     const auto max_wait = std::chrono::seconds(rc_.config.perf.max_sync_backoff);
     auto wait = min_wait;
     for (;;) {
-      timer.expires_after(wait);
+      // ±30% jitter keeps nodes that started together from syncing in step.
+      auto jittered = std::chrono::duration_cast<std::chrono::milliseconds>(wait) *
+                      (70 + static_cast<std::int64_t>(prng.below(61))) / 100;
+      timer.expires_after(jittered);
       auto [ec] = co_await timer.async_wait(use_nothrow);
       if (ec || shutting_down_ || !membership_ || membership_->membership() == nullptr) co_return;
-      auto peers = membership_->membership()->active_peers();
-      if (peers.empty()) {
+      CrdtStore* store = &store_;
+      auto state_job = [store](core::Db&) -> Result<crdt::SyncState> { return store->sync_state(); };
+      auto state = co_await writer_.submit<crdt::SyncState>("sync state", std::move(state_job));
+      if (!state) co_return;
+      auto peer = choose_sync_peer(*state, prng);
+      if (!peer) {
         wait = min_wait;
         continue;
       }
-      std::string peer = peers[rng() % peers.size()].addr;
-      bool progressed = co_await sync_with(peer);
+      bool progressed = co_await sync_with(*peer, std::move(*state));
       wait = progressed ? min_wait : std::min<std::chrono::seconds>(wait * 2, max_wait);
     }
   }
 
+  // Ranks the active members by what we lack of theirs (io/sync_peers.hpp).
+  std::optional<std::string> choose_sync_peer(const crdt::SyncState& ours, swim::Prng& prng) {
+    std::vector<io::SyncCandidate> candidates;
+    for (const auto& m : membership_->membership()->members()) {
+      if (!m.active()) continue;
+      io::SyncCandidate c;
+      c.addr = m.id.addr;
+      crdt::SiteId actor;
+      std::copy(m.id.id.begin(), m.id.id.end(), actor.begin());
+      if (auto it = ours.need.find(actor); it != ours.need.end()) c.missing += it->second.count();
+      if (auto it = ours.partial_need.find(actor); it != ours.partial_need.end()) {
+        c.missing += static_cast<std::int64_t>(it->second.size());
+      }
+      if (auto it = last_sync_.find(c.addr); it != last_sync_.end()) c.last_sync = it->second.at;
+      c.ring = m.rtt.ring();
+      candidates.push_back(std::move(c));
+    }
+    return io::choose_sync_peer(std::move(candidates), prng);
+  }
+
   // One sync round with |peer|; true when it brought something new.
-  net::awaitable<bool> sync_with(std::string peer) {
+  net::awaitable<bool> sync_with(std::string peer, crdt::SyncState state) {
     auto ep = io::parse_endpoint(peer);
     if (!ep) co_return false;
-    CrdtStore* store = &store_;
-    auto state_job = [store](core::Db&) -> Result<crdt::SyncState> { return store->sync_state(); };
-    auto state = co_await writer_.submit<crdt::SyncState>("sync state", std::move(state_job));
-    if (!state) co_return false;
-    auto request = io::wire::encode(io::wire::SyncRequestFrame{cluster_id_, std::move(*state)});
+    auto request = io::wire::encode(io::wire::SyncRequestFrame{cluster_id_, std::move(state)});
     auto response = co_await quic_->request(*ep, std::move(request), sync_response_max);
     if (!response) {
       log_->debug("sync with {} failed: {}", peer, response.error().message);
@@ -397,6 +420,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
       log_->warn("sync with {}: bad response: {}", peer, decoded.error().message);
       co_return false;
     }
+    last_sync_[peer] = LastSync{std::chrono::steady_clock::now(), ntp64_now()};
     std::size_t pushed = 0;
     for (const auto& bytes : decoded->changesets) {
       auto frame = io::wire::decode(bytes);
@@ -618,7 +642,8 @@ class Agent final : public api::AdminService, public io::ApplySink {
         state.erase("id");
         auto ring = member.rtt.ring();
         state["ring"] = ring ? json::value(*ring) : json::value(nullptr);
-        state["last_sync_ts"] = nullptr;
+        auto synced = last_sync_.find(member.id.addr);
+        state["last_sync_ts"] = synced == last_sync_.end() ? json::value(nullptr) : json::value(synced->second.ntp64);
         json::array rtts;
         for (auto d : member.rtt.samples()) rtts.emplace_back(std::chrono::duration<double, std::milli>(d).count());
         json::object entry;
@@ -840,6 +865,11 @@ class Agent final : public api::AdminService, public io::ApplySink {
   std::unique_ptr<io::ApplyPipeline> apply_;
   swim::SeenSet<std::string> seen_{static_cast<std::size_t>(std::max(1, rc_.config.perf.processing_queue_len))};
   std::uint16_t cluster_id_ = 0;
+  struct LastSync {
+    std::chrono::steady_clock::time_point at;
+    std::uint64_t ntp64 = 0;
+  };
+  std::map<std::string, LastSync> last_sync_;  // by member address: completed syncs
   std::vector<swim::MemberUpdate> saved_members_;  // loaded at open, handed to SWIM at start
   core::Counter& duplicates_{metrics_.counter("patina_broadcast_duplicates_total",
                                               "Changeset frames dropped as seen recently")};

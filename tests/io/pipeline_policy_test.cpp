@@ -5,6 +5,8 @@
 #include "io/apply_pipeline.hpp"
 #include "io/token_bucket.hpp"
 
+#include <set>
+
 namespace patina::io {
 namespace {
 
@@ -67,6 +69,35 @@ TEST(TokenBucket, caps_the_rate_and_lets_oversized_sends_through_into_debt) {
   EXPECT_EQ(bucket.wait_for(5000, t1), TokenBucket::Clock::duration::zero());
   bucket.take(5000, t1);
   EXPECT_NEAR(std::chrono::duration<double>(bucket.wait_for(1, t1)).count(), 4.501, 0.01);
+}
+
+}  // namespace
+}  // namespace patina::io
+
+#include "io/sync_peers.hpp"
+
+namespace patina::io {
+namespace {
+
+TEST(SyncPeers, the_member_we_lack_most_from_wins_then_the_least_recently_synced) {
+  swim::Prng prng(42);
+  EXPECT_FALSE(choose_sync_peer({}, prng));
+  auto now = std::chrono::steady_clock::now();
+  std::vector<SyncCandidate> three{{"a", 0, now, 0}, {"b", 5, now, 3}, {"c", 1, now, 0}};
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(choose_sync_peer(three, prng), "b");
+  std::vector<SyncCandidate> tie{{"a", 0, now, 0}, {"b", 0, now - std::chrono::seconds(9), 1}, {"c", 0, now, 0}};
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(choose_sync_peer(tie, prng), "b");
+  std::vector<SyncCandidate> rings{{"a", 0, now, 2}, {"b", 0, now, std::nullopt}, {"c", 0, now, 0}};
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(choose_sync_peer(rings, prng), "c");
+}
+
+TEST(SyncPeers, in_a_big_cluster_every_member_gets_chosen_over_the_rounds) {
+  swim::Prng prng(7);
+  std::vector<SyncCandidate> many;
+  for (int i = 0; i < 50; ++i) many.push_back({std::to_string(i), 0, {}, 0});
+  std::set<std::string> chosen;
+  for (int i = 0; i < 2000; ++i) chosen.insert(*choose_sync_peer(many, prng));
+  EXPECT_EQ(chosen.size(), 50u);
 }
 
 }  // namespace

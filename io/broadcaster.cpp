@@ -36,6 +36,8 @@ Broadcaster::Broadcaster(net::any_io_executor ex, std::shared_ptr<QuicEndpoint> 
                                      {{"queue", "sends"}})),
       rate_limited_(metrics.counter("patina_broadcast_rate_limited_total",
                                     "Times a send waited for the bandwidth cap")),
+      hops_exhausted_(metrics.counter("patina_broadcast_not_forwarded_total",
+                                      "New frames not forwarded: their hop count was spent")),
       pending_gauge_(metrics.gauge("patina_broadcast_pending", "Broadcasts still in their transmission rounds")),
       send_queue_gauge_(metrics.gauge("patina_broadcast_send_queue_depth", "Frame sends waiting to go")) {}
 
@@ -72,7 +74,18 @@ void Broadcaster::broadcast_local(std::vector<std::vector<std::byte>> frames) {
   const swim::Membership* m = members_.membership();
   if (m == nullptr || tasks_ == nullptr || frames.empty()) return;
   Pending p;
+  auto peers = m->active_peers();
+  auto ring0 = swim::BroadcastPlanner::ring0(peers);
+  // Hops: when the nearest members are everyone, our own sends reach the
+  // whole cluster and nobody needs to forward; otherwise enough hops for an
+  // epidemic to cover the cluster (log2 n, within 2..8).
+  std::uint8_t hops = 0;
+  if (ring0.size() < peers.size()) {
+    hops = static_cast<std::uint8_t>(
+        std::clamp(static_cast<int>(std::ceil(std::log2(static_cast<double>(peers.size()) + 2))), 2, 8));
+  }
   for (auto& f : frames) {
+    wire::set_hops(f, hops);
     if (options_.compress) {
       auto packed = wire::compress(f, options_.compression_level);
       if (!packed.empty()) f = std::move(packed);
@@ -81,8 +94,7 @@ void Broadcaster::broadcast_local(std::vector<std::vector<std::byte>> frames) {
   }
   p.batch.local = true;
   // The nearest members get it now; the rounds reach the rest.
-  auto peers = m->active_peers();
-  for (const auto& addr : swim::BroadcastPlanner::ring0(peers)) {
+  for (const auto& addr : ring0) {
     p.batch.sent_to.insert(addr);
     for (const auto& f : p.frames) enqueue_send(addr, f);
   }
@@ -92,6 +104,12 @@ void Broadcaster::broadcast_local(std::vector<std::vector<std::byte>> frames) {
 
 void Broadcaster::rebroadcast(std::vector<std::byte> frame, const std::string& from) {
   if (members_.membership() == nullptr || tasks_ == nullptr) return;
+  auto hops = wire::hops_of(frame);
+  if (!hops || *hops == 0) {
+    hops_exhausted_.inc();
+    return;
+  }
+  wire::set_hops(frame, static_cast<std::uint8_t>(*hops - 1));
   Pending p;
   p.frames.push_back(std::make_shared<const std::vector<std::byte>>(std::move(frame)));
   p.batch.sent_to.insert(from);

@@ -7,7 +7,9 @@
 //     decides who and when);
 //   * a frame received from a peer that brought something new is forwarded
 //     the same way, once (the apply pipeline decides "new": a version already
-//     applied is never forwarded again), to members other than its sender;
+//     applied is never forwarded again), to members other than its sender,
+//     with its hop count decremented; a frame whose hops are spent stops
+//     (the origin sends hops 0 when its nearest members are all members);
 //   * outbound bytes pass a token bucket (perf.broadcast_bytes_per_sec);
 //     while it is empty the rounds slow down (500 ms x round);
 //   * at most max_pending broadcasts wait; beyond that the most-transmitted
@@ -115,6 +117,7 @@ class Broadcaster {
   core::Counter& dropped_pending_;
   core::Counter& dropped_sends_;
   core::Counter& rate_limited_;
+  core::Counter& hops_exhausted_;
   core::Gauge& pending_gauge_;
   core::Gauge& send_queue_gauge_;
 };

@@ -3,6 +3,7 @@
 #include <zstd.h>
 
 #include <cstring>
+#include <memory>
 
 #include <fmt/format.h>
 
@@ -24,6 +25,19 @@ class Writer {
   void str16(const std::string& s) {
     u16(static_cast<std::uint16_t>(s.size()));
     raw(s.data(), s.size());
+  }
+  void varint(std::uint64_t v) {
+    while (v >= 0x80) {
+      out_.push_back(static_cast<std::byte>((v & 0x7f) | 0x80));
+      v >>= 7;
+    }
+    out_.push_back(static_cast<std::byte>(v));
+  }
+  // Zig-zag: small negative and positive numbers both stay short.
+  void svarint(std::int64_t v) { varint((static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63)); }
+  void bytes(const void* p, std::size_t n) {
+    varint(n);
+    raw(p, n);
   }
   std::vector<std::byte> take() { return std::move(out_); }
 
@@ -56,6 +70,30 @@ class Reader {
     std::memcpy(p, in_.data() + pos_, n);
     pos_ += n;
   }
+  std::uint64_t varint() {
+    std::uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (!need(1)) return 0;
+      auto b = std::to_integer<std::uint8_t>(in_[pos_++]);
+      v |= std::uint64_t(b & 0x7f) << shift;
+      if ((b & 0x80) == 0) return v;
+    }
+    ok_ = false;  // more than 10 bytes: not a varint we wrote
+    return 0;
+  }
+  std::int64_t svarint() {
+    std::uint64_t z = varint();
+    return static_cast<std::int64_t>((z >> 1) ^ (~(z & 1) + 1));
+  }
+  // A length that must fit in what is left of the input.
+  std::size_t length() {
+    std::uint64_t n = varint();
+    if (!ok_ || n > in_.size() - pos_) {
+      ok_ = false;
+      return 0;
+    }
+    return static_cast<std::size_t>(n);
+  }
   std::string str(std::size_t n) {
     std::string s;
     if (!need(n)) return s;
@@ -79,6 +117,17 @@ class Reader {
 
 enum : std::uint8_t { t_null = 0, t_int = 1, t_real = 2, t_text = 3, t_blob = 4 };
 
+// Per-change flags: what a change shares with the previous one or with its
+// frame, and so is not repeated on the wire.
+enum : std::uint8_t {
+  f_same_table = 1,
+  f_same_pk = 2,
+  f_actor_site = 4,     // site_id == the frame's actor
+  f_frame_version = 8,  // db_version == the frame's version
+  f_frame_ts = 16,      // ts == the frame's ts
+  f_all = 31,
+};
+
 }  // namespace
 
 std::vector<std::byte> encode(const ChangesetFrame& frame) {
@@ -87,18 +136,26 @@ std::vector<std::byte> encode(const ChangesetFrame& frame) {
   w.u8(version);
   w.u8(1);
   w.u16(frame.cluster_id);
+  w.u8(frame.hops);
   w.raw(cs.actor.data(), cs.actor.size());
-  w.i64(cs.version);
-  w.i64(cs.seqs.start);
-  w.i64(cs.seqs.end);
-  w.i64(cs.last_seq);
+  w.svarint(cs.version);
+  w.svarint(cs.seqs.start);
+  w.svarint(cs.seqs.end);
+  w.svarint(cs.last_seq);
   w.u64(cs.ts);
-  w.u32(static_cast<std::uint32_t>(cs.changes.size()));
+  w.varint(cs.changes.size());
+  const crdt::Change* prev = nullptr;
   for (const auto& c : cs.changes) {
-    w.str16(c.table);
-    w.u32(static_cast<std::uint32_t>(c.pk.size()));
-    w.raw(c.pk.data(), c.pk.size());
-    w.str16(c.cid);
+    std::uint8_t flags = 0;
+    if (prev != nullptr && prev->table == c.table) flags |= f_same_table;
+    if (prev != nullptr && prev->pk == c.pk) flags |= f_same_pk;
+    if (c.site_id == cs.actor) flags |= f_actor_site;
+    if (c.db_version == cs.version) flags |= f_frame_version;
+    if (c.ts == cs.ts) flags |= f_frame_ts;
+    w.u8(flags);
+    if ((flags & f_same_table) == 0) w.bytes(c.table.data(), c.table.size());
+    if ((flags & f_same_pk) == 0) w.bytes(c.pk.data(), c.pk.size());
+    w.bytes(c.cid.data(), c.cid.size());
     std::visit(
         [&](const auto& v) {
           using V = std::decay_t<decltype(v)>;
@@ -106,7 +163,7 @@ std::vector<std::byte> encode(const ChangesetFrame& frame) {
             w.u8(t_null);
           } else if constexpr (std::is_same_v<V, std::int64_t>) {
             w.u8(t_int);
-            w.i64(v);
+            w.svarint(v);
           } else if constexpr (std::is_same_v<V, double>) {
             w.u8(t_real);
             std::uint64_t bits = 0;
@@ -114,21 +171,20 @@ std::vector<std::byte> encode(const ChangesetFrame& frame) {
             w.u64(bits);
           } else if constexpr (std::is_same_v<V, std::string>) {
             w.u8(t_text);
-            w.u32(static_cast<std::uint32_t>(v.size()));
-            w.raw(v.data(), v.size());
+            w.bytes(v.data(), v.size());
           } else {
             w.u8(t_blob);
-            w.u32(static_cast<std::uint32_t>(v.size()));
-            w.raw(v.data(), v.size());
+            w.bytes(v.data(), v.size());
           }
         },
         c.val);
-    w.i64(c.col_version);
-    w.i64(c.db_version);
-    w.raw(c.site_id.data(), c.site_id.size());
-    w.i64(c.cl);
-    w.i64(c.seq);
-    w.u64(c.ts);
+    w.svarint(c.col_version);
+    if ((flags & f_frame_version) == 0) w.svarint(c.db_version);
+    if ((flags & f_actor_site) == 0) w.raw(c.site_id.data(), c.site_id.size());
+    w.svarint(c.cl);
+    w.svarint(c.seq);
+    if ((flags & f_frame_ts) == 0) w.u64(c.ts);
+    prev = &c;
   }
   return w.take();
 }
@@ -136,8 +192,14 @@ std::vector<std::byte> encode(const ChangesetFrame& frame) {
 std::vector<std::byte> compress(std::span<const std::byte> frame, int level) {
   if (frame.size() < 4) return {};
   std::vector<std::byte> out(compressed_header + ZSTD_compressBound(frame.size()));
-  std::size_t n = ZSTD_compress(out.data() + compressed_header, out.size() - compressed_header, frame.data(),
-                                frame.size(), level);
+  // With zstd's content checksum, a corrupted frame fails to inflate
+  // instead of inflating to different, still well-formed changes.
+  std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> cctx(ZSTD_createCCtx(), &ZSTD_freeCCtx);
+  if (!cctx) return {};
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_checksumFlag, 1);
+  std::size_t n = ZSTD_compress2(cctx.get(), out.data() + compressed_header, out.size() - compressed_header,
+                                 frame.data(), frame.size());
   if (ZSTD_isError(n) || compressed_header + n >= frame.size()) return {};
   out.resize(compressed_header + n);
   // Same version and cluster id as the frame inside, so a receiver can drop
@@ -146,22 +208,35 @@ std::vector<std::byte> compress(std::span<const std::byte> frame, int level) {
   out[1] = std::byte{compressed_kind};
   out[2] = frame[2];
   out[3] = frame[3];
+  out[4] = frame[4];  // hops: patched in place when forwarding
   auto raw = static_cast<std::uint32_t>(frame.size());
-  for (int i = 0; i < 4; ++i) out[4 + i] = static_cast<std::byte>(raw >> (8 * i));
+  for (int i = 0; i < 4; ++i) out[5 + i] = static_cast<std::byte>(raw >> (8 * i));
   return out;
+}
+
+std::optional<std::uint8_t> hops_of(std::span<const std::byte> frame) {
+  if (frame.size() < 5 || frame[0] != std::byte{version}) return std::nullopt;
+  if (frame[1] != std::byte{1} && frame[1] != std::byte{compressed_kind}) return std::nullopt;
+  return std::to_integer<std::uint8_t>(frame[4]);
+}
+
+void set_hops(std::vector<std::byte>& frame, std::uint8_t hops) {
+  if (hops_of(frame)) frame[4] = std::byte{hops};
 }
 
 Result<ChangesetFrame> decode(std::span<const std::byte> bytes) {
   if (bytes.size() >= compressed_header && bytes[0] == std::byte{version} && bytes[1] == std::byte{compressed_kind}) {
     std::uint32_t raw = 0;
-    for (int i = 0; i < 4; ++i) raw |= static_cast<std::uint32_t>(bytes[4 + i]) << (8 * i);
+    for (int i = 0; i < 4; ++i) raw |= static_cast<std::uint32_t>(bytes[5 + i]) << (8 * i);
     if (raw > inflated_max) return make_error(Errc::protocol, fmt::format("compressed frame claims {} bytes", raw));
     std::vector<std::byte> inflated(raw);
     std::size_t n = ZSTD_decompress(inflated.data(), inflated.size(), bytes.data() + compressed_header,
                                     bytes.size() - compressed_header);
     if (ZSTD_isError(n) || n != raw) return make_error(Errc::protocol, "corrupt compressed frame");
     if (raw >= 2 && inflated[1] == std::byte{compressed_kind}) return make_error(Errc::protocol, "nested compression");
-    return decode(inflated);
+    auto inner = decode(inflated);
+    if (inner) inner->hops = std::to_integer<std::uint8_t>(bytes[4]);  // the envelope's count is the live one
+    return inner;
   }
   Reader r(bytes);
   ChangesetFrame f;
@@ -171,31 +246,43 @@ Result<ChangesetFrame> decode(std::span<const std::byte> bytes) {
   if (v != version) return make_error(Errc::protocol, fmt::format("unknown wire version {}", v));
   if (kind != 1) return make_error(Errc::protocol, fmt::format("unknown frame kind {}", kind));
   f.cluster_id = r.u16();
+  f.hops = r.u8();
   auto& cs = f.changeset;
   r.raw(cs.actor.data(), cs.actor.size());
-  cs.version = r.i64();
-  cs.seqs.start = r.i64();
-  cs.seqs.end = r.i64();
-  cs.last_seq = r.i64();
+  cs.version = r.svarint();
+  cs.seqs.start = r.svarint();
+  cs.seqs.end = r.svarint();
+  cs.last_seq = r.svarint();
   cs.ts = r.u64();
-  std::uint32_t n = r.u32();
+  std::uint64_t n = r.varint();
   if (!r.ok()) return make_error(Errc::protocol, "truncated changeset header");
   if (n > changes_max) return make_error(Errc::protocol, fmt::format("changeset claims {} changes", n));
   if (cs.version <= 0 || cs.seqs.start < 0 || cs.seqs.end < cs.seqs.start || cs.last_seq < cs.seqs.end) {
     return make_error(Errc::protocol, "changeset version or seq range out of bounds");
   }
-  for (std::uint32_t i = 0; i < n && r.ok(); ++i) {
+  for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
     crdt::Change c;
-    c.table = r.str(r.u16());
-    std::uint32_t pk_len = r.u32();
-    if (!r.ok()) break;
-    c.pk.resize(std::min<std::size_t>(pk_len, bytes.size()));
-    if (pk_len > bytes.size()) return make_error(Errc::protocol, "pk longer than the frame");
-    r.raw(c.pk.data(), pk_len);
-    c.cid = r.str(r.u16());
+    std::uint8_t flags = r.u8();
+    if ((flags & ~f_all) != 0) return make_error(Errc::protocol, "unknown change flags");
+    if (cs.changes.empty() && (flags & (f_same_table | f_same_pk)) != 0) {
+      return make_error(Errc::protocol, "first change refers to a previous one");
+    }
+    if ((flags & f_same_table) != 0) {
+      c.table = cs.changes.back().table;
+    } else {
+      c.table = r.str(r.length());
+    }
+    if ((flags & f_same_pk) != 0) {
+      c.pk = cs.changes.back().pk;
+    } else {
+      std::size_t pk_len = r.length();
+      c.pk.resize(pk_len);
+      r.raw(c.pk.data(), pk_len);
+    }
+    c.cid = r.str(r.length());
     switch (r.u8()) {
       case t_null: c.val = crdt::Null{}; break;
-      case t_int: c.val = r.i64(); break;
+      case t_int: c.val = r.svarint(); break;
       case t_real: {
         std::uint64_t bits = r.u64();
         double d = 0;
@@ -203,24 +290,29 @@ Result<ChangesetFrame> decode(std::span<const std::byte> bytes) {
         c.val = d;
         break;
       }
-      case t_text: c.val = r.str(r.u32()); break;
+      case t_text: c.val = r.str(r.length()); break;
       case t_blob: {
-        std::uint32_t len = r.u32();
-        if (len > bytes.size()) return make_error(Errc::protocol, "blob longer than the frame");
+        std::size_t len = r.length();
         crdt::Bytes b(len);
         r.raw(b.data(), len);
         c.val = std::move(b);
         break;
       }
-      default: return make_error(Errc::protocol, "unknown value type");
+      default:
+        if (!r.ok()) break;
+        return make_error(Errc::protocol, "unknown value type");
     }
-    c.col_version = r.i64();
-    c.db_version = r.i64();
-    r.raw(c.site_id.data(), c.site_id.size());
-    c.cl = r.i64();
-    c.seq = r.i64();
-    c.ts = r.u64();
-    cs.changes.push_back(std::move(c));
+    c.col_version = r.svarint();
+    c.db_version = (flags & f_frame_version) != 0 ? cs.version : r.svarint();
+    if ((flags & f_actor_site) != 0) {
+      c.site_id = cs.actor;
+    } else {
+      r.raw(c.site_id.data(), c.site_id.size());
+    }
+    c.cl = r.svarint();
+    c.seq = r.svarint();
+    c.ts = (flags & f_frame_ts) != 0 ? cs.ts : r.u64();
+    if (r.ok()) cs.changes.push_back(std::move(c));
   }
   if (!r.ok()) return make_error(Errc::protocol, "truncated change");
   if (!r.done()) return make_error(Errc::protocol, "trailing bytes after the changeset");

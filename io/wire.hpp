@@ -4,13 +4,21 @@
 // interop). Little-endian; every length is checked against the input, so a
 // truncated or hostile frame is an Error, never an over-read.
 //
-//   u8  wire_version (1)     u8 kind (1 = changeset)     u16 cluster_id
-//   actor[16] i64 version i64 seq_start i64 seq_end i64 last_seq u64 ts
-//   u32 n, then n changes:
-//     u16+bytes table, u32+bytes pk, u16+bytes cid, u8 type + value,
-//     i64 col_version, i64 db_version, site[16], i64 cl, i64 seq, u64 ts
+//   u8 wire_version (2)  u8 kind (1 = changeset)  u16 cluster_id  u8 hops
+//   actor[16] sv version sv seq_start sv seq_end sv last_seq u64 ts
+//   v n, then n changes:
+//     u8 flags; [v+bytes table] [v+bytes pk] v+bytes cid, u8 type + value,
+//     sv col_version [sv db_version] [site[16]] sv cl sv seq [u64 ts]
+// (v = LEB128 varint, sv = zig-zag varint). A change leaves out what it
+// shares with the previous change (table, pk) or with its frame (site =
+// actor, db_version = version, ts): a row's cells cost little more than
+// their values, which matters because broadcast bytes scale with members.
+// hops: how many more times receivers may forward the frame (DESIGN.md
+// "Replication"); it sits at byte 4 of plain and compressed frames alike,
+// so a forwarder decrements it without decoding.
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -20,11 +28,12 @@
 
 namespace patina::io::wire {
 
-inline constexpr std::uint8_t version = 1;
+inline constexpr std::uint8_t version = 2;
 inline constexpr std::uint32_t changes_max = 1'000'000;
 
 struct ChangesetFrame {
   std::uint16_t cluster_id = 0;
+  std::uint8_t hops = 0;
   crdt::Changeset changeset;
 };
 
@@ -34,13 +43,18 @@ std::vector<std::byte> encode(const ChangesetFrame& frame);
 Result<ChangesetFrame> decode(std::span<const std::byte> bytes);
 
 // gossip.compression: an encoded frame wrapped as kind 4
-//   u8 version, u8 kind (4), u16 cluster_id, u32 raw length, zstd(frame)
+//   u8 version, u8 kind (4), u16 cluster_id, u8 hops, u32 raw length, zstd(frame)
 // or an empty vector when compression would not make it smaller (then the
 // plain frame goes out). Every node decodes both, whatever its own setting.
 inline constexpr std::uint8_t compressed_kind = 4;
-inline constexpr std::size_t compressed_header = 8;
+inline constexpr std::size_t compressed_header = 9;
 inline constexpr std::uint32_t inflated_max = 64 * 1024 * 1024;
 std::vector<std::byte> compress(std::span<const std::byte> frame, int level);
+
+// The hop count of an encoded (plain or compressed) changeset frame, and
+// its in-place update; nullopt / no-op for anything else.
+std::optional<std::uint8_t> hops_of(std::span<const std::byte> frame);
+void set_hops(std::vector<std::byte>& frame, std::uint8_t hops);
 
 // Anti-entropy sync over a bidirectional stream: the client sends its
 // SyncState (kind 2); the server answers with what the client lacks (kind 3):

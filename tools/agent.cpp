@@ -479,7 +479,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
       co_return;
     }
     io::wire::SyncResponseFrame response;
-    for (auto& cs : served->changesets) response.changesets.push_back(io::wire::encode(io::wire::ChangesetFrame{cluster_id_, std::move(cs)}));
+    for (auto& cs : served->changesets) response.changesets.push_back(io::wire::encode(io::wire::ChangesetFrame{cluster_id_, 0, std::move(cs)}));
     response.empty = std::move(served->empty);
     auto out = io::wire::encode(response);
     (void)co_await stream->write(std::move(out), true);
@@ -510,7 +510,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
     }
     rows_changed(std::move(changed));
     std::vector<std::vector<std::byte>> frames;
-    for (auto& cs : *changesets) frames.push_back(io::wire::encode(io::wire::ChangesetFrame{cluster_id_, std::move(cs)}));
+    for (auto& cs : *changesets) frames.push_back(io::wire::encode(io::wire::ChangesetFrame{cluster_id_, 0, std::move(cs)}));
     broadcaster_->broadcast_local(std::move(frames));
   }
 

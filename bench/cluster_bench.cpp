@@ -144,10 +144,11 @@ int main(int argc, char** argv) {
   std::vector<std::atomic<int>> seen_count(agents.size());
   std::atomic<bool> stop{false};
   std::vector<std::thread> observers;
-  std::vector<double> cpu_before(agents.size()), udp_before(agents.size());
+  std::vector<double> cpu_before(agents.size()), udp_before(agents.size()), frames_before(agents.size());
   for (std::size_t n = 0; n < agents.size(); ++n) {
     cpu_before[n] = cpu_and_rss(agents[n]->process().pid()).first;
     udp_before[n] = metric(agents[n]->metrics(), "patina_udp_tx_bytes_total");
+    frames_before[n] = metric(agents[n]->metrics(), "patina_broadcast_frames_sent_total");
   }
   std::regex row_id(R"R(\{"row":\[\d+,\[(\d+)\]\]\})R");
   for (std::size_t n = 0; n < agents.size(); ++n) {
@@ -221,12 +222,13 @@ int main(int argc, char** argv) {
     }
     latencies.push_back(std::chrono::duration<double, std::milli>(last - sent[static_cast<std::size_t>(id)]).count());
   }
-  double cpu_total = 0, rss_max = 0, udp_total = 0;
+  double cpu_total = 0, rss_max = 0, udp_total = 0, frames_total = 0;
   for (std::size_t n = 0; n < agents.size(); ++n) {
     auto [cpu, rss] = cpu_and_rss(agents[n]->process().pid());
     cpu_total += cpu - cpu_before[n];
     rss_max = std::max(rss_max, rss);
     udp_total += metric(agents[n]->metrics(), "patina_udp_tx_bytes_total") - udp_before[n];
+    frames_total += metric(agents[n]->metrics(), "patina_broadcast_frames_sent_total") - frames_before[n];
   }
   std::set<std::string> digests;
   for (const auto& a : agents) digests.insert(testing::digest(*a));
@@ -243,10 +245,11 @@ int main(int argc, char** argv) {
       R"J({{"nodes":{},"rate":{},"seconds":{},"poll_ms":{},"formation_s":{:.2f},"writes":{},"acknowledged":{},)J"
       R"J("visible_everywhere":{},"incomplete":{},"latency_ms":{{"p50":{:.2f},"p99":{:.2f},"max":{:.2f}}},)J"
       R"J("changes_per_s_per_node":{:.1f},"udp_bytes_per_change_per_node":{:.1f},"payload_bytes":{:.0f},)J"
-      R"J("ratio_to_payload":{:.2f},"cpu_s_per_node":{:.3f},"rss_mib_max":{:.1f},"digests_agree":{}}})J",
+      R"J("ratio_to_payload":{:.2f},"frame_sends_per_change":{:.2f},"cpu_s_per_node":{:.3f},"rss_mib_max":{:.1f},"digests_agree":{}}})J",
       o.nodes, o.rate, o.seconds, poll.count(), formation_s, total, acknowledged, all_seen ? "true" : "false",
       incomplete, p50, p99, pmax, acknowledged / elapsed, per_change_per_node, payload, per_change_per_node / payload,
-      cpu_total / o.nodes, rss_max, digests_agree ? "true" : "false");
+      acknowledged > 0 ? frames_total / acknowledged : 0.0, cpu_total / o.nodes, rss_max,
+      digests_agree ? "true" : "false");
   std::string md = fmt::format(
       "| nodes | writes/s | p50 ms | p99 ms | max ms | bytes/change/node | x payload | CPU s/node | RSS MiB | digests |\n"
       "|---|---|---|---|---|---|---|---|---|---|\n"

@@ -113,6 +113,11 @@ void Broadcaster::rebroadcast(std::vector<std::byte> frame, const std::string& f
   Pending p;
   p.frames.push_back(std::make_shared<const std::vector<std::byte>>(std::move(frame)));
   p.batch.sent_to.insert(from);
+  // One round: the origin's own rounds already reached max_transmissions x k
+  // members; forwarders only fill the gaps (infect-and-die with fanout k),
+  // which keeps the cluster's sends per change near n x k instead of
+  // n x k x max_transmissions. Sync repairs the rare member missed.
+  p.max_rounds = 1;
   p.due = Clock::now();
   add(std::move(p));
 }
@@ -162,7 +167,7 @@ net::awaitable<void> Broadcaster::schedule_loop() {
           for (const auto& to : planner.plan_round(peers, it->batch, prng_)) {
             for (const auto& f : it->frames) enqueue_send(to, f);
           }
-          if (planner.done(it->batch)) {
+          if (planner.done(it->batch) || it->batch.rounds >= it->max_rounds) {
             it = pending_.erase(it);
             continue;
           }

@@ -8,7 +8,8 @@
 //   * a frame received from a peer that brought something new is forwarded
 //     the same way, once (the apply pipeline decides "new": a version already
 //     applied is never forwarded again), to members other than its sender,
-//     with its hop count decremented; a frame whose hops are spent stops
+//     in one round of k members, with its hop count decremented; a frame
+//     whose hops are spent stops
 //     (the origin sends hops 0 when its nearest members are all members);
 //   * outbound bytes pass a token bucket (perf.broadcast_bytes_per_sec);
 //     while it is empty the rounds slow down (500 ms x round);
@@ -24,6 +25,7 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <list>
 #include <memory>
 #include <optional>
@@ -77,6 +79,7 @@ class Broadcaster {
   struct Pending {
     std::vector<std::shared_ptr<const std::vector<std::byte>>> frames;
     swim::BroadcastBatch batch;
+    std::uint32_t max_rounds = std::numeric_limits<std::uint32_t>::max();  // besides the planner's bound
     std::chrono::steady_clock::time_point due;
   };
   struct Send {

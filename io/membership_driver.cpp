@@ -68,7 +68,31 @@ Result<void> MembershipDriver::start(core::TaskGroup& tasks, swim::Identity self
   bootstrap_ = std::move(bootstrap);
   announce_timer_ = std::make_shared<net::steady_timer>(ex_);
   tasks.spawn("swim-announce", announce_loop());
+  tasks.spawn("swim-rtt", rtt_loop());
   return {};
+}
+
+// SPEC.md §5.2: RTTs sampled from the QUIC connections every second, so
+// "nearest" (ring 0) is known for every member we talk to, not only the
+// ones SWIM happened to probe lately.
+net::awaitable<void> MembershipDriver::rtt_loop() {
+  net::steady_timer t(ex_);
+  for (;;) {
+    t.expires_after(std::chrono::seconds(1));
+    auto [ec] = co_await t.async_wait(use_nothrow);
+    if (ec || !membership_) co_return;
+    if (left_) continue;
+    std::vector<std::pair<std::string, std::chrono::microseconds>> samples;
+    for (const auto& m : membership_->members()) {
+      if (!m.active()) continue;
+      auto ep = parse_endpoint(m.id.addr);
+      if (!ep) continue;
+      if (auto rtt = quic_->rtt(*ep)) samples.emplace_back(m.id.addr, *rtt);
+    }
+    for (const auto& [addr, rtt] : samples) {
+      (void)membership_->record_rtt(addr, std::chrono::duration_cast<swim::Duration>(rtt));
+    }
+  }
 }
 
 void MembershipDriver::on_datagram(const UdpEndpoint& peer, std::span<const std::byte> payload) {

@@ -53,6 +53,7 @@ class MembershipDriver {
   boost::asio::awaitable<void> send_connecting(UdpEndpoint peer, std::string to, std::vector<std::byte> payload);
   boost::asio::awaitable<void> fire_after(swim::Duration after, swim::Timer timer);
   boost::asio::awaitable<void> announce_loop();
+  boost::asio::awaitable<void> rtt_loop();
   // The bootstrap entries as "ip:port" (names resolved now; failures logged).
   boost::asio::awaitable<std::vector<std::string>> resolve_bootstrap();
   void announce_to(const std::vector<std::string>& addrs);

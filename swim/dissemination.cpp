@@ -55,7 +55,7 @@ std::optional<std::size_t> BroadcastPlanner::batch_to_drop(
 }
 
 Duration BroadcastPlanner::delay_before_next_round(const BroadcastBatch& batch, bool rate_limited) {
-  const auto unit = rate_limited ? std::chrono::milliseconds(500) : std::chrono::milliseconds(100);
+  const auto unit = rate_limited ? std::chrono::milliseconds(500) : std::chrono::milliseconds(20);
   return unit * static_cast<std::int64_t>(std::max<std::uint32_t>(batch.rounds, 1));
 }
 

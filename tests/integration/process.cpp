@@ -63,7 +63,7 @@ pid_t spawn(const std::vector<std::string>& argv, const std::filesystem::path& c
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    ::execv(args[0], args.data());
+    ::execvp(args[0], args.data());  // PATH lookup for bare names (serf, curl)
     _exit(127);
   }
   return pid;
@@ -81,6 +81,11 @@ RunResult run_patina(const std::vector<std::string>& args, const std::filesystem
                      std::chrono::seconds timeout, const std::vector<std::string>& env) {
   std::vector<std::string> argv{patina_binary()};
   argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, cwd, timeout, env);
+}
+
+RunResult run_command(const std::vector<std::string>& argv, const std::filesystem::path& cwd,
+                      std::chrono::seconds timeout, const std::vector<std::string>& env) {
   static int counter = 0;
   std::string base = (cwd / ("cli-" + std::to_string(++counter))).string();
   Process p(argv, cwd, base + ".out", env);

@@ -33,6 +33,11 @@ struct RunResult {
   std::string err;
 };
 
+// Runs |argv| in |cwd| to completion (bounded by |timeout|); stdout and
+// stderr are merged, both fields hold them.
+RunResult run_command(const std::vector<std::string>& argv, const std::filesystem::path& cwd,
+                      std::chrono::seconds timeout = std::chrono::seconds(30),
+                      const std::vector<std::string>& env = {});
 // Runs `patina args...` in |cwd| to completion (bounded by |timeout|).
 RunResult run_patina(const std::vector<std::string>& args, const std::filesystem::path& cwd,
                      std::chrono::seconds timeout = std::chrono::seconds(30),

@@ -1,0 +1,212 @@
+// Membership at N agents on loopback, Patina beside HashiCorp Serf
+// (issue 5 benchmark).
+//
+//   build/bench/membership_bench [--nodes N] [--idle SECONDS] [--no-serf]
+//
+// For each system, with N members (default 16) joining through the first:
+//   - formation: start of the first process to every member seeing N-1 alive
+//   - detection: kill -9 of one member to every other seeing it gone
+//   - idle cost per member over an idle window (default 10 s): CPU
+//     seconds/s, RSS, and (Patina only: its UDP counters) bytes sent/s.
+// Both run the WAN timing profile (5 s probes, 3 s probe timeout, suspicion
+// 6 x log10(n) x probe period): Serf with -profile=wan, Patina's SWIM with
+// its defaults, which are foca's new_wan — "equal probe settings".
+// Serf comes from the Debian package `serf`; without it, --no-serf.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "api/http_client.hpp"
+#include "tests/integration/api_agent.hpp"
+#include "tests/integration/process.hpp"
+
+using namespace patina;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Figures {
+  double formation_s = -1;
+  double detection_s = -1;
+  double cpu_per_s = 0;  // per member
+  double rss_mib = 0;    // mean per member
+  double bytes_per_s = -1;
+};
+
+std::pair<double, double> cpu_and_rss(pid_t pid) {
+  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
+  std::string s((std::istreambuf_iterator<char>(stat)), {});
+  double cpu = 0;
+  if (auto close = s.rfind(')'); close != std::string::npos) {
+    std::istringstream rest(s.substr(close + 2));
+    std::vector<std::string> f;
+    for (std::string x; rest >> x;) f.push_back(x);
+    if (f.size() > 13) cpu = (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+  std::ifstream status(fmt::format("/proc/{}/status", pid));
+  double rss = 0;
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) rss = std::stod(line.substr(6)) / 1024.0;
+  }
+  return {cpu, rss};
+}
+
+double metric(const std::string& addr, const std::string& name) {
+  auto r = api::http_request(addr, "GET", "/metrics", "", {});
+  std::istringstream in(r.body);
+  double sum = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(name, 0) == 0 && (line[name.size()] == ' ' || line[name.size()] == '{')) {
+      sum += std::stod(line.substr(line.rfind(' ') + 1));
+    }
+  }
+  return sum;
+}
+
+template <class Pred>
+double seconds_until(Pred done, Clock::time_point since, std::chrono::seconds limit) {
+  for (int i = 0; i < 100000; ++i) {
+    if (done()) return std::chrono::duration<double>(Clock::now() - since).count();
+    if (Clock::now() - since > limit) return -1;
+    std::this_thread::sleep_for(200ms);
+  }
+  return -1;
+}
+
+Figures run_patina_cluster(int n, double idle_s) {
+  Figures f;
+  auto t0 = Clock::now();
+  std::vector<std::unique_ptr<testing::ApiAgent>> agents;
+  agents.push_back(std::make_unique<testing::ApiAgent>());
+  std::string bootstrap = fmt::format("bootstrap = [\"{}\"]", agents[0]->gossip());
+  for (int i = 1; i < n; ++i) agents.push_back(std::make_unique<testing::ApiAgent>("", "", bootstrap));
+  auto all_see = [&](std::size_t want, std::size_t skip) {
+    for (std::size_t i = 0; i < agents.size(); ++i) {
+      if (i != skip && testing::count_members(*agents[i]) != want) return false;
+    }
+    return true;
+  };
+  f.formation_s = seconds_until([&] { return all_see(agents.size() - 1, agents.size()); }, t0, 120s);
+  fmt::print("patina: full membership after {:.1f} s\n", f.formation_s);
+
+  // Idle window.
+  std::vector<double> cpu0, bytes0;
+  for (auto& a : agents) {
+    cpu0.push_back(cpu_and_rss(a->process().pid()).first);
+    bytes0.push_back(metric(a->metrics(), "patina_udp_tx_bytes_total"));
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(idle_s));
+  double cpu = 0, rss = 0, bytes = 0;
+  for (std::size_t i = 0; i < agents.size(); ++i) {
+    auto [c, r] = cpu_and_rss(agents[i]->process().pid());
+    cpu += c - cpu0[i];
+    rss += r;
+    bytes += metric(agents[i]->metrics(), "patina_udp_tx_bytes_total") - bytes0[i];
+  }
+  f.cpu_per_s = cpu / n / idle_s;
+  f.rss_mib = rss / n;
+  f.bytes_per_s = bytes / n / idle_s;
+
+  // kill -9 of the last member.
+  std::size_t victim = agents.size() - 1;
+  auto t1 = Clock::now();
+  agents[victim]->kill();
+  f.detection_s = seconds_until([&] { return all_see(agents.size() - 2, victim); }, t1, 300s);
+  fmt::print("patina: every member saw the kill -9 after {:.1f} s\n", f.detection_s);
+  for (std::size_t i = 0; i < victim; ++i) agents[i]->stop();
+  return f;
+}
+
+Figures run_serf_cluster(int n, double idle_s) {
+  Figures f;
+  testing::ScratchDir dir;
+  const int base = 20000 + static_cast<int>(::getpid() % 1000) * 20;
+  std::vector<std::unique_ptr<testing::Process>> procs;
+  auto t0 = Clock::now();
+  for (int i = 0; i < n; ++i) {
+    std::vector<std::string> argv = {"serf", "agent", "-profile=wan", fmt::format("-node=n{}", i),
+                                     fmt::format("-bind=127.0.0.1:{}", base + 2 * i),
+                                     fmt::format("-rpc-addr=127.0.0.1:{}", base + 2 * i + 1)};
+    if (i > 0) argv.push_back(fmt::format("-join=127.0.0.1:{}", base));
+    procs.push_back(std::make_unique<testing::Process>(argv, dir.path(), dir.file(fmt::format("serf{}.log", i))));
+    if (i == 0) std::this_thread::sleep_for(300ms);  // the first must listen before others join
+  }
+  auto alive = [&](int i) {
+    auto r = testing::run_command({"serf", "members", "-status=alive", fmt::format("-rpc-addr=127.0.0.1:{}", base + 2 * i + 1)},
+                                  dir.path());
+    return static_cast<std::size_t>(std::count(r.out.begin(), r.out.end(), '\n'));
+  };
+  auto all_see = [&](std::size_t want, int skip) {
+    for (int i = 0; i < n; ++i) {
+      if (i != skip && alive(i) != want) return false;
+    }
+    return true;
+  };
+  // serf members lists the node itself too.
+  f.formation_s = seconds_until([&] { return all_see(static_cast<std::size_t>(n), -1); }, t0, 120s);
+  fmt::print("serf: full membership after {:.1f} s\n", f.formation_s);
+  std::vector<double> cpu0;
+  for (auto& p : procs) cpu0.push_back(cpu_and_rss(p->pid()).first);
+  std::this_thread::sleep_for(std::chrono::duration<double>(idle_s));
+  double cpu = 0, rss = 0;
+  for (std::size_t i = 0; i < procs.size(); ++i) {
+    auto [c, r] = cpu_and_rss(procs[i]->pid());
+    cpu += c - cpu0[i];
+    rss += r;
+  }
+  f.cpu_per_s = cpu / n / idle_s;
+  f.rss_mib = rss / n;
+  int victim = n - 1;
+  auto t1 = Clock::now();
+  procs[static_cast<std::size_t>(victim)]->signal(SIGKILL);
+  procs[static_cast<std::size_t>(victim)]->wait_exit();
+  f.detection_s = seconds_until([&] { return all_see(static_cast<std::size_t>(n - 1), victim); }, t1, 300s);
+  fmt::print("serf: every member saw the kill -9 after {:.1f} s\n", f.detection_s);
+  for (int i = 0; i < victim; ++i) {
+    procs[static_cast<std::size_t>(i)]->signal(SIGTERM);
+    procs[static_cast<std::size_t>(i)]->wait_exit();
+  }
+  return f;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int n = 16;
+  double idle = 10;
+  bool serf = true;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--nodes" && i + 1 < argc) n = std::max(3, std::stoi(argv[++i]));
+    else if (a == "--idle" && i + 1 < argc) idle = std::max(1.0, std::stod(argv[++i]));
+    else if (a == "--no-serf") serf = false;
+  }
+  if (serf && testing::run_command({"serf", "version"}, "/tmp").exit_code != 0) {
+    fmt::print("serf is not installed (apt-get install serf); running Patina only\n");
+    serf = false;
+  }
+  fmt::print("membership_bench: {} members, idle window {} s\n", n, idle);
+  Figures p = run_patina_cluster(n, idle);
+  Figures s = serf ? run_serf_cluster(n, idle) : Figures{};
+  auto cell = [](double v, const char* fmtspec) { return v < 0 ? std::string("-") : fmt::format(fmt::runtime(fmtspec), v); };
+  fmt::print("\n| system | N | formation s | kill -9 detected by all, s | idle CPU %/member | RSS MiB/member | bytes/s/member |\n"
+             "|---|---|---|---|---|---|---|\n");
+  fmt::print("| patina | {} | {} | {} | {:.2f} | {:.1f} | {} |\n", n, cell(p.formation_s, "{:.1f}"),
+             cell(p.detection_s, "{:.1f}"), p.cpu_per_s * 100, p.rss_mib, cell(p.bytes_per_s, "{:.0f}"));
+  if (serf) {
+    fmt::print("| serf | {} | {} | {} | {:.2f} | {:.1f} | not measured |\n", n, cell(s.formation_s, "{:.1f}"),
+               cell(s.detection_s, "{:.1f}"), s.cpu_per_s * 100, s.rss_mib);
+  }
+  return 0;
+}

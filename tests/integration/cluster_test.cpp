@@ -282,3 +282,26 @@ TEST(Cluster, five_agents_notice_a_kill_9_and_the_restart_rejoins_and_garbage_is
 
 }  // namespace
 }  // namespace patina::testing
+
+namespace patina::testing {
+namespace {
+
+TEST(Cluster, a_bootstrap_host_name_is_resolved) {
+  ApiAgent a;
+  ASSERT_TRUE(a.ready()) << a.process().log();
+  auto port = a.gossip().substr(a.gossip().rfind(':') + 1);
+  ApiAgent b("", "", fmt::format("bootstrap = [\"localhost:{}\"]", port));
+  ASSERT_TRUE(b.ready()) << b.process().log();
+  EXPECT_TRUE(wait_until([&] { return count_members(a) == 1 && count_members(b) == 1; }, std::chrono::seconds(20)))
+      << b.process().log();
+  // A name that does not resolve is a warning naming the entry, not a failure.
+  ApiAgent c("", "", "bootstrap = [\"no-such-host.invalid:4001\"]");
+  ASSERT_TRUE(c.ready()) << c.process().log();
+  EXPECT_TRUE(c.process().wait_for_log("no-such-host.invalid", std::chrono::seconds(10))) << c.process().log();
+  EXPECT_EQ(a.stop(), 0);
+  EXPECT_EQ(b.stop(), 0);
+  EXPECT_EQ(c.stop(), 0);
+}
+
+}  // namespace
+}  // namespace patina::testing

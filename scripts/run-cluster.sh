@@ -61,6 +61,9 @@ Read on node3:
   build/patina query --api-addr 127.0.0.1:8083 --columns "SELECT id, app, state FROM machines"
 Members seen by node2:
   build/patina cluster members --admin-path $data/node2/admin.sock
+Compare the nodes' contents (equal digests = converged):
+  build/patina sync digest --admin-path $data/node1/admin.sock
+  build/patina sync digest --admin-path $data/node3/admin.sock
 
 Ctrl-C stops the cluster.
 MSG

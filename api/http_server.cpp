@@ -109,7 +109,10 @@ HttpServer::HttpServer(net::any_io_executor ex, HttpOptions options, core::Metri
       options_(std::move(options)),
       metrics_(metrics),
       connections_(metrics.gauge("patina_http_connections", "Open HTTP connections",
-                                 {{"server", options_.server_name}})) {}
+                                 {{"server", options_.server_name}})),
+      timeouts_(metrics.counter("patina_http_request_timeouts_total",
+                                "Connections closed because a request's header or body came too slowly",
+                                {{"server", options_.server_name}})) {}
 
 void HttpServer::add_route(Route route) { routes_.push_back(std::make_unique<RouteState>(RouteState{std::move(route)})); }
 
@@ -252,9 +255,29 @@ net::awaitable<void> HttpServer::session(tcp::socket socket) {
     http::request_parser<http::string_body> parser;
     parser.body_limit(options_.body_limit);
     parser.header_limit(64 * 1024);
-    stream.expires_after(options_.idle_timeout);
-    auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_nothrow);
+    // Idle until the next request's first byte; then the header and the
+    // body each have their own deadline, so a client that trickles bytes
+    // cannot hold a connection (and its memory) for the idle timeout.
+    if (buffer.size() == 0) {
+      stream.expires_after(options_.idle_timeout);
+      auto [ec_first, got] = co_await stream.async_read_some(buffer.prepare(8192), use_nothrow);
+      if (ec_first) break;
+      buffer.commit(got);
+    }
+    stream.expires_after(options_.header_timeout);
+    auto [ec_head, n_head] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
+    boost::system::error_code ec = ec_head;
+    if (!ec && !parser.is_done()) {
+      stream.expires_after(options_.body_timeout);
+      auto [ec_body, n_body] = co_await http::async_read(stream, buffer, parser, use_nothrow);
+      ec = ec_body;
+    }
     auto started = std::chrono::steady_clock::now();
+    if (ec == beast::error::timeout) {
+      log->debug("{}: closing a connection whose request did not arrive in time", options_.server_name);
+      timeouts_.inc();
+      break;
+    }
     if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::eof ||
         ec == net::error::connection_reset || ec == net::error::operation_aborted) {
       break;

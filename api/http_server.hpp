@@ -83,7 +83,9 @@ struct HttpOptions {
   std::uint64_t body_limit = 16 * 1024 * 1024;
   std::optional<std::string> bearer_token;
   std::optional<std::string> endpoint_name;
-  std::chrono::seconds idle_timeout{60};
+  std::chrono::seconds idle_timeout{60};    // between requests on a keep-alive connection
+  std::chrono::seconds header_timeout{10};  // first byte to end of headers (slowloris)
+  std::chrono::seconds body_timeout{60};    // end of headers to end of body
   std::string server_name = "api";  // for logs and metric names
 };
 
@@ -114,6 +116,7 @@ class HttpServer {
   std::vector<std::unique_ptr<RouteState>> routes_;
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
   core::Gauge& connections_;
+  core::Counter& timeouts_;
 };
 
 // Parses "ip:port" / "[ip]:port".

@@ -369,6 +369,9 @@ void read_config(Reader& r, Config& c) {
   r.get(api, {"bind_addr", "addr"}, c.api.bind_addr, true);
   r.get(api, {"endpoint_name"}, c.api.endpoint_name);
   r.get(api, {"max_body_bytes"}, c.api.max_body_bytes);
+  r.get(api, {"idle_timeout_secs"}, c.api.idle_timeout_secs);
+  r.get(api, {"header_timeout_secs"}, c.api.header_timeout_secs);
+  r.get(api, {"body_timeout_secs"}, c.api.body_timeout_secs);
   auto authz = r.section(api, {"authorization", "authz"}, false);
   r.get(authz, {"bearer-token", "bearer"}, c.api.bearer_token);
   if (r.is_table(api, "pg") || (api.table != nullptr && api.table->get("pg") != nullptr)) {
@@ -574,6 +577,9 @@ void validate(Reader& r, toml::table& root, Config& c) {
   check(!c.admin.uds_path.empty(), root.at_path("admin.uds_path") ? "admin.uds_path" : "admin.path",
         "must not be empty");
   check(c.api.max_body_bytes >= 1024, "api.max_body_bytes", "must be at least 1024");
+  check(c.api.idle_timeout_secs > 0, "api.idle_timeout_secs", "must be positive");
+  check(c.api.header_timeout_secs > 0, "api.header_timeout_secs", "must be positive");
+  check(c.api.body_timeout_secs > 0, "api.body_timeout_secs", "must be positive");
   check(c.watchdog.stall_ms >= 10, "watchdog.stall_ms", "must be at least 10");
   auto positive = [&](int v, std::string_view key) { check(v > 0, key, "must be positive"); };
   positive(c.perf.writer_queue_len, "perf.writer_queue_len");

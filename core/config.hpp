@@ -32,6 +32,12 @@ struct ApiConfig {
   std::optional<std::string> endpoint_name;
   std::optional<std::string> bearer_token;
   std::uint64_t max_body_bytes = 16 * 1024 * 1024;
+  // Patina's own: a keep-alive connection may sit idle this long between
+  // requests; once a request starts, its header must arrive within
+  // header_timeout_secs and its body within body_timeout_secs.
+  int idle_timeout_secs = 60;
+  int header_timeout_secs = 10;
+  int body_timeout_secs = 60;
   bool pg_configured = false;  // accepted for compatibility; not served
 };
 

@@ -261,6 +261,9 @@ class Agent final : public api::AdminService, public io::ApplySink {
     api::HttpOptions o;
     o.addrs = c.api.bind_addr;
     o.body_limit = c.api.max_body_bytes;
+    o.idle_timeout = std::chrono::seconds(c.api.idle_timeout_secs);
+    o.header_timeout = std::chrono::seconds(c.api.header_timeout_secs);
+    o.body_timeout = std::chrono::seconds(c.api.body_timeout_secs);
     o.bearer_token = c.api.bearer_token;
     o.endpoint_name = c.api.endpoint_name;
     o.server_name = "api";

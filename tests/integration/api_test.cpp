@@ -456,3 +456,66 @@ TEST(Cli, exec_query_backup_and_restore_on_another_node) {
 
 }  // namespace
 }  // namespace patina::testing
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace patina::testing {
+namespace {
+
+int connect_to(const std::string& addr) {
+  auto colon = addr.rfind(':');
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(addr.substr(colon + 1))));
+  ::inet_pton(AF_INET, addr.substr(0, colon).c_str(), &sa.sin_addr);
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// True when the server closed |fd| within |ms| (read returns 0 or an error).
+bool closed_within(int fd, int ms) {
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, ms) <= 0) return false;
+  char c;
+  return ::recv(fd, &c, 1, 0) <= 0;
+}
+
+TEST(ApiTimeouts, a_trickled_header_is_cut_off_but_an_idle_keep_alive_connection_stays) {
+  ApiAgent a("", "header_timeout_secs = 1\nidle_timeout_secs = 30\n");
+  ASSERT_TRUE(a.ready()) << a.process().log();
+  int slow = connect_to(a.api());
+  int idle = connect_to(a.api());
+  ASSERT_GE(slow, 0);
+  ASSERT_GE(idle, 0);
+  std::string partial = "POST /v1/queries HTTP/1.1\r\nHost: x\r\n";
+  ASSERT_EQ(::send(slow, partial.data(), partial.size(), 0), static_cast<ssize_t>(partial.size()));
+  EXPECT_TRUE(closed_within(slow, 5000)) << "a header trickling in past header_timeout_secs must be cut off";
+  // The idle connection sent nothing and is still served.
+  std::string body = R"J("SELECT 1")J";
+  std::string request = fmt::format(
+      "POST /v1/queries HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+      body.size(), body);
+  ASSERT_EQ(::send(idle, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  pollfd p{idle, POLLIN, 0};
+  ASSERT_GT(::poll(&p, 1, 5000), 0);
+  char buf[512];
+  auto n = ::recv(idle, buf, sizeof buf, 0);
+  ASSERT_GT(n, 0);
+  EXPECT_NE(std::string(buf, static_cast<std::size_t>(n)).find("200 OK"), std::string::npos);
+  ::close(slow);
+  ::close(idle);
+  auto r = api::http_request(a.metrics(), "GET", "/metrics", "", {});
+  EXPECT_NE(r.body.find("patina_http_request_timeouts_total{server=\"api\"} 1"), std::string::npos);
+  EXPECT_EQ(a.stop(), 0);
+}
+
+}  // namespace
+}  // namespace patina::testing

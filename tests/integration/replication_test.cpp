@@ -176,6 +176,26 @@ TEST(Replication, nodes_stopped_or_killed_during_a_write_load_catch_up) {
   EXPECT_EQ(c.stop(), 0);
 }
 
+TEST(Replication, a_node_that_joins_late_receives_everything_through_sync) {
+  ApiAgent a;
+  ASSERT_TRUE(a.ready()) << a.process().log();
+  // Many versions, one of them big (chunked), before b exists at all.
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(write(a, fmt::format(R"J([["INSERT INTO tests (id, text) VALUES (?, 'early')", [{}]]])J", i)));
+  }
+  ASSERT_TRUE(write(a, R"J(["INSERT INTO tests (id, text) WITH RECURSIVE n(x) AS (SELECT 1000 UNION ALL SELECT x + 1 FROM n WHERE x < 6000) SELECT x, 'bulk ' || x FROM n"])J"));
+  ASSERT_TRUE(write(a, R"J(["DELETE FROM tests WHERE id < 10"])J"));
+  ApiAgent b("", "", bootstrap_of(a));
+  ASSERT_TRUE(b.ready());
+  EXPECT_TRUE(wait_until([&] { return same_digests({&a, &b}); }, 60s)) << b.process().log();
+  EXPECT_EQ(count_rows(b), 40 + 5001);
+  auto gen = run_patina({"sync", "generate", "--admin-path", b.admin_path()}, b.dir().path());
+  EXPECT_EQ(gen.exit_code, 0);
+  EXPECT_NE(gen.out.find("\"heads\""), std::string::npos) << gen.out;
+  EXPECT_EQ(a.stop(), 0);
+  EXPECT_EQ(b.stop(), 0);
+}
+
 TEST(Replication, no_op_writes_send_no_bytes) {
   ApiAgent a;
   ASSERT_TRUE(a.ready()) << a.process().log();

@@ -531,7 +531,11 @@ class Agent final : public api::AdminService, public io::ApplySink {
   void apply_frame(std::string from, std::vector<std::byte> frame) {
     auto decoded = io::wire::decode(frame);
     if (!decoded) {
-      log_->warn("dropped a changeset frame from {}: {}", from, decoded.error().message);
+      bad_frames_.inc();
+      // Named and counted, but a hostile peer cannot flood the log.
+      if (bad_frames_log_.allow(std::chrono::steady_clock::now())) {
+        log_->warn("dropped a changeset frame from {}: {}", from, decoded.error().message);
+      }
       return;
     }
     if (decoded->cluster_id != cluster_id_) {
@@ -876,6 +880,9 @@ class Agent final : public api::AdminService, public io::ApplySink {
   std::vector<swim::MemberUpdate> saved_members_;  // loaded at open, handed to SWIM at start
   core::Counter& duplicates_{metrics_.counter("patina_broadcast_duplicates_total",
                                               "Changeset frames dropped as seen recently")};
+  core::Counter& bad_frames_{metrics_.counter("patina_broadcast_bad_frames_total",
+                                              "Changeset frames that did not decode")};
+  io::LogRateLimit bad_frames_log_;
   core::Counter& other_cluster_{metrics_.counter("patina_broadcast_other_cluster_total",
                                                  "Changeset frames dropped for carrying another cluster id")};
   int syncs_served_ = 0;

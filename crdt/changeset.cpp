@@ -41,19 +41,18 @@ Result<std::vector<Change>> query(CrrTables& tables, const SiteId& actor, const 
   auto ord = tables.site_ordinal(actor, false);
   if (!ord) return tl::unexpected(ord.error());
   if (!*ord) return std::vector<Change>{};
-  auto st = prepare(tables.db(),
-                    "SELECT \"table\", pk, cid, val, col_version, db_version, site_id, cl, seq, ts FROM (" +
-                        tables.changes_select("c.site_id = " + std::to_string(**ord) + " AND " + clock_where) +
-                        ") " + tail,
-                    false);
+  // The site ordinal is ?9 so one prepared statement serves every actor:
+  // this runs after every local commit (broadcast) and per sync request.
+  auto st = tables.cached_statement(
+      "SELECT \"table\", pk, cid, val, col_version, db_version, site_id, cl, seq, ts FROM (" +
+      tables.changes_select("c.site_id = ?9 AND " + clock_where) + ") " + tail);
   if (!st) return tl::unexpected(st.error());
-  bind(st->get());
+  detail::Reset reset(*st);
+  bind(*st);
+  sqlite3_bind_int64(*st, 9, **ord);
   std::vector<Change> out;
   int rc;
-  while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) {
-    sqlite3_stmt* s = st->get();
-    out.push_back(change_from_row(s));
-  }
+  while ((rc = sqlite3_step(*st)) == SQLITE_ROW) out.push_back(change_from_row(*st));
   if (rc != SQLITE_DONE) return detail::sqlite_error(tables.db(), "read changes", rc);
   return out;
 }
@@ -69,7 +68,7 @@ Result<std::vector<Change>> changes_for_version(CrrTables& tables, const SiteId&
 Result<std::vector<Change>> changes_since(CrrTables& tables, const SiteId& actor, std::int64_t after,
                                           std::optional<std::size_t> limit) {
   std::string tail = "ORDER BY db_version, seq";
-  if (limit) tail += " LIMIT " + std::to_string(*limit);
+  if (limit) tail += " LIMIT " + std::to_string(*limit);  // few distinct limits: cached per value
   return query(tables, actor, "c.db_version > ?1", tail,
                [&](sqlite3_stmt* s) { sqlite3_bind_int64(s, 1, after); });
 }

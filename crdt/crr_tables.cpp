@@ -194,6 +194,20 @@ void CrrTables::on_rollback(void* self) {
   if (t->schema_epoch_ != t->committed_epoch_) t->registry_stale_ = true;
 }
 
+Result<sqlite3_stmt*> CrrTables::cached_statement(const std::string& sql) {
+  refresh_registry();
+  if (statement_cache_epoch_ != schema_epoch_ || statement_cache_.size() >= statement_cache_max) {
+    statement_cache_.clear();
+    statement_cache_epoch_ = schema_epoch_;
+  }
+  if (auto it = statement_cache_.find(sql); it != statement_cache_.end()) return it->second.get();
+  auto st = prepare(db_, sql, true);
+  if (!st) return tl::unexpected(st.error());
+  sqlite3_stmt* raw = st->release();
+  statement_cache_.emplace(sql, std::unique_ptr<sqlite3_stmt, StmtFinalizer>(raw));
+  return raw;
+}
+
 void CrrTables::refresh_registry() const {
   if (!registry_stale_) return;
   auto* self = const_cast<CrrTables*>(this);

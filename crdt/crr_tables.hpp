@@ -202,6 +202,13 @@ class CrrTables {
   // |clock_where| selects everything (that is the crsql_changes view).
   std::string changes_select(const std::string& clock_where) const;
 
+  // Internal: |sql| prepared once and kept while the registry stays the same
+  // (any schema change clears the cache), for the queries replication runs
+  // after every commit. The caller resets it after use. At most
+  // statement_cache_max are kept.
+  Result<sqlite3_stmt*> cached_statement(const std::string& sql);
+  static constexpr std::size_t statement_cache_max = 64;
+
   // Internal: per-table prepared statements, shared with Merger and capture.
   detail::TableState* state(std::string_view table);
   // Internal: records that |site| has been seen up to |db_version|.
@@ -240,6 +247,11 @@ class CrrTables {
   bool registry_stale_ = false;
   void refresh_registry() const;
   std::map<std::string, std::unique_ptr<detail::TableState>, std::less<>> tables_;
+  struct StmtFinalizer {
+    void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+  };
+  std::map<std::string, std::unique_ptr<sqlite3_stmt, StmtFinalizer>, std::less<>> statement_cache_;
+  std::uint64_t statement_cache_epoch_ = 0;
   struct Shared;
   std::unique_ptr<Shared> shared_;
 };

@@ -149,6 +149,14 @@ Result<std::vector<Value>> PackedPk::unpack(std::span<const std::uint8_t> packed
     }
   }
   if (pos != packed.size()) return bad("trailing bytes");
+  // One row, one blob: a value spelled with extra leading zero bytes (an
+  // integer or a length) would decode to the same pk yet key a different
+  // row in the pks table, so only pack's own spelling is accepted (found by
+  // fuzzing; the blob is the row's identity across nodes).
+  Bytes canonical = pack(out);
+  if (canonical.size() != packed.size() || !std::equal(canonical.begin(), canonical.end(), packed.begin())) {
+    return bad("not in canonical form");
+  }
   return out;
 }
 

@@ -321,8 +321,12 @@ Result<SchemaChanges> SchemaManager::apply(const Schema& schema) {
   std::vector<std::string> ddl;
   std::vector<std::string> to_crr;
   for (const auto& [name, def] : schema.tables) {
+    // Named copies: lambdas may not capture structured bindings before C++20
+    // compilers caught up (clang 14, used for the fuzz build).
+    const std::string& table_name = name;
+    const std::string& table_source = def.source;
     auto fail = [&](const std::string& col, const std::string& why) {
-      return make_error(ErrorCode::schema, "schema file " + def.source + ": table " + name +
+      return make_error(ErrorCode::schema, "schema file " + table_source + ": table " + table_name +
                                                ": column " + col + ": " + why);
     };
     auto live = columns_of(db, name);

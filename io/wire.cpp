@@ -66,7 +66,7 @@ class Reader {
   std::uint64_t u64() { return le(8); }
   std::int64_t i64() { return static_cast<std::int64_t>(le(8)); }
   void raw(void* p, std::size_t n) {
-    if (!need(n)) return;
+    if (n == 0 || !need(n)) return;  // memcpy of nothing may still not take null
     std::memcpy(p, in_.data() + pos_, n);
     pos_ += n;
   }

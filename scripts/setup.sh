@@ -12,6 +12,7 @@ packages=(
   libspdlog-dev libfmt-dev libtomlplusplus-dev libcli11-dev libexpected-dev
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
   strace procps curl
+  clang-14 libfuzzer-14-dev
 )
 
 missing=()

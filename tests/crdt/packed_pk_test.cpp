@@ -93,3 +93,22 @@ TEST(ValueOrder, MatchesObservedTotalOrder) {
 
 }  // namespace
 }  // namespace patina::crdt
+
+namespace patina::crdt {
+namespace {
+
+TEST(PackedPkCanonical, extra_leading_zero_bytes_are_rejected) {
+  // 1 column, INTEGER in 4 bytes holding 31: pack would use 1 byte.
+  std::vector<std::uint8_t> wide{1, (4 << 3) | 1, 0, 0, 0, 31};
+  EXPECT_FALSE(PackedPk::unpack(wide));
+  std::vector<std::uint8_t> narrow{1, (1 << 3) | 1, 31};
+  auto v = PackedPk::unpack(narrow);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(std::get<std::int64_t>((*v)[0]), 31);
+  // TEXT whose length is spelled in 2 bytes instead of 1.
+  std::vector<std::uint8_t> text{1, (2 << 3) | 3, 0, 1, 'a'};
+  EXPECT_FALSE(PackedPk::unpack(text));
+}
+
+}  // namespace
+}  // namespace patina::crdt

@@ -1,5 +1,6 @@
 #include "crdt/bookkeeping.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "crdt/detail/sqlite.hpp"
@@ -211,7 +212,10 @@ Result<bool> Bookkeeper::record_partial(const SiteId& actor, std::int64_t versio
   if (auto r = mark_versions(actor, Range{version, version}); !r) return tl::unexpected(r.error());
   auto& p = actors_[actor].partials[version];
   p.seqs.insert(seqs);
-  p.last_seq = last_seq;
+  // A server that stores the version complete but lost its superseded tail
+  // seqs reports a smaller last_seq than the origin did: keep the larger one,
+  // so seqs already held never lie beyond last_seq.
+  p.last_seq = std::max(p.last_seq, last_seq);
   p.ts = ts;
   {
     auto del = prepare(db_, "DELETE FROM __patina_seq_bookkeeping WHERE site_id = ? AND db_version = ?");

@@ -3,7 +3,11 @@
 //
 //   patina-sim --seeds 1..1000 [--nodes 5] [--faults all|none|loss,dup,...]
 //              [--safety-ms 30000] [--liveness-ms 120000] [--broadcast planner|all]
-//              [--in-memory] [--keep-files] [--check-determinism] [--stop-on-failure]
+//              [--in-memory] [--forward-own] [--keep-files] [--check-determinism]
+//              [--stop-on-failure] [--quiet]
+//
+// --forward-own behaves as the agent does today (forwards its own changes
+// when they bounce back; see NodeConfig::drop_own_changesets).
 //
 // Each seed prints one line; a failing seed prints why and the exact command
 // that replays it. Exit status 1 if any seed failed.
@@ -24,7 +28,7 @@ int usage() {
   std::fprintf(stderr,
                "usage: patina-sim --seeds A..B [--nodes N] [--faults all|none|loss,dup,reorder,partition,crash,drift]\n"
                "                  [--safety-ms MS] [--liveness-ms MS] [--broadcast planner|all] [--in-memory]\n"
-               "                  [--keep-files] [--check-determinism] [--stop-on-failure] [--quiet]\n");
+               "                  [--forward-own] [--keep-files] [--check-determinism] [--stop-on-failure] [--quiet]\n");
   return 2;
 }
 
@@ -66,6 +70,8 @@ int main(int argc, char** argv) {
       else return usage();
     } else if (a == "--in-memory") {
       base.in_memory = true;
+    } else if (a == "--forward-own") {
+      base.drop_own_changesets = false;
     } else if (a == "--keep-files") {
       base.keep_files = true;
     } else if (a == "--check-determinism") {

@@ -33,7 +33,9 @@ std::string Checkers::after_event(const SimNode& node, const Outbox& out) {
   const swim::Membership& m = node.membership();
   if (m.is_defunct()) return fmt::format("node {} believes itself down (defunct)", i);
   const auto self = std::make_pair(m.identity().ts, m.incarnation());
-  if (self < st.self_seen) return fmt::format("node {}: own (ts, incarnation) went back", i);
+  if (self < st.self_seen)
+    return fmt::format("node {}: own (ts, incarnation) went back: ({}, {}) -> ({}, {})", i, st.self_seen.first,
+                       st.self_seen.second, self.first, self.second);
   st.self_seen = self;
   for (const swim::Member& mem : m.members()) {
     if (mem.id.addr == m.identity().addr) return fmt::format("node {} lists itself as a member", i);
@@ -88,8 +90,15 @@ std::string Checkers::pending(std::vector<std::unique_ptr<SimNode>>& nodes) {
       if (a->max > head)
         return fmt::format("node {} knows version {} of {} beyond its head {}", n->index(), a->max,
                            crdt::to_hex(actor), head);
-      if (!a->needed.empty() || !a->partials.empty())
-        return fmt::format("node {} still needs versions of {}", n->index(), crdt::to_hex(actor));
+      if (!a->needed.empty() || !a->partials.empty()) {
+        std::string detail;
+        for (const auto& r : a->needed.ranges()) detail += fmt::format(" gap {}..{}", r.start, r.end);
+        for (const auto& [v, p] : a->partials) {
+          detail += fmt::format(" partial v{} last_seq {} has", v, p.last_seq);
+          for (const auto& r : p.seqs.ranges()) detail += fmt::format(" {}..{}", r.start, r.end);
+        }
+        return fmt::format("node {} still needs versions of {}:{}", n->index(), crdt::to_hex(actor), detail);
+      }
     }
   }
   return {};

@@ -100,6 +100,8 @@ void SimNode::crash() {
   if (!live_) return;
   // Statements first, then the handle: like a process that dies, nothing is
   // committed that was not, and no goodbye is sent.
+  // The identity may have been renewed (auto-rejoin) since start.
+  last_identity_ts_ = std::max(last_identity_ts_, live_->m->identity().ts);
   live_->books.reset();
   live_->tables.reset();
   live_->m.reset();
@@ -296,6 +298,7 @@ void SimNode::on_changeset_frame(Message& msg, Outbox& out) {
   auto decoded = io::wire::decode(msg.bytes);
   if (!decoded) return fail(out, "undecodable changeset frame: " + decoded.error().message);
   if (decoded->cluster_id != config_.cluster_id) return;
+  if (config_.drop_own_changesets && decoded->changeset.actor == site_id_) return;
   // tools/agent.cpp apply_frame(): recent duplicates are dropped here.
   if (!live_->seen.insert(key_of(decoded->changeset))) {
     ++stats_.duplicates_dropped;

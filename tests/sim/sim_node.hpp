@@ -67,6 +67,12 @@ struct NodeConfig {
   std::size_t seen_capacity = 4096;
   bool in_memory = false;
   bool sync_enabled = true;
+  /// SPEC §5.6 step 1: drop changesets of our own actor at receipt. The agent
+  /// (tools/agent.cpp apply_frame + CrdtStore::unknown) does not: its own
+  /// changes bouncing back look novel (the Bookkeeper does not track our own
+  /// actor) and are forwarded again, once per bounce after the seen-set
+  /// forgets them or after a restart. Off reproduces that (seed 56).
+  bool drop_own_changesets = true;
   std::vector<std::uint32_t> bootstrap;  ///< node indexes to announce to
   std::string schema_sql;
 };

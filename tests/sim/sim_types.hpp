@@ -122,8 +122,9 @@ struct SimClock {
   /// at 2026-01-01.
   std::uint64_t ntp64(Instant global) const {
     constexpr std::int64_t start_s = 1'767'225'600;
-    const std::int64_t ns = monotonic(global).time_since_epoch().count() + offset_ns;
-    const std::int64_t secs = start_s + ns / 1'000'000'000;
+    // Whole nanoseconds since 1970; the offset may be negative at t = 0.
+    const std::int64_t ns = start_s * 1'000'000'000 + monotonic(global).time_since_epoch().count() + offset_ns;
+    const std::int64_t secs = ns / 1'000'000'000;
     const std::int64_t frac = ns % 1'000'000'000;
     return (static_cast<std::uint64_t>(secs) << 32) |
            static_cast<std::uint64_t>((static_cast<u128>(frac) << 32) / 1'000'000'000u);

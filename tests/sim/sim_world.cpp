@@ -72,6 +72,7 @@ std::string SimOptions::replay_command() const {
                                 seed, seed, nodes, faults.to_string(), ms_of(safety), ms_of(liveness_max));
   if (broadcast == BroadcastMode::all) cmd += " --broadcast all";
   if (in_memory) cmd += " --in-memory";
+  if (!drop_own_changesets) cmd += " --forward-own";
   return cmd;
 }
 
@@ -124,6 +125,7 @@ SimWorld::SimWorld(SimOptions options)
   node_config_.swim = sim_swim_config();
   node_config_.broadcast = o_.broadcast;
   node_config_.in_memory = o_.in_memory;
+  node_config_.drop_own_changesets = o_.drop_own_changesets;
   node_config_.schema_sql = schema_sql();
   for (std::uint32_t i = 0; i < std::min<std::size_t>(3, o_.nodes); ++i) node_config_.bootstrap.push_back(i);
 

@@ -61,6 +61,9 @@ struct SimOptions {
   std::string tmp_dir;  ///< empty: $TMPDIR or /tmp
   bool keep_files = false;
   std::uint64_t events_max = 50'000'000;
+  /// false: behave as the agent does today and forward our own changes when
+  /// they come back (NodeConfig::drop_own_changesets).
+  bool drop_own_changesets = true;
 
   /// The command line that replays this run.
   std::string replay_command() const;

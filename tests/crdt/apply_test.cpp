@@ -133,3 +133,78 @@ TEST(ChangeApplier, VersionsFromANewerSchemaWaitForIt) {
 
 }  // namespace
 }  // namespace patina::crdt
+
+#include "crdt/sync_needs.hpp"
+
+namespace patina::crdt {
+namespace {
+
+// Found by the cluster simulator (tests/sim, seed 9): a node holds version 1
+// of A as a partial (its tail chunk lost); by the time it syncs, A's later
+// writes superseded every change of that tail, so A stores the version with a
+// highest seq below the real last_seq. The Partial request must still be
+// answered with the requested seqs (holes) and the real last_seq, or the
+// version stays partial forever.
+TEST(ChangeApplier, PartialWhoseTailWasSupersededCompletesBySync) {
+  Node a(site_of(0xA1));
+  Node c(site_of(0xC3));
+  a.db.exec("BEGIN; INSERT INTO t VALUES (1, 'x', 1); INSERT INTO t VALUES (2, 'y', 2); COMMIT");
+  auto v1 = *changes_for_version(*a.db.crr, a.db.crr->site_id(), 1);
+  std::int64_t last = 0;
+  for (const auto& ch : v1) last = std::max(last, ch.seq);
+  // C got the head of version 1 only: row 1's changes.
+  std::vector<Change> head;
+  std::int64_t head_end = 0;
+  for (const auto& ch : v1)
+    if (ch.pk == v1.front().pk) {
+      head.push_back(ch);
+      head_end = std::max(head_end, ch.seq);
+    }
+  ASSERT_LT(head_end, last);
+  Changeset first{a.db.crr->site_id(), 1, Range{0, head_end}, last, 0, head};
+  ChangeApplier(*c.db.crr, c.books).apply(std::vector<Incoming>{Incoming{first, std::nullopt}}).value();
+  ASSERT_FALSE(c.books.contains_version(a.db.crr->site_id(), 1));
+  // A then rewrites row 2 entirely: version 1's tail seqs are gone at A.
+  a.db.exec("UPDATE t SET a = 'z', b = 3 WHERE id = 2");
+
+  auto ours = SyncState::from(c.db.crr->site_id(), c.db.crr->db_version(), c.books);
+  auto theirs = SyncState::from(a.db.crr->site_id(), a.db.crr->db_version(), a.books);
+  std::vector<Incoming> got;
+  for (const auto& req : SyncNeeds::compute(ours, theirs)) {
+    if (req.kind == SyncRequest::Kind::partial) {
+      auto served = serve_partial(*a.db.crr, a.books, req.actor, req.versions.start, req.seqs);
+      ASSERT_TRUE(served) << served.error().message;
+      ASSERT_FALSE(served->empty()) << "the superseded tail must still be served";
+      for (auto& cs : *served) {
+        EXPECT_EQ(cs.last_seq, last);
+        got.push_back(Incoming{std::move(cs), std::nullopt});
+      }
+    } else {
+      auto served = serve_versions(*a.db.crr, a.books, req.actor, req.versions);
+      ASSERT_TRUE(served);
+      for (auto& cs : served->changesets) got.push_back(Incoming{std::move(cs), std::nullopt});
+    }
+  }
+  ChangeApplier(*c.db.crr, c.books).apply(got).value();
+  EXPECT_TRUE(c.books.contains_version(a.db.crr->site_id(), 1));
+  EXPECT_TRUE(c.books.contains_version(a.db.crr->site_id(), 2));
+  EXPECT_TRUE(c.books.check());
+  EXPECT_EQ(c.db.dump("SELECT * FROM t ORDER BY id"), a.db.dump("SELECT * FROM t ORDER BY id"));
+}
+
+// A chunk reporting a smaller last_seq (served from a store that lost the
+// superseded tail) must not pull the partial's last_seq below seqs it holds.
+TEST(ChangeApplier, PartialKeepsTheLargestLastSeq) {
+  Node c(site_of(0xC3));
+  const SiteId b = site_of(0xB2);
+  auto& books = c.books;
+  ASSERT_TRUE(books.record_partial(b, 1, Range{4, 5}, 5, 0, {}));
+  auto done = books.record_partial(b, 1, Range{0, 1}, 1, 0, {});
+  ASSERT_TRUE(done);
+  EXPECT_FALSE(*done);
+  EXPECT_EQ(books.actor(b)->partials.at(1).last_seq, 5);
+  EXPECT_TRUE(books.check());
+}
+
+}  // namespace
+}  // namespace patina::crdt

@@ -111,6 +111,13 @@ void SimNode::crash() {
   ++stats_.restarts;
 }
 
+void SimNode::preload_members(Instant now, const std::vector<swim::MemberUpdate>& members, Outbox& out) {
+  if (!live_) return;
+  swim::Effects fx;
+  if (auto r = live_->m->apply_snapshot(local(now), members, fx); !r) return fail(out, "apply_snapshot");
+  route_swim(fx, out);
+}
+
 crdt::SyncState SimNode::sync_state() const {
   return crdt::SyncState::from(site_id_, live_->tables->db_version(), *live_->books);
 }

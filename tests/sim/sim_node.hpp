@@ -117,6 +117,9 @@ class SimNode {
   std::uint64_t epoch() const { return epoch_; }
 
   void handle(Instant now, NodeEvent& ev, Outbox& out);
+  /// Feeds |members| to SWIM as a persisted member list (fast start of big
+  /// clusters: no announce rounds needed).
+  void preload_members(Instant now, const std::vector<swim::MemberUpdate>& members, Outbox& out);
 
   struct WriteResult {
     std::optional<std::int64_t> version;    ///< nullopt: the write changed nothing

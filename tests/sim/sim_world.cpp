@@ -181,6 +181,22 @@ void SimWorld::start_all() {
   }
 }
 
+void SimWorld::preload_members() {
+  std::vector<swim::MemberUpdate> all;
+  for (auto& n : nodes_)
+    if (n->up()) all.push_back(swim::MemberUpdate{n->membership().identity(), 0, swim::MemberState::alive});
+  for (auto& n : nodes_) {
+    if (!n->up()) continue;
+    std::vector<swim::MemberUpdate> others;
+    others.reserve(all.size());
+    for (const auto& u : all)
+      if (u.id.addr != n->addr()) others.push_back(u);
+    outbox_.clear();
+    n->preload_members(now_, others, outbox_);
+    dispatch_outbox(n->index());
+  }
+}
+
 void SimWorld::dispatch_outbox(std::uint32_t from) {
   const std::uint64_t epoch = nodes_[from]->epoch();
   for (auto& s : outbox_.sends) {

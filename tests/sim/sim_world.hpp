@@ -94,6 +94,9 @@ class SimWorld {
 
   // Building blocks (the benchmark drives these itself).
   void start_all();
+  /// Every live node learns every other's identity as if from a persisted
+  /// member list (for large clusters).
+  void preload_members();
   /// Runs events up to |deadline| or the first failure; false on failure.
   bool run_until(Instant deadline);
   Instant now() const { return now_; }

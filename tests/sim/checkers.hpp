@@ -24,6 +24,7 @@
 //      col_version with a value at least as large);
 // (12) Bookkeeper::check(): memory equals database, invariants hold.
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <string>
@@ -58,6 +59,9 @@ class Checkers {
                                    const std::vector<AckedWrite>& acked);
 
   std::size_t versions_applied() const { return applied_count_; }
+  /// (3) walks every member a node holds: O(n) per event. Large clusters
+  /// check it on every |period|-th event of each node instead.
+  void set_member_check_period(std::size_t period) { member_check_period_ = std::max<std::size_t>(period, 1); }
 
  private:
   struct PerNode {
@@ -65,9 +69,11 @@ class Checkers {
     std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> incarnation_seen;
     std::set<std::pair<crdt::SiteId, std::int64_t>> applied;
     std::set<ChunkKey> forwarded;
+    std::size_t events = 0;
   };
   std::vector<PerNode> nodes_;
   std::size_t applied_count_ = 0;
+  std::size_t member_check_period_ = 1;
 };
 
 }  // namespace patina::sim

@@ -104,6 +104,7 @@ class SimWorld {
   std::size_t size() const { return nodes_.size(); }
   SimNetwork& network() { return network_; }
   NodeConfig& node_config() { return node_config_; }
+  Checkers& checkers() { return checkers_; }
   const std::string& failure() const { return failure_; }
   std::uint64_t trace_hash() const { return hash_.h; }
   /// A client write on node |i| now; returns the acked version, if any.

@@ -4,9 +4,11 @@
 
 namespace patina::swim {
 
-BroadcastPlanner::BroadcastPlanner(std::uint32_t max_transmissions, std::size_t num_indirect_probes)
+BroadcastPlanner::BroadcastPlanner(std::uint32_t max_transmissions, std::size_t num_indirect_probes,
+                                   std::optional<std::size_t> fanout_max)
     : max_transmissions_(std::max<std::uint32_t>(max_transmissions, 1)),
-      num_indirect_probes_(num_indirect_probes) {}
+      num_indirect_probes_(num_indirect_probes),
+      fanout_max_(fanout_max) {}
 
 std::vector<std::string> BroadcastPlanner::ring0(std::span<const Peer> peers) {
   std::vector<std::string> out;
@@ -17,8 +19,9 @@ std::vector<std::string> BroadcastPlanner::ring0(std::span<const Peer> peers) {
 
 std::size_t BroadcastPlanner::fanout(std::size_t members, std::size_t ring0_count) const {
   const std::size_t others = members > ring0_count ? members - ring0_count : 0;
-  return std::max(num_indirect_probes_,
-                  others / (static_cast<std::size_t>(max_transmissions_) * 10));
+  const std::size_t k = std::max(num_indirect_probes_,
+                                 others / (static_cast<std::size_t>(max_transmissions_) * 10));
+  return fanout_max_ ? std::min(k, *fanout_max_) : k;
 }
 
 std::vector<std::string> BroadcastPlanner::plan_round(std::span<const Peer> peers,

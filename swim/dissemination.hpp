@@ -5,7 +5,8 @@
 //  - a local payload goes at once to every ring-0 member;
 //  - a flushed batch goes, each round, to k random members not yet sent to
 //    (excluding ring 0 for local batches, which already have it), with
-//    k = max(num_indirect_probes, (members − ring0) / (max_transmissions·10));
+//    k = max(num_indirect_probes, (members − ring0) / (max_transmissions·10)),
+//    at most fanout_max when one is set;
 //  - a batch runs at most max_transmissions rounds, 20 ms × round apart
 //    (Corrosion: 100 ms; it batches payloads for 500 ms first, we send at
 //    once, and the shorter step keeps p99 delivery low on big clusters)
@@ -51,7 +52,11 @@ struct BroadcastBatch {
 
 class BroadcastPlanner {
  public:
-  BroadcastPlanner(std::uint32_t max_transmissions, std::size_t num_indirect_probes);
+  /// |fanout_max| caps k (tuning for large clusters: the formula keeps
+  /// rounds·k ≈ members/10 sends per node and per payload, which grows with
+  /// the cluster; see bench/sim_scale.cpp). Absent: no cap.
+  BroadcastPlanner(std::uint32_t max_transmissions, std::size_t num_indirect_probes,
+                   std::optional<std::size_t> fanout_max = std::nullopt);
 
   /// Members that get a local payload immediately: every ring-0 peer.
   static std::vector<std::string> ring0(std::span<const Peer> peers);
@@ -76,6 +81,7 @@ class BroadcastPlanner {
  private:
   std::uint32_t max_transmissions_;
   std::size_t num_indirect_probes_;
+  std::optional<std::size_t> fanout_max_;
 };
 
 /// Bounded forward-once set: insert() is true only on a key's first sighting

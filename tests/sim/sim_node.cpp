@@ -251,7 +251,7 @@ SimNode::WriteResult SimNode::client_write(Instant now, const std::vector<std::s
 swim::BroadcastPlanner SimNode::planner() const {
   const std::uint32_t rounds =
       config_.broadcast_rounds.value_or(config_.swim.max_transmissions(live_->m->cluster_size()));
-  return swim::BroadcastPlanner(rounds, config_.broadcast_fanout.value_or(config_.swim.num_indirect_probes));
+  return swim::BroadcastPlanner(rounds, config_.swim.num_indirect_probes, config_.broadcast_fanout_max);
 }
 
 void SimNode::broadcast(Bytes frame, bool local, std::optional<std::uint32_t> exclude, Outbox& out) {

@@ -54,8 +54,8 @@ struct NodeConfig {
   BroadcastMode broadcast = BroadcastMode::planner;
   /// Pins the planner's rounds (else swim config's max_transmissions(n)).
   std::optional<std::uint32_t> broadcast_rounds;
-  /// Pins the planner's fan-out per round floor (else num_indirect_probes).
-  std::optional<std::size_t> broadcast_fanout;
+  /// Caps the planner's fan-out per round (BroadcastPlanner fanout_max).
+  std::optional<std::size_t> broadcast_fanout_max;
   Duration apply_delay = 10ms;  ///< apply_queue_timeout
   std::size_t apply_batch_max = 400;
   Duration sync_min = 1s;

@@ -124,6 +124,13 @@ TEST(SwimBroadcastPlanner, ring0_and_fanout) {
   EXPECT_EQ(planner.fanout(1000, 0), 25u);  // 1000/40
 }
 
+TEST(SwimBroadcastPlanner, fanout_max_caps_k) {
+  // 1,000 members: the formula gives max(3, 999 / (12·10)) = 8 per round.
+  EXPECT_EQ(BroadcastPlanner(12, 3).fanout(999, 0), 8u);
+  EXPECT_EQ(BroadcastPlanner(12, 3, 4).fanout(999, 0), 4u);
+  EXPECT_EQ(BroadcastPlanner(12, 3, 20).fanout(999, 0), 8u);
+}
+
 TEST(SwimBroadcastPlanner, rounds_never_repeat_a_peer_and_stop_after_max_transmissions) {
   const auto peers = make_peers(20, 4);
   BroadcastPlanner planner(3, 3);

@@ -77,6 +77,8 @@ std::string Checkers::pending(std::vector<std::unique_ptr<SimNode>>& nodes) {
     if (n->apply_queue_depth() > 0) return fmt::format("node {} has {} queued to apply", n->index(), n->apply_queue_depth());
     if (n->broadcast_pending() > 0)
       return fmt::format("node {} has {} broadcasts pending", n->index(), n->broadcast_pending());
+    if (n->membership().pending_updates() > 0)
+      return fmt::format("node {} has {} SWIM updates to gossip", n->index(), n->membership().pending_updates());
   }
   // (9) bookkeeping complete.
   std::map<crdt::SiteId, std::int64_t> heads;

@@ -15,7 +15,8 @@
 // At the end of the liveness phase (everything healed and restarted):
 //  (7) equal membership views: every node sees exactly the other nodes'
 //      current identities, all Alive;
-//  (8) empty queues: apply queues and broadcast batches;
+//  (8) empty queues: apply queues, broadcast batches, SWIM updates waiting
+//      to be piggy-backed;
 //  (9) complete bookkeeping: every node knows every version of every actor
 //      up to that actor's db_version, no gaps, no partials;
 // (10) identical contents: per-table digests equal on every node;

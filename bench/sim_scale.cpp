@@ -15,7 +15,7 @@
 // need about 3,000 file descriptors).
 //
 //   sim_scale [--nodes 1000] [--writes 100] [--interval-ms 50] [--seed 1]
-//             [--loss-permille 10] [--rounds R] [--fanout K (cap)] [--broadcast planner|all]
+//             [--loss-permille 10] [--rounds R] [--fanout K (cap)] [--broadcast agent|spec|all]
 //             [--no-sync] [--files] [--warmup-s 10]
 #include <algorithm>
 #include <chrono>
@@ -42,7 +42,7 @@ struct Args {
   std::uint32_t loss = 10;
   std::optional<std::uint32_t> rounds;
   std::optional<std::size_t> fanout;
-  BroadcastMode mode = BroadcastMode::planner;
+  BroadcastMode mode = BroadcastMode::agent;
   bool sync = true;
   bool files = false;
   std::uint64_t warmup_s = 10;
@@ -67,7 +67,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--loss-permille") a.loss = static_cast<std::uint32_t>(num());
     else if (k == "--rounds") a.rounds = static_cast<std::uint32_t>(num());
     else if (k == "--fanout") a.fanout = num();
-    else if (k == "--broadcast") a.mode = v() == "all" ? BroadcastMode::all : BroadcastMode::planner;
+    else if (k == "--broadcast") a.mode = parse_broadcast_mode(v()).value_or(BroadcastMode::agent);
     else if (k == "--no-sync") a.sync = false;
     else if (k == "--files") a.files = true;
     else if (k == "--warmup-s") a.warmup_s = num();
@@ -208,7 +208,7 @@ int main(int argc, char** argv) {
   const std::size_t k = patina::swim::BroadcastPlanner(rounds, nc.swim.num_indirect_probes, a.fanout)
                             .fanout(w.size() - 1, 0);
   std::printf("broadcast: %s, %u rounds%s x k=%zu%s, sync %s\n",
-              a.mode == BroadcastMode::all ? "every member (agent today)" : "planner", rounds,
+              to_string(a.mode), rounds,
               a.rounds ? "" : " (max_transmissions(n))", k, a.fanout ? " (capped)" : " (SPEC formula)",
               a.sync ? "on (1-15 s backoff)" : "off");
   std::printf("node 0 sees %zu active members\n", probe.num_active());

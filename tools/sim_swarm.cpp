@@ -2,7 +2,7 @@
 // range of seeds, for long runs beyond the fixed CTest list.
 //
 //   patina-sim --seeds 1..1000 [--nodes 5] [--faults all|none|loss,dup,...]
-//              [--safety-ms 30000] [--liveness-ms 120000] [--broadcast planner|all]
+//              [--safety-ms 30000] [--liveness-ms 120000] [--broadcast agent|spec|all]
 //              [--in-memory] [--forward-own] [--keep-files] [--check-determinism]
 //              [--stop-on-failure] [--quiet]
 //
@@ -27,7 +27,7 @@ namespace {
 int usage() {
   std::fprintf(stderr,
                "usage: patina-sim --seeds A..B [--nodes N] [--faults all|none|loss,dup,reorder,partition,crash,drift]\n"
-               "                  [--safety-ms MS] [--liveness-ms MS] [--broadcast planner|all] [--in-memory]\n"
+               "                  [--safety-ms MS] [--liveness-ms MS] [--broadcast agent|spec|all] [--in-memory]\n"
                "                  [--forward-own] [--keep-files] [--check-determinism] [--stop-on-failure] [--quiet]\n");
   return 2;
 }
@@ -65,9 +65,9 @@ int main(int argc, char** argv) {
       base.liveness_max = std::chrono::milliseconds(std::strtoull(value().c_str(), nullptr, 10));
     } else if (a == "--broadcast") {
       const auto v = value();
-      if (v == "all") base.broadcast = BroadcastMode::all;
-      else if (v == "planner") base.broadcast = BroadcastMode::planner;
-      else return usage();
+      auto m = parse_broadcast_mode(v);
+      if (!m) return usage();
+      base.broadcast = *m;
     } else if (a == "--in-memory") {
       base.in_memory = true;
     } else if (a == "--forward-own") {

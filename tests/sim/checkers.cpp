@@ -25,7 +25,7 @@ std::string Checkers::after_event(const SimNode& node, const Outbox& out) {
   }
   for (const auto& k : out.forwarded) {
     if (!st.forwarded.insert(k).second) {
-      return fmt::format("node {} forwarded changeset {}/{}/{}-{} twice", i, crdt::to_hex(k.actor), k.version,
+      return fmt::format("node {} relayed changeset {}/{}/{}-{} twice (as origin or forwarder)", i, crdt::to_hex(k.actor), k.version,
                          k.seq_start, k.seq_end);
     }
   }

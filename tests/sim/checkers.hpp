@@ -9,7 +9,8 @@
 //      goes back, and an address's identity never gets older;
 //  (4) a version (actor, version) is never applied twice by one node, across
 //      restarts (the persisted bookkeeping must remember it);
-//  (5) no node forwards one changeset chunk twice, across restarts;
+//  (5) no node relays one changeset chunk twice, across restarts (the
+//      origin's own broadcast of its chunk counts as its one relay);
 //  (6) nothing the node did failed (apply, serve, decode).
 //
 // At the end of the liveness phase (everything healed and restarted):

@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <bit>
 
 #include <fmt/format.h>
 
@@ -36,6 +37,22 @@ SimNode::SimNode(std::uint32_t index, const NodeConfig& config, const AddrBook& 
 }
 
 SimNode::~SimNode() { crash(); }
+
+const char* to_string(BroadcastMode m) {
+  switch (m) {
+    case BroadcastMode::agent: return "agent";
+    case BroadcastMode::spec: return "spec";
+    case BroadcastMode::all: return "all";
+  }
+  return "?";
+}
+
+std::optional<BroadcastMode> parse_broadcast_mode(std::string_view s) {
+  if (s == "agent") return BroadcastMode::agent;
+  if (s == "spec") return BroadcastMode::spec;
+  if (s == "all") return BroadcastMode::all;
+  return std::nullopt;
+}
 
 void SimNode::fail(Outbox& out, const std::string& what) {
   out.errors.push_back(fmt::format("node {}: {}", index_, what));
@@ -243,7 +260,9 @@ SimNode::WriteResult SimNode::client_write(Instant now, const std::vector<std::s
   res.changesets = crdt::ChangesetChunker::chunk(site_id_, *res.version, crdt::Range{0, last_seq}, last_seq, ts,
                                                  std::move(*changes));
   for (const auto& cs : res.changesets) {
-    broadcast(io::wire::encode(io::wire::ChangesetFrame{config_.cluster_id, cs}), true, std::nullopt, out);
+    // The origin's own sending counts as its one relay of each chunk.
+    out.forwarded.push_back(ChunkKey{cs.actor, cs.version, cs.seqs.start, cs.seqs.end});
+    broadcast(io::wire::encode(io::wire::ChangesetFrame{config_.cluster_id, 0, cs}), true, std::nullopt, out);
   }
   return res;
 }
@@ -269,6 +288,18 @@ void SimNode::broadcast(Bytes frame, bool local, std::optional<std::uint32_t> ex
   Batch batch;
   batch.state.local = local;
   if (exclude) batch.state.sent_to.insert(book_.addr[*exclude]);
+  if (local && config_.broadcast == BroadcastMode::agent) {
+    // io/broadcaster.cpp broadcast_local(): enough hops for an epidemic over
+    // the cluster (ceil(log2(peers + 2)) within 2..8), none when the nearest
+    // members are everyone.
+    std::uint8_t hops = 0;
+    if (swim::BroadcastPlanner::ring0(peers).size() < peers.size()) {
+      const auto bits = static_cast<int>(std::bit_width(peers.size() + 1));  // ceil(log2(peers + 2))
+      hops = static_cast<std::uint8_t>(std::clamp(bits, 2, 8));
+    }
+    io::wire::set_hops(frame, hops);
+  }
+  if (!local && config_.broadcast == BroadcastMode::agent) batch.max_rounds = 1;
   if (local) {
     for (const auto& a : swim::BroadcastPlanner::ring0(peers)) {
       if (auto to = book_.find(a)) send(*to, Channel::changeset, 0, frame, out);
@@ -278,6 +309,20 @@ void SimNode::broadcast(Bytes frame, bool local, std::optional<std::uint32_t> ex
   const std::uint64_t id = l.next_batch++;
   l.batches.emplace(id, std::move(batch));
   broadcast_round(id, out);
+}
+
+bool SimNode::forward(Bytes frame, std::uint32_t from, Outbox& out) {
+  if (config_.broadcast == BroadcastMode::agent) {
+    // io/broadcaster.cpp rebroadcast(): hops − 1, nothing once spent.
+    const auto hops = io::wire::hops_of(frame);
+    if (!hops || *hops == 0) {
+      ++stats_.hops_exhausted;
+      return false;
+    }
+    io::wire::set_hops(frame, static_cast<std::uint8_t>(*hops - 1));
+  }
+  broadcast(std::move(frame), false, from, out);
+  return true;
 }
 
 void SimNode::broadcast_round(std::uint64_t id, Outbox& out) {
@@ -291,7 +336,7 @@ void SimNode::broadcast_round(std::uint64_t id, Outbox& out) {
   for (const auto& a : targets) {
     if (auto to = book_.find(a)) send(*to, Channel::changeset, 0, b.frame, out);
   }
-  if (plan.done(b.state) || (targets.empty() && b.state.rounds > 1)) {
+  if (plan.done(b.state) || b.state.rounds >= b.max_rounds || targets.empty()) {
     l.batches.erase(it);
     return;
   }
@@ -371,9 +416,9 @@ void SimNode::run_apply_batch(Outbox& out) {
     Item& it = items[i];
     if (!novel[i] || !it.broadcast || it.frame.empty()) continue;
     const auto& cs = it.incoming.changeset;
+    if (!forward(std::move(it.frame), it.from, out)) continue;
     out.forwarded.push_back(ChunkKey{cs.actor, cs.version, cs.seqs.start, cs.seqs.end});
     ++stats_.frames_forwarded;
-    broadcast(std::move(it.frame), false, it.from, out);
   }
   if (!l.apply_queue.empty() && !l.apply_armed) {
     l.apply_armed = true;
@@ -424,7 +469,7 @@ void SimNode::on_sync_request(const Message& msg, Outbox& out) {
       if (!served) return fail(out, "serve_versions: " + served.error().message);
       for (auto& cs : served->changesets) {
         for (const auto& c : cs.changes) bytes += crdt::estimated_size(c);
-        response.changesets.push_back(io::wire::encode(io::wire::ChangesetFrame{config_.cluster_id, std::move(cs)}));
+        response.changesets.push_back(io::wire::encode(io::wire::ChangesetFrame{config_.cluster_id, 0, std::move(cs)}));
       }
       for (const auto& r : served->empty.ranges()) response.empty.emplace_back(req.actor, r);
     } else {
@@ -432,7 +477,7 @@ void SimNode::on_sync_request(const Message& msg, Outbox& out) {
       if (!served) return fail(out, "serve_partial: " + served.error().message);
       for (auto& cs : *served) {
         for (const auto& c : cs.changes) bytes += crdt::estimated_size(c);
-        response.changesets.push_back(io::wire::encode(io::wire::ChangesetFrame{config_.cluster_id, std::move(cs)}));
+        response.changesets.push_back(io::wire::encode(io::wire::ChangesetFrame{config_.cluster_id, 0, std::move(cs)}));
       }
     }
   }

@@ -9,10 +9,8 @@
 //   * broadcast: a local commit's changesets go out as io/wire ChangesetFrames;
 //     a frame received by broadcast is queued for apply after a seen-set
 //     check, and re-sent ("forwarded") once, when its apply brought a version
-//     chunk this node lacked (the agent's rule). Who gets a frame is either
-//     swim::BroadcastPlanner (SPEC §5.3: ring 0 at once, then k random
-//     members per round for max_transmissions rounds) or, as the agent does
-//     today, every active member;
+//     chunk this node lacked (the agent's rule). Who gets a frame and how
+//     far it travels: BroadcastMode below (default: as io/broadcaster.cpp);
 //   * the apply pipeline: queued changesets merged in batches by
 //     crdt::ChangeApplier, one batch per apply tick;
 //   * anti-entropy: every sync_min..sync_max (doubling while rounds bring
@@ -46,12 +44,22 @@ struct sqlite3;
 
 namespace patina::sim {
 
-enum class BroadcastMode { planner, all };
+/// Who gets a changeset frame:
+///  agent — as io/broadcaster.cpp does: a local commit goes to ring 0 at once,
+///          then max_transmissions rounds of k random members; the frame
+///          carries a hop count (log2 n, 2..8; 0 when ring 0 is everyone) and
+///          a forward is one round of k members with hops − 1, none at 0;
+///  spec  — SPEC §5.3 as written: forwards get max_transmissions rounds too,
+///          no hop count;
+///  all   — every active member but the sender (the agent before the planner).
+enum class BroadcastMode { agent, spec, all };
+const char* to_string(BroadcastMode m);
+std::optional<BroadcastMode> parse_broadcast_mode(std::string_view s);
 
 struct NodeConfig {
   swim::Config swim;
   std::uint16_t cluster_id = 0;
-  BroadcastMode broadcast = BroadcastMode::planner;
+  BroadcastMode broadcast = BroadcastMode::agent;
   /// Pins the planner's rounds (else swim config's max_transmissions(n)).
   std::optional<std::uint32_t> broadcast_rounds;
   /// Caps the planner's fan-out per round (BroadcastPlanner fanout_max).
@@ -92,6 +100,7 @@ struct NodeStats {
   std::uint64_t bytes_sent[channel_count] = {};
   std::uint64_t messages_sent[channel_count] = {};
   std::uint64_t frames_forwarded = 0;
+  std::uint64_t hops_exhausted = 0;  ///< novel frames not forwarded: hops spent
   std::uint64_t duplicates_dropped = 0;
   std::uint64_t apply_batches = 0;
   std::uint64_t syncs_started = 0;
@@ -156,6 +165,7 @@ class SimNode {
   struct Batch {
     Bytes frame;
     swim::BroadcastBatch state;
+    std::uint32_t max_rounds = UINT32_MAX;
   };
   struct Live {
     sqlite3* db = nullptr;
@@ -187,6 +197,8 @@ class SimNode {
   void run_apply_batch(Outbox& out);
   std::vector<bool> unknown(const std::vector<crdt::Incoming>& batch) const;
   void broadcast(Bytes frame, bool local, std::optional<std::uint32_t> exclude, Outbox& out);
+  /// Forwards a novel broadcast frame; false when its hop count is spent.
+  bool forward(Bytes frame, std::uint32_t from, Outbox& out);
   void broadcast_round(std::uint64_t id, Outbox& out);
   swim::BroadcastPlanner planner() const;
   void fail(Outbox& out, const std::string& what);

@@ -70,7 +70,7 @@ std::string Faults::to_string() const {
 std::string SimOptions::replay_command() const {
   std::string cmd = fmt::format("patina-sim --seeds {}..{} --nodes {} --faults {} --safety-ms {} --liveness-ms {}",
                                 seed, seed, nodes, faults.to_string(), ms_of(safety), ms_of(liveness_max));
-  if (broadcast == BroadcastMode::all) cmd += " --broadcast all";
+  if (broadcast != BroadcastMode::agent) cmd += fmt::format(" --broadcast {}", to_string(broadcast));
   if (in_memory) cmd += " --in-memory";
   if (!drop_own_changesets) cmd += " --forward-own";
   return cmd;

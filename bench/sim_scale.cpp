@@ -16,6 +16,7 @@
 //
 //   sim_scale [--nodes 1000] [--writes 100] [--interval-ms 50] [--seed 1]
 //             [--loss-permille 10] [--rounds R] [--fanout K (cap)] [--broadcast agent|spec|all]
+//             [--forward-rounds F (agent mode; io/broadcaster.cpp uses 1)]
 //             [--no-sync] [--files] [--warmup-s 10]
 #include <algorithm>
 #include <chrono>
@@ -42,6 +43,7 @@ struct Args {
   std::uint32_t loss = 10;
   std::optional<std::uint32_t> rounds;
   std::optional<std::size_t> fanout;
+  std::uint32_t forward_rounds = 1;
   BroadcastMode mode = BroadcastMode::agent;
   bool sync = true;
   bool files = false;
@@ -67,6 +69,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--loss-permille") a.loss = static_cast<std::uint32_t>(num());
     else if (k == "--rounds") a.rounds = static_cast<std::uint32_t>(num());
     else if (k == "--fanout") a.fanout = num();
+    else if (k == "--forward-rounds") a.forward_rounds = static_cast<std::uint32_t>(num());
     else if (k == "--broadcast") a.mode = parse_broadcast_mode(v()).value_or(BroadcastMode::agent);
     else if (k == "--no-sync") a.sync = false;
     else if (k == "--files") a.files = true;
@@ -106,6 +109,7 @@ int main(int argc, char** argv) {
   nc.swim.remove_down_after = std::chrono::hours(48);
   nc.broadcast_rounds = a.rounds;
   nc.broadcast_fanout_max = a.fanout;
+  nc.forward_rounds = a.forward_rounds;
   nc.sync_enabled = a.sync;
   nc.sync_min = 1s;
   nc.sync_max = 15s;
@@ -207,9 +211,10 @@ int main(int argc, char** argv) {
   const std::uint32_t rounds = a.rounds.value_or(nc.swim.max_transmissions(w.size()));
   const std::size_t k = patina::swim::BroadcastPlanner(rounds, nc.swim.num_indirect_probes, a.fanout)
                             .fanout(w.size() - 1, 0);
-  std::printf("broadcast: %s, %u rounds%s x k=%zu%s, sync %s\n",
-              to_string(a.mode), rounds,
+  std::printf("broadcast: %s, %u rounds%s x k=%zu%s, forwards: %s, sync %s\n", to_string(a.mode), rounds,
               a.rounds ? "" : " (max_transmissions(n))", k, a.fanout ? " (capped)" : " (SPEC formula)",
+              a.mode == BroadcastMode::agent ? fmt::format("{} round(s), hop-counted", a.forward_rounds).c_str()
+                                             : "as the origin's",
               a.sync ? "on (1-15 s backoff)" : "off");
   std::printf("node 0 sees %zu active members\n", probe.num_active());
   std::printf("write-to-visible-everywhere: p50 %.0f ms  p90 %.0f ms  p99 %.0f ms  max %.0f ms  (%zu of %zu complete, %zu incomplete)\n",

@@ -299,7 +299,7 @@ void SimNode::broadcast(Bytes frame, bool local, std::optional<std::uint32_t> ex
     }
     io::wire::set_hops(frame, hops);
   }
-  if (!local && config_.broadcast == BroadcastMode::agent) batch.max_rounds = 1;
+  if (!local && config_.broadcast == BroadcastMode::agent) batch.max_rounds = config_.forward_rounds;
   if (local) {
     for (const auto& a : swim::BroadcastPlanner::ring0(peers)) {
       if (auto to = book_.find(a)) send(*to, Channel::changeset, 0, frame, out);

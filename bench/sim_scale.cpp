@@ -16,7 +16,7 @@
 //
 //   sim_scale [--nodes 1000] [--writes 100] [--interval-ms 50] [--seed 1]
 //             [--loss-permille 10] [--rounds R] [--fanout K (cap)] [--broadcast agent|spec|all]
-//             [--forward-rounds F (agent mode; io/broadcaster.cpp uses 1)]
+//             [--forward-rounds F (agent mode; io/broadcaster.cpp uses 2)]
 //             [--no-sync] [--files] [--warmup-s 10]
 //
 // Figures (seed 1, 1,000 nodes, 100 writes, 1% loss, wire v2, 20 ms round
@@ -58,7 +58,7 @@ struct Args {
   std::uint32_t loss = 10;
   std::optional<std::uint32_t> rounds;
   std::optional<std::size_t> fanout;
-  std::uint32_t forward_rounds = 1;
+  std::uint32_t forward_rounds = 2;
   BroadcastMode mode = BroadcastMode::agent;
   bool sync = true;
   bool files = false;

@@ -8,7 +8,7 @@
 //   * a frame received from a peer that brought something new is forwarded
 //     the same way, once (the apply pipeline decides "new": a version already
 //     applied is never forwarded again), to members other than its sender,
-//     in one round of k members, with its hop count decremented; a frame
+//     in two rounds of k members, with its hop count decremented; a frame
 //     whose hops are spent stops
 //     (the origin sends hops 0 when its nearest members are all members);
 //   * outbound bytes pass a token bucket (perf.broadcast_bytes_per_sec);

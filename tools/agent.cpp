@@ -543,6 +543,12 @@ class Agent final : public api::AdminService, public io::ApplySink {
       return;  // another cluster: silently dropped, as Corrosion does
     }
     const auto& cs = decoded->changeset;
+    // Our own changes bouncing back: we are their source (SPEC.md §5.6
+    // step 1); applying or forwarding them again would only echo them.
+    if (std::equal(cs.actor.begin(), cs.actor.end(), store_.tables().site_id().begin())) {
+      own_echoes_.inc();
+      return;
+    }
     if (!seen_.insert(fmt::format("{}/{}/{}-{}", crdt::to_hex(cs.actor), cs.version, cs.seqs.start, cs.seqs.end))) {
       duplicates_.inc();
       return;
@@ -880,6 +886,8 @@ class Agent final : public api::AdminService, public io::ApplySink {
   std::vector<swim::MemberUpdate> saved_members_;  // loaded at open, handed to SWIM at start
   core::Counter& duplicates_{metrics_.counter("patina_broadcast_duplicates_total",
                                               "Changeset frames dropped as seen recently")};
+  core::Counter& own_echoes_{metrics_.counter("patina_broadcast_own_echoes_total",
+                                              "Frames of this node's own changes received back and dropped")};
   core::Counter& bad_frames_{metrics_.counter("patina_broadcast_bad_frames_total",
                                               "Changeset frames that did not decode")};
   io::LogRateLimit bad_frames_log_;

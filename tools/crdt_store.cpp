@@ -78,6 +78,10 @@ std::vector<bool> CrdtStore::unknown(const std::vector<crdt::Incoming>& batch) c
   std::vector<bool> out;
   out.reserve(batch.size());
   for (const auto& in : batch) {
+    if (in.changeset.actor == tables_->site_id()) {
+      out.push_back(false);  // our own versions are never news to us
+      continue;
+    }
     if (in.empty_versions) {
       // Known iff below max, in no gap, and no partial inside the range.
       const crdt::Range r = *in.empty_versions;

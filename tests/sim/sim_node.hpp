@@ -63,7 +63,7 @@ struct NodeConfig {
   /// Pins the planner's rounds (else swim config's max_transmissions(n)).
   std::optional<std::uint32_t> broadcast_rounds;
   /// Rounds of a forward in agent mode (io/broadcaster.cpp: 1).
-  std::uint32_t forward_rounds = 1;
+  std::uint32_t forward_rounds = 2;  // as io/broadcaster.cpp rebroadcast()
   /// Caps the planner's fan-out per round (BroadcastPlanner fanout_max).
   std::optional<std::size_t> broadcast_fanout_max;
   Duration apply_delay = 10ms;  ///< apply_queue_timeout

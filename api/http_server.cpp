@@ -235,10 +235,11 @@ net::awaitable<void> HttpServer::dispatch(Request& request, Responder& responder
     co_return;
   }
   ++route->in_flight;
+  responder.count_against(&route->in_flight);
   struct Release {
-    int& n;
-    ~Release() { --n; }
-  } release{route->in_flight};
+    Responder& r;
+    ~Release() { r.leave_limit(); }
+  } release{responder};
   co_await route->route.handler->handle(request, responder);
 }
 

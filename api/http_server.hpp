@@ -48,6 +48,21 @@ class Responder {
   boost::asio::awaitable<bool> chunk(std::string_view data);
   boost::asio::awaitable<void> end_stream();
 
+  // A streaming handler stops counting against its route's concurrency
+  // limit once its stream has begun (a subscription lives for hours).
+  void leave_limit() {
+    if (in_flight_ != nullptr) --*in_flight_;
+    in_flight_ = nullptr;
+  }
+  void count_against(int* in_flight) { in_flight_ = in_flight; }
+  // For a WebSocket upgrade: the connection, and marking it taken over.
+  boost::beast::tcp_stream& stream() { return stream_; }
+  void upgraded() {
+    responded_ = true;
+    keep_alive_ = false;
+    status_ = 101;
+  }
+
   bool responded() const { return responded_; }
   bool keep_alive() const { return keep_alive_ && !broken_; }
   unsigned status() const { return status_; }
@@ -61,6 +76,7 @@ class Responder {
   bool responded_ = false;
   bool broken_ = false;
   unsigned status_ = 0;
+  int* in_flight_ = nullptr;
 };
 
 // Implemented by the routes. Runs on the reactor.

@@ -372,6 +372,9 @@ void read_config(Reader& r, Config& c) {
   r.get(api, {"idle_timeout_secs"}, c.api.idle_timeout_secs);
   r.get(api, {"header_timeout_secs"}, c.api.header_timeout_secs);
   r.get(api, {"body_timeout_secs"}, c.api.body_timeout_secs);
+  r.get(api, {"subscriptions_max"}, c.api.subscriptions_max);
+  r.get(api, {"subscription_streams_max"}, c.api.subscription_streams_max);
+  r.get(api, {"subscription_client_buffer"}, c.api.subscription_client_buffer);
   auto authz = r.section(api, {"authorization", "authz"}, false);
   r.get(authz, {"bearer-token", "bearer"}, c.api.bearer_token);
   if (r.is_table(api, "pg") || (api.table != nullptr && api.table->get("pg") != nullptr)) {
@@ -580,6 +583,9 @@ void validate(Reader& r, toml::table& root, Config& c) {
   check(c.api.idle_timeout_secs > 0, "api.idle_timeout_secs", "must be positive");
   check(c.api.header_timeout_secs > 0, "api.header_timeout_secs", "must be positive");
   check(c.api.body_timeout_secs > 0, "api.body_timeout_secs", "must be positive");
+  check(c.api.subscriptions_max > 0, "api.subscriptions_max", "must be positive");
+  check(c.api.subscription_streams_max > 0, "api.subscription_streams_max", "must be positive");
+  check(c.api.subscription_client_buffer >= 16, "api.subscription_client_buffer", "must be at least 16");
   check(c.watchdog.stall_ms >= 10, "watchdog.stall_ms", "must be at least 10");
   auto positive = [&](int v, std::string_view key) { check(v > 0, key, "must be positive"); };
   positive(c.perf.writer_queue_len, "perf.writer_queue_len");

@@ -38,6 +38,12 @@ struct ApiConfig {
   int idle_timeout_secs = 60;
   int header_timeout_secs = 10;
   int body_timeout_secs = 60;
+  // Patina's own: distinct subscriptions on this node, and clients attached
+  // to subscriptions and update feeds at once; beyond them, 429.
+  int subscriptions_max = 1024;
+  int subscription_streams_max = 20000;
+  // Events queued for one subscription client before it is dropped.
+  int subscription_client_buffer = 10240;
   bool pg_configured = false;  // accepted for compatibility; not served
 };
 

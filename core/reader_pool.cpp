@@ -6,12 +6,20 @@
 
 namespace patina::core {
 
+namespace {
+Labels pool_labels(const ReaderPoolOptions& o) {
+  if (o.name == "reader") return {};
+  return {{"pool", o.name}};
+}
+}  // namespace
+
 ReaderPool::ReaderPool(ReaderPoolOptions options, Metrics& metrics, Watchdog& watchdog)
     : options_(std::move(options)),
       watchdog_(watchdog),
-      depth_(metrics.gauge("patina_reader_queue_depth", "Query jobs waiting for a reader connection")),
-      busy_(metrics.gauge("patina_reader_busy", "Reader connections running a job")),
-      timeouts_(metrics.counter("patina_reader_timeouts_total", "Query jobs interrupted by their timeout")) {}
+      depth_(metrics.gauge("patina_reader_queue_depth", "Query jobs waiting for a reader connection", pool_labels(options_))),
+      busy_(metrics.gauge("patina_reader_busy", "Reader connections running a job", pool_labels(options_))),
+      timeouts_(metrics.counter("patina_reader_timeouts_total", "Query jobs interrupted by their timeout",
+                                pool_labels(options_))) {}
 
 ReaderPool::~ReaderPool() { stop(); }
 
@@ -22,7 +30,7 @@ Result<void> ReaderPool::start() {
     if (auto r = db->exec("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000"); !r) return tl::unexpected(r.error());
     auto w = std::make_unique<Worker>();
     w->db = std::move(*db);
-    w->heartbeat = watchdog_.add(fmt::format("reader-{}", i));
+    w->heartbeat = watchdog_.add(fmt::format("{}-{}", options_.name, i));
     sqlite3_progress_handler(w->db.get(), 1000, &ReaderPool::progress_handler, w.get());
     workers_.push_back(std::move(w));
   }

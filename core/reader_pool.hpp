@@ -38,6 +38,9 @@ struct ReaderPoolOptions {
   std::string path;
   std::size_t connections = 4;
   std::size_t queue_len = 1024;
+  // Names the pool's threads in the watchdog ("reader-0") and, when not
+  // "reader", labels its metrics {pool="<name>"}.
+  std::string name = "reader";
 };
 
 class ReaderPool {

@@ -1,5 +1,6 @@
 #include "tools/agent.hpp"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +21,9 @@
 #include "api/admin_server.hpp"
 #include "api/http_server.hpp"
 #include "api/routes.hpp"
+#include "api/sub_routes.hpp"
+#include "api/subscriptions.hpp"
+#include "api/update_feeds.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "core/reader_pool.hpp"
@@ -103,6 +107,11 @@ class Agent final : public api::AdminService, public io::ApplySink {
         admin_(ioc_.get_executor(), rc_.config.admin.uds_path, *this),
         routes_(api::ApiContext{writer_, readers_, store_, metrics_, health_, rc_.config.db.path,
                                 [this](std::int64_t version) { broadcast_local(version); }}),
+        matchers_(matcher_options(rc_.config), metrics_, watchdog_),
+        subs_(ioc_.get_executor(), matchers_, metrics_, subscription_options(rc_.config)),
+        feeds_(ioc_.get_executor(), matchers_, metrics_,
+               static_cast<std::size_t>(rc_.config.api.subscription_client_buffer), 100000),
+        sub_routes_(subs_, feeds_),
         http_(ioc_.get_executor(), http_options(rc_.config), metrics_),
         prometheus_(ioc_.get_executor(), prometheus_options(rc_.config), metrics_) {}
 
@@ -143,6 +152,13 @@ class Agent final : public api::AdminService, public io::ApplySink {
       writer_.stop();
       return 1;
     }
+    if (auto r = matchers_.start(); !r) {
+      log_->critical("cannot open subscription matcher connections: {}", r.error().message);
+      shutdown_threads();
+      return 1;
+    }
+    raise_file_limit();
+    subs_.discover();
     reactor_beat_ = watchdog_.add("reactor");
     watchdog_.start();
     if (auto r = admin_.start(tasks_); !r) {
@@ -151,6 +167,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
       return 1;
     }
     routes_.install(http_);
+    sub_routes_.install(http_);
     if (auto r = http_.start(tasks_); !r) {
       log_->critical("{}", r.error().message);
       admin_.stop();
@@ -226,6 +243,26 @@ class Agent final : public api::AdminService, public io::ApplySink {
       bool payload = reply.is_object() && reply.as_object().contains("Json");
       out.push_back(std::move(reply));
       if (payload) out.push_back(api::admin::success());
+    } else if (const json::value* subs = find(command, "Subs")) {
+      if (subs->is_string() && subs->as_string() == "List") {
+        out.push_back(api::admin::json(subs_.list()));
+        out.push_back(api::admin::success());
+      } else if (const json::value* info = find(*subs, "Info"); info && info->is_object()) {
+        auto text = [&](const char* k) -> std::optional<std::string> {
+          const json::value* v = find(*info, k);
+          if (v == nullptr || !v->is_string()) return std::nullopt;
+          return std::string(v->as_string());
+        };
+        auto r = subs_.info(text("id"), text("hash"));
+        if (r) {
+          out.push_back(api::admin::json(*r));
+          out.push_back(api::admin::success());
+        } else {
+          out.push_back(api::admin::error("subscription not found"));
+        }
+      } else {
+        out.push_back(api::admin::error("malformed Subs command"));
+      }
     } else if (const json::value* debug = find(command, "Debug")) {
       json::value cmd = *debug;
       json::value reply = co_await handle_debug(std::move(cmd));
@@ -257,6 +294,35 @@ class Agent final : public api::AdminService, public io::ApplySink {
     o.queue_max = static_cast<std::size_t>(std::max(1, c.perf.processing_queue_len));
     return o;
   }
+  static core::ReaderPoolOptions matcher_options(const core::Config& c) {
+    core::ReaderPoolOptions o;
+    o.path = c.db.path;
+    o.connections = 2;
+    o.queue_len = 4096;
+    o.name = "matcher";
+    return o;
+  }
+
+  static api::SubscriptionOptions subscription_options(const core::Config& c) {
+    api::SubscriptionOptions o;
+    o.path = c.db.subscriptions_path;
+    o.subscriptions_max = static_cast<std::size_t>(c.api.subscriptions_max);
+    o.streams_max = static_cast<std::size_t>(c.api.subscription_streams_max);
+    o.client_buffer = static_cast<std::size_t>(c.api.subscription_client_buffer);
+    return o;
+  }
+
+  // Every subscription client is a socket: the soft descriptor limit
+  // (often 1024) goes up to the hard one.
+  void raise_file_limit() {
+    struct rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+      auto old = rl.rlim_cur;
+      rl.rlim_cur = rl.rlim_max;
+      if (::setrlimit(RLIMIT_NOFILE, &rl) == 0) log_->debug("file descriptor limit raised from {} to {}", old, rl.rlim_max);
+    }
+  }
+
   static api::HttpOptions http_options(const core::Config& c) {
     api::HttpOptions o;
     o.addrs = c.api.bind_addr;
@@ -522,6 +588,8 @@ class Agent final : public api::AdminService, public io::ApplySink {
   // Subscriptions match against it.
   void rows_changed(std::map<std::string, crdt::PkSet> changed) {
     if (changed.empty()) return;
+    subs_.rows_changed(changed);
+    feeds_.rows_changed(changed);
   }
 
   // A changeset frame from a peer's broadcast: duplicates seen recently are
@@ -826,6 +894,8 @@ class Agent final : public api::AdminService, public io::ApplySink {
   // Saves the member states for the next start (not after a storage
   // failure), then drains the writer and stops the reactor.
   net::awaitable<void> finish_shutdown(std::vector<swim::MemberUpdate> members, bool save) {
+    feeds_.shutdown();
+    co_await subs_.shutdown();
     if (save && !members.empty()) {
       auto job = [members = std::move(members)](core::Db& db) -> Result<int> {
         if (auto r = NodeState::save_members(db, members); !r) return tl::unexpected(r.error());
@@ -845,6 +915,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
   }
 
   void shutdown_threads() {
+    matchers_.stop();
     readers_.stop();
     writer_.stop();
   }
@@ -870,6 +941,10 @@ class Agent final : public api::AdminService, public io::ApplySink {
   CrdtStore store_;
   api::HealthFigures health_;
   api::ApiRoutes routes_;
+  core::ReaderPool matchers_;  // subscription jobs, apart from API queries
+  api::Subscriptions subs_;
+  api::UpdateFeeds feeds_;
+  api::SubscriptionRoutes sub_routes_;
   api::HttpServer http_;
   api::HttpServer prometheus_;
   std::shared_ptr<io::QuicEndpoint> quic_;

@@ -310,6 +310,15 @@ std::string SubPlan::restricted_sql(std::size_t i, std::size_t n) const {
 
 Result<SubPlan> SubPlan::make(core::Db& db, const Statement& st, const std::set<std::string>& replicated) {
   SubPlan plan;
+  {
+    // SQLite compiles the first statement only: anything after it is refused.
+    auto given = tokenize(st.sql);
+    bool ended = false;
+    for (const auto& t : given) {
+      if (t.kind == Token::punct && t.upper == ";") ended = true;
+      else if (ended) return make_error(Errc::invalid_argument, "a subscription is exactly one statement");
+    }
+  }
   // 1. Compile once as given to inline the parameters.
   {
     auto bound = prepare_bound(db, st);

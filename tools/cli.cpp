@@ -172,6 +172,28 @@ int run_cli(int argc, char** argv) {
         code = admin_command(g, cmd);
       });
 
+  auto* subs = app.add_subcommand("subs", "Subscriptions on this node (through the admin socket)");
+  subs->require_subcommand(1);
+  subs->add_subcommand("list", "Every subscription: id, hash, sql, clients, cost")->callback([&] {
+    globals();
+    json::value cmd = {{"Subs", "List"}};
+    code = admin_command(g, cmd);
+  });
+  std::string subs_id;
+  std::string subs_hash;
+  auto* subs_info = subs->add_subcommand("info", "One subscription's details: mode, statements, last change id");
+  subs_info->add_option("--id", subs_id, "Subscription id (uuid)");
+  subs_info->add_option("--hash", subs_hash, "Subscription query hash (16 hex)");
+  subs_info->callback([&] {
+    globals();
+    if (subs_id.empty() && subs_hash.empty()) throw CLI::ValidationError("subs info", "give --id or --hash");
+    json::object info;
+    info["id"] = subs_id.empty() ? json::value(nullptr) : json::value(subs_id);
+    info["hash"] = subs_hash.empty() ? json::value(nullptr) : json::value(subs_hash);
+    json::value cmd = {{"Subs", {{"Info", std::move(info)}}}};
+    code = admin_command(g, cmd);
+  });
+
   int set_id = 0;
   auto* set_id_cmd = cluster->add_subcommand("set-id", "Move this node to another cluster id (0..65535)");
   set_id_cmd->add_option("id", set_id, "Cluster id")->required()->check(CLI::Range(0, 65535));

@@ -11,7 +11,7 @@ packages=(
   libsqlite3-dev sqlite3 libzstd-dev serf iproute2
   libspdlog-dev libfmt-dev libtomlplusplus-dev libcli11-dev libexpected-dev
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
-  strace procps curl
+  strace procps curl python3 python3-websockets
   clang-14 libfuzzer-14-dev
 )
 

@@ -160,6 +160,18 @@ int authorize(void* p, int action, const char* a1, const char*, const char* db_n
   }
 }
 
+// sqlite3_set_authorizer expires every prepared statement of the
+// connection, the writer's cached ones included; so the authorizer is
+// installed once per connection and judges only while a request's
+// statement compiles (|current_auth| set), allowing everything else.
+thread_local AuthContext* current_auth = nullptr;
+thread_local sqlite3* authorizer_installed_on = nullptr;
+
+int authorize_current(void*, int action, const char* a1, const char* a2, const char* db_name, const char* trigger) {
+  if (current_auth == nullptr) return SQLITE_OK;
+  return authorize(current_auth, action, a1, a2, db_name, trigger);
+}
+
 struct StatementResult {
   std::int64_t rows_affected = 0;
   double time = 0;
@@ -251,9 +263,13 @@ net::awaitable<void> ApiRoutes::Handlers::transactions_route(Request& req, Respo
       auto t = Clock::now();
       // The authorizer judges a statement when it is compiled; a cached
       // statement was judged then (and refusals never become permissions).
-      sqlite3_set_authorizer(db.get(), &authorize, &auth);
+      if (authorizer_installed_on != db.get()) {
+        sqlite3_set_authorizer(db.get(), &authorize_current, nullptr);
+        authorizer_installed_on = db.get();
+      }
+      current_auth = &auth;
       auto stmt = prepare_bound_cached(db, st);
-      sqlite3_set_authorizer(db.get(), nullptr, nullptr);
+      current_auth = nullptr;
       if (!stmt) {
         store->abort_request(db);
         if (!auth.refusal.empty()) return make_error(Errc::invalid_argument, auth.refusal);

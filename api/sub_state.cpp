@@ -347,7 +347,6 @@ Result<std::vector<SubChange>> SubState::match(core::Db& db, const ChangedRows& 
     }
   }
   NewRows fresh;
-  Result<void> failed;
   const std::size_t ncols = plan_.columns().size();
   auto r = run_restricted(db, 0, roots, [&](core::Stmt& st) {
     json::array cells;

@@ -78,20 +78,33 @@ net::awaitable<void> stream_ndjson(Responder& res, SubscriptionStream s) {
   }
   res.leave_limit();
   std::string buf;
-  for (auto& line : s.head) {
+  bool ok = true;
+  auto add = [&buf](const std::string& line) {
     buf += line;
     buf += '\n';
+  };
+  for (const auto& line : s.head) {
+    add(line);
     if (buf.size() >= chunk_bytes) {
-      if (!co_await res.chunk(buf)) {
-        s.events->close();
-        co_return;
-      }
+      ok = co_await res.chunk(buf);
       buf.clear();
+      if (!ok) break;
     }
   }
+  if (ok && s.rows) {
+    for (const auto& line : *s.rows) {
+      add(line);
+      if (buf.size() >= chunk_bytes) {
+        ok = co_await res.chunk(buf);
+        buf.clear();
+        if (!ok) break;
+      }
+    }
+  }
+  if (ok && !s.tail.empty()) add(s.tail);
   s.head.clear();
-  s.head.shrink_to_fit();
-  if (!buf.empty() && !co_await res.chunk(buf)) {
+  s.rows.reset();
+  if (!ok || (!buf.empty() && !co_await res.chunk(buf))) {
     s.events->close();
     co_return;
   }
@@ -146,14 +159,22 @@ net::awaitable<void> stream_websocket(Request& req, Responder& res, Subscription
   auto done = std::make_shared<bool>(false);
   core::spawn(co_await net::this_coro::executor, "websocket-reader", ws_reader(&ws, s.events, done));
   bool ok = true;
-  for (auto& line : s.head) {
-    auto [wec, n] = co_await ws.async_write(net::buffer(line), core::use_nothrow);
+  std::vector<const std::string*> first;
+  for (const auto& line : s.head) first.push_back(&line);
+  if (s.rows) {
+    for (const auto& line : *s.rows) first.push_back(&line);
+  }
+  if (!s.tail.empty()) first.push_back(&s.tail);
+  for (const std::string* line : first) {
+    auto [wec, n] = co_await ws.async_write(net::buffer(*line), core::use_nothrow);
     if (wec) {
       ok = false;
       break;
     }
   }
+  first.clear();
   s.head.clear();
+  s.rows.reset();
   while (ok) {
     auto lines = co_await s.events->next(chunk_bytes);
     if (lines.empty()) break;

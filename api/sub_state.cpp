@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
+#include "core/reader_pool.hpp"
 #include "crdt/packed_pk.hpp"
 
 namespace patina::api {
@@ -136,11 +137,19 @@ std::vector<core::SqlValue> decode_key(std::string_view key) {
 
 // ---- evaluation ---------------------------------------------------------------
 
+namespace {
+// Loops over a whole result (a million rows) run long outside SQLite.
+inline void tick(std::size_t i) {
+  if ((i & 4095) == 0) core::ReaderPool::keep_alive();
+}
+}  // namespace
+
 Result<void> SubState::read_rows(core::Stmt& stmt, NewRows& out) const {
   const std::size_t ncols = plan_.columns().size();
   const bool incremental = plan_.mode() == SubPlan::Mode::incremental;
   std::unordered_map<std::string, int> seen;  // full mode: occurrences of equal rows
-  for (;;) {
+  for (std::size_t n = 0;; ++n) {
+    tick(n);
     auto row = stmt.step();
     if (!row) return tl::unexpected(row.error());
     if (!*row) break;
@@ -200,7 +209,9 @@ std::vector<SubChange> SubState::diff(const std::vector<std::string>& old, NewRo
   std::unordered_set<std::string> fresh_ids;
   fresh_ids.reserve(fresh.size());
   for (const auto& [id, cells] : fresh) fresh_ids.insert(id);
+  std::size_t n = 0;
   for (const auto& id : old) {
+    tick(++n);
     if (fresh_ids.count(id) != 0) continue;
     auto it = rows_.find(id);
     if (it == rows_.end()) continue;
@@ -209,6 +220,7 @@ std::vector<SubChange> SubState::diff(const std::vector<std::string>& old, NewRo
   }
   std::unordered_set<std::string> done;
   for (auto& [id, cells] : fresh) {
+    tick(++n);
     if (!done.insert(id).second) continue;  // a duplicate identity: the first one wins
     auto it = rows_.find(id);
     if (it == rows_.end()) {
@@ -232,7 +244,9 @@ Result<void> SubState::initialize(core::Db& db) {
   by_root_.clear();
   by_instance_.clear();
   rows_.reserve(fresh.size());
+  std::size_t n = 0;
   for (auto& [id, cells] : fresh) {
+    tick(++n);
     if (rows_.count(id) != 0) continue;
     insert_row(id, Row{next_rowid_++, std::move(cells)});
   }
@@ -368,10 +382,16 @@ std::vector<std::string> SubState::snapshot() const {
   std::vector<const Row*> sorted;
   sorted.reserve(rows_.size());
   for (const auto& [id, row] : rows_) sorted.push_back(&row);
+  core::ReaderPool::keep_alive();
   std::sort(sorted.begin(), sorted.end(), [](const Row* a, const Row* b) { return a->rowid < b->rowid; });
+  core::ReaderPool::keep_alive();
   std::vector<std::string> out;
   out.reserve(sorted.size());
-  for (const Row* r : sorted) out.push_back(fmt::format(R"({{"row":[{},{}]}})", r->rowid, r->cells));
+  std::size_t n = 0;
+  for (const Row* r : sorted) {
+    tick(++n);
+    out.push_back(fmt::format(R"({{"row":[{},{}]}})", r->rowid, r->cells));
+  }
   return out;
 }
 
@@ -406,7 +426,9 @@ Result<void> SubState::save(const std::string& path, const Saved& saved) const {
     if (auto p = put("last_change_id", std::to_string(last_change_id_)); !p) return p;
     auto ins = db->prepare("INSERT INTO rows VALUES (?, ?, ?)");
     if (!ins) return tl::unexpected(ins.error());
+    std::size_t n = 0;
     for (const auto& [id, row] : rows_) {
+      tick(++n);
       ins->reset();
       if (auto b = ins->bind(1, row.rowid); !b) return b;
       if (auto b = ins->bind(2, core::Blob{std::vector<std::uint8_t>(id.begin(), id.end())}); !b) return b;
@@ -452,7 +474,8 @@ Result<SubState::Saved> SubState::load(const std::string& path) {
   by_instance_.clear();
   auto rows = db->prepare("SELECT rowid, identity, cells FROM rows");
   if (!rows) return tl::unexpected(rows.error());
-  for (;;) {
+  for (std::size_t n = 0;; ++n) {
+    tick(n);
     auto row = rows->step();
     if (!row) return tl::unexpected(row.error());
     if (!*row) break;

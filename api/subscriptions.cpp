@@ -73,7 +73,7 @@ std::string columns_line(const SubPlan& plan) {
 }
 
 struct Snapshot {
-  std::vector<std::string> rows;
+  std::shared_ptr<const std::vector<std::string>> rows;
   double seconds = 0;  // how long the query or the copy took
   std::int64_t last_change_id = 0;
   std::size_t size = 0;
@@ -383,7 +383,7 @@ net::awaitable<void> Subscriptions::loop(std::shared_ptr<Sub> sub) {
           out.missed = to_events(std::move(*missed), state->size(), t0);
         } else {
           if (auto r = state->initialize(db); !r) return tl::unexpected(r.error());
-          out.snapshot.rows = state->snapshot();
+          out.snapshot.rows = std::make_shared<const std::vector<std::string>>(state->snapshot());
           out.snapshot.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
         }
         out.snapshot.last_change_id = state->last_change_id();
@@ -455,7 +455,7 @@ net::awaitable<void> Subscriptions::loop(std::shared_ptr<Sub> sub) {
         auto job = [state](core::Db&) -> Result<Snapshot> {
           auto t0 = Clock::now();
           Snapshot s;
-          s.rows = state->snapshot();
+          s.rows = std::make_shared<const std::vector<std::string>>(state->snapshot());
           s.last_change_id = state->last_change_id();
           s.size = state->size();
           s.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -497,10 +497,9 @@ net::awaitable<void> Subscriptions::loop(std::shared_ptr<Sub> sub) {
             }
           }
         } else if (!w->skip_rows) {
-          s.head.reserve(fresh->rows.size() + 2);
           s.head.push_back(sub->columns);
-          s.head.insert(s.head.end(), fresh->rows.begin(), fresh->rows.end());
-          s.head.push_back(json::serialize(
+          s.rows = fresh->rows;
+          s.tail = (json::serialize(
               json::value{{"eoq", {{"time", fresh->seconds}, {"change_id", fresh->last_change_id}}}}));
         }
         if (!s.events->ended()) sub->clients.push_back(s.events);
@@ -518,7 +517,12 @@ net::awaitable<void> Subscriptions::loop(std::shared_ptr<Sub> sub) {
       bool refresh = sub->overflow;
       sub->overflow = false;
       auto state = sub->state;
-      auto job = [state, pending = std::move(pending), refresh](core::Db& db) -> Result<Evaluated> {
+      // A snapshot is outdated by the events to come; letting the job own
+      // it frees a million lines on the matcher thread, not the reactor.
+      std::shared_ptr<const std::vector<std::string>> stale;
+      if (fresh) stale = std::move(fresh->rows);
+      fresh.reset();
+      auto job = [state, pending = std::move(pending), refresh, stale](core::Db& db) -> Result<Evaluated> {
         auto t0 = Clock::now();
         auto changes = refresh ? state->refresh(db) : state->match(db, pending);
         if (!changes) return tl::unexpected(changes.error());
@@ -535,10 +539,7 @@ net::awaitable<void> Subscriptions::loop(std::shared_ptr<Sub> sub) {
       sub->busy_seconds += r->seconds;
       sub->rows = r->rows;
       match_seconds_.observe(r->seconds);
-      if (!r->events.empty()) {
-        fresh.reset();
-        publish(*sub, std::move(r->events), r->first_id);
-      }
+      if (!r->events.empty()) publish(*sub, std::move(r->events), r->first_id);
       continue;
     }
     sub->wake.expires_at(Clock::time_point::max());

@@ -57,7 +57,11 @@ struct SubscriptionOptions {
 struct SubscriptionStream {
   std::string id;    // hyphenated uuid
   std::string hash;  // 16 hex
-  std::vector<std::string> head;  // columns/rows/eoq, or replayed changes
+  std::vector<std::string> head;  // columns, or replayed changes
+  // The current rows, shared by every client that attached at that point
+  // (no copy of a million lines per client), then the eoq line.
+  std::shared_ptr<const std::vector<std::string>> rows;
+  std::string tail;
   std::shared_ptr<EventQueue> events;
 };
 

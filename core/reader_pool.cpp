@@ -70,7 +70,16 @@ void ReaderPool::enqueue(std::unique_ptr<Job> job) {
   cv_.notify_one();
 }
 
+namespace {
+thread_local Heartbeat* worker_heartbeat = nullptr;
+}  // namespace
+
+void ReaderPool::keep_alive() {
+  if (worker_heartbeat != nullptr) worker_heartbeat->stamp();
+}
+
 void ReaderPool::run_worker(Worker& w) {
+  worker_heartbeat = w.heartbeat.get();
   auto idle_wait = std::chrono::milliseconds(std::max(5, watchdog_.stall_ms() / 4));
   for (;;) {
     std::unique_ptr<Job> job;

@@ -63,6 +63,10 @@ class ReaderPool {
 
   // Runs every queued job, then closes the connections.
   void stop();
+  // For a job's long loops outside SQLite (whose progress handler stamps
+  // the heartbeat on its own): tells the watchdog the job is alive. A no-op
+  // on any thread that is not a pool worker.
+  static void keep_alive();
   std::size_t size() const { return options_.connections; }
 
  private:

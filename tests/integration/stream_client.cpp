@@ -16,7 +16,7 @@ namespace patina::testing {
 using Clock = std::chrono::steady_clock;
 
 StreamClient::StreamClient(const std::string& addr, const std::string& method, const std::string& target,
-                           const std::string& body, int rcvbuf) {
+                           const std::string& body, int rcvbuf, std::chrono::seconds head_timeout) {
   auto colon = addr.rfind(':');
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
@@ -40,7 +40,7 @@ StreamClient::StreamClient(const std::string& addr, const std::string& method, c
     }
     sent += static_cast<std::size_t>(n);
   }
-  auto deadline = Clock::now() + std::chrono::seconds(10);
+  auto deadline = Clock::now() + head_timeout;
   std::size_t end = std::string::npos;
   while ((end = raw_.find("\r\n\r\n")) == std::string::npos) {
     if (!fill(deadline)) {

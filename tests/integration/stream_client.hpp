@@ -13,9 +13,10 @@ namespace patina::testing {
 class StreamClient {
  public:
   // Connects to |addr| ("127.0.0.1:port") and sends the request; the
-  // response head is read by the constructor (bounded by 10 s).
+  // response head is read by the constructor (bounded by |head_timeout|).
   StreamClient(const std::string& addr, const std::string& method, const std::string& target,
-               const std::string& body = "", int rcvbuf = 0);
+               const std::string& body = "", int rcvbuf = 0,
+               std::chrono::seconds head_timeout = std::chrono::seconds(10));
   ~StreamClient();
   StreamClient(const StreamClient&) = delete;
   StreamClient& operator=(const StreamClient&) = delete;

@@ -54,7 +54,7 @@ void Watchdog::run() {
     for (std::size_t i = 0; i < beats_.size(); ++i) {
       const auto& hb = *beats_[i];
       auto silent = hb.silent_ms();
-      if (silent <= stall_ms_) {
+      if (silent <= stall_ms_ + hb.grace_ms()) {
         if (reported_[i]) log->warn("loop '{}' is responsive again", hb.loop());
         reported_[i] = false;
         continue;

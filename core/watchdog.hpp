@@ -42,6 +42,15 @@ class Heartbeat {
     }
     stamp();
   }
+  // Disk I/O that SQLite gives no progress callback for (a COMMIT writing a
+  // huge transaction, its WAL checkpoint) may be silent longer than a stall:
+  // during it the limit grows by |grace_ms|. A disk stuck beyond that is
+  // still a stall.
+  void set_grace(std::int64_t grace_ms) {
+    grace_ms_.store(grace_ms, std::memory_order_relaxed);
+    stamp();
+  }
+  std::int64_t grace_ms() const { return grace_ms_.load(std::memory_order_relaxed); }
   const std::string& loop() const { return loop_; }
   std::string job() const {
     std::lock_guard lock(mu_);
@@ -57,6 +66,7 @@ class Heartbeat {
  private:
   std::string loop_;
   std::atomic<std::int64_t> last_ns_{0};
+  std::atomic<std::int64_t> grace_ms_{0};
   mutable std::mutex mu_;
   std::string job_;
 };

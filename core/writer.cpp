@@ -162,6 +162,7 @@ void Writer::run_loop() {
   }
   // Every accepted job has run. Checkpoint so the database file alone holds
   // everything and the WAL is empty for the next start or a plain copy.
+  heartbeat_->set_grace(60000);  // the final checkpoint is I/O, not a stall
   auto r = db_.exec("PRAGMA wal_checkpoint(TRUNCATE)");
   if (!r) log->warn("final checkpoint failed: {}", r.error());
   watchdog_.remove(heartbeat_);
@@ -245,9 +246,16 @@ void Writer::run_batch(std::unique_ptr<Job> first) {
     if (std::chrono::steady_clock::now() - started >= options_.batch_time_max) break;
     job = pop_next(false);
   }
+  // A COMMIT writes the whole transaction (and may checkpoint the WAL)
+  // without progress callbacks: a minute of disk I/O is not a deadlock.
+  static constexpr std::int64_t commit_grace_ms = 60000;
   if (sqlite3_get_autocommit(db_.get()) == 0) {
     auto t0 = std::chrono::steady_clock::now();
+    heartbeat_->begin_job("commit");
+    heartbeat_->set_grace(commit_grace_ms);
     auto commit = exec_cached(commit_);
+    heartbeat_->set_grace(0);
+    heartbeat_->end_job();
     commit_seconds_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     if (!commit) {
       (void)exec_cached(rollback_);

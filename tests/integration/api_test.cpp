@@ -247,6 +247,22 @@ TEST(ApiAuth, bearer_token_and_endpoint_name) {
   EXPECT_EQ(agent.stop(), 0);
 }
 
+// A huge transaction's COMMIT writes for a long time without progress
+// callbacks; the watchdog (stall_ms 1000, action exit) must not take it for
+// a deadlock and kill the node.
+TEST(ApiLoad, a_half_million_row_transaction_commits_without_tripping_the_watchdog) {
+  ApiAgent a;
+  ASSERT_TRUE(a.ready()) << a.process().log();
+  auto r = api::http_request(
+      a.api(), "POST", "/v1/transactions",
+      R"J(["WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500000) INSERT INTO tests SELECT i, 'row ' || i FROM n"])J");
+  ASSERT_EQ(r.status, 200) << r.body << a.process().log();
+  EXPECT_TRUE(a.process().running()) << a.process().log();
+  auto count = api::http_request(a.api(), "POST", "/v1/queries", R"J("SELECT count(*) FROM tests")J");
+  EXPECT_NE(count.body.find("[500000]"), std::string::npos) << count.body;
+  EXPECT_EQ(a.process().log().find("stalled"), std::string::npos) << a.process().log();
+}
+
 TEST(ApiLoad, hundred_connections_every_acknowledged_write_is_present) {
   ApiAgent agent;
   ASSERT_TRUE(agent.ready()) << agent.process().log();

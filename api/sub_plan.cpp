@@ -259,6 +259,9 @@ std::optional<std::vector<FromItem>> parse_from(const std::vector<Token>& tk, st
   return items;
 }
 
+
+}  // namespace
+
 Result<std::vector<std::string>> pk_columns(core::Db& db, const std::string& table) {
   auto st = db.prepare("SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk");
   if (!st) return tl::unexpected(st.error());
@@ -272,8 +275,6 @@ Result<std::vector<std::string>> pk_columns(core::Db& db, const std::string& tab
   }
   return out;
 }
-
-}  // namespace
 
 std::size_t SubPlan::pk_offset(std::size_t i) const {
   std::size_t off = columns_.size();

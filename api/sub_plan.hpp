@@ -83,6 +83,9 @@ class SubPlan {
   std::size_t clause_end_ = 0;     // ORDER BY or the end of the text
 };
 
+// |table|'s primary-key columns in pk order (empty: no declared pk).
+Result<std::vector<std::string>> pk_columns(core::Db& db, const std::string& table);
+
 // Quotes an SQL identifier: "a""b".
 std::string quote_ident(std::string_view name);
 

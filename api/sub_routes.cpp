@@ -59,6 +59,13 @@ Result<StreamParams> stream_params(const Request& req) {
   return p;
 }
 
+// |message| must outlive the call (a literal or a named string): no
+// temporaries with destructors inside co_await expressions (g++ 12).
+net::awaitable<void> fail(Responder& res, http::status status, std::string_view message) {
+  auto body = error_body(message);
+  co_await res.json(status, body);
+}
+
 bool wants_websocket(const Request& req) { return websocket::is_upgrade(req); }
 
 std::string path_tail(const Request& req, std::string_view prefix) {
@@ -240,27 +247,24 @@ struct SubscriptionRoutes::Handlers {
 net::awaitable<void> SubscriptionRoutes::Handlers::create(Request& req, Responder& res) {
   auto ct = req.find(http::field::content_type);
   if (ct == req.end() || std::string_view(ct->value()).substr(0, 16) != "application/json") {
-    auto body = error_body("expected request with `Content-Type: application/json`");
-    co_await res.json(http::status::unsupported_media_type, body);
+    co_await fail(res, http::status::unsupported_media_type, "expected request with `Content-Type: application/json`");
     co_return;
   }
   boost::system::error_code ec;
   json::value v = json::parse(req.body(), ec);
   if (ec) {
-    auto body = error_body(fmt::format("malformed JSON body: {}", ec.message()));
-    co_await res.json(http::status::bad_request, body);
+    std::string message = fmt::format("malformed JSON body: {}", ec.message());
+    co_await fail(res, http::status::bad_request, message);
     co_return;
   }
   auto st = parse_statement(v);
   if (!st) {
-    auto body = error_body(st.error().message);
-    co_await res.json(http::status::unprocessable_entity, body);
+    co_await fail(res, http::status::unprocessable_entity, st.error().message);
     co_return;
   }
   auto params = stream_params(req);
   if (!params) {
-    auto body = error_body(params.error().message);
-    co_await res.json(http::status::bad_request, body);
+    co_await fail(res, http::status::bad_request, params.error().message);
     co_return;
   }
   auto s = co_await subs.subscribe(std::move(*st), params->from, params->skip_rows);
@@ -275,14 +279,12 @@ net::awaitable<void> SubscriptionRoutes::Handlers::create_ws(Request& req, Respo
   }
   auto q = query_param(req.target(), "q");
   if (!q || q->empty()) {
-    auto body = error_body("missing q=<url-encoded SELECT statement>");
-    co_await res.json(http::status::bad_request, body);
+    co_await fail(res, http::status::bad_request, "missing q=<url-encoded SELECT statement>");
     co_return;
   }
   auto params = stream_params(req);
   if (!params) {
-    auto body = error_body(params.error().message);
-    co_await res.json(http::status::bad_request, body);
+    co_await fail(res, http::status::bad_request, params.error().message);
     co_return;
   }
   Statement st;
@@ -294,8 +296,7 @@ net::awaitable<void> SubscriptionRoutes::Handlers::create_ws(Request& req, Respo
 net::awaitable<void> SubscriptionRoutes::Handlers::get(Request& req, Responder& res) {
   auto params = stream_params(req);
   if (!params) {
-    auto body = error_body(params.error().message);
-    co_await res.json(http::status::bad_request, body);
+    co_await fail(res, http::status::bad_request, params.error().message);
     co_return;
   }
   std::string id = path_tail(req, "/v1/subscriptions/");

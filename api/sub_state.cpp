@@ -57,7 +57,10 @@ std::vector<std::string_view> segments(std::string_view identity) {
   return out;
 }
 
-core::SqlValue to_sql(const crdt::Value& v) {
+
+}  // namespace
+
+core::SqlValue to_sql_value(const crdt::Value& v) {
   return std::visit(
       [](const auto& x) -> core::SqlValue {
         using T = std::decay_t<decltype(x)>;
@@ -67,8 +70,6 @@ core::SqlValue to_sql(const crdt::Value& v) {
       },
       v);
 }
-
-}  // namespace
 
 std::string encode_key(const std::vector<core::SqlValue>& values) {
   std::string out;
@@ -320,7 +321,7 @@ Result<std::vector<SubChange>> SubState::match(core::Db& db, const ChangedRows& 
       auto values = crdt::PackedPk::unpack(packed);
       if (!values || values->size() != tables[i].pk.size()) continue;  // not a pk of this table
       std::vector<core::SqlValue> pk;
-      for (const auto& v : *values) pk.push_back(to_sql(v));
+      for (const auto& v : *values) pk.push_back(to_sql_value(v));
       auto key = encode_key(pk);
       if (i == 0) roots.emplace(key, pk);
       else keys[i].emplace(std::move(key), std::move(pk));

@@ -24,6 +24,7 @@
 #include "api/sub_plan.hpp"
 #include "core/result.hpp"
 #include "core/sqlite.hpp"
+#include "crdt/value.hpp"
 
 namespace patina::api {
 
@@ -94,6 +95,9 @@ class SubState {
   std::int64_t next_rowid_ = 1;
   std::int64_t last_change_id_ = 0;
 };
+
+// A crdt value (an unpacked pk) as SQLite binds it.
+core::SqlValue to_sql_value(const crdt::Value& v);
 
 // Canonical bytes of pk values (used as keys), and back.
 std::string encode_key(const std::vector<core::SqlValue>& values);

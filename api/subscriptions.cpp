@@ -30,8 +30,6 @@ std::string query_hash(std::string_view sql) {
   return fmt::format("{:016x}", h);
 }
 
-namespace {
-
 std::string new_uuid() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   std::uint64_t a = rng();
@@ -41,6 +39,8 @@ std::string new_uuid() {
   return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xffff, b >> 48,
                      b & 0xffffffffffffULL);
 }
+
+namespace {
 
 std::string simple(std::string id) {
   id.erase(std::remove(id.begin(), id.end(), '-'), id.end());

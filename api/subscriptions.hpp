@@ -124,6 +124,9 @@ class Subscriptions {
   core::Histogram& match_seconds_;
 };
 
+// A random (version 4) uuid, hyphenated.
+std::string new_uuid();
+
 // 16 hex digits identifying a query's text (FNV-1a 64; Corrosion uses
 // seahash: the value is opaque either way).
 std::string query_hash(std::string_view sql);

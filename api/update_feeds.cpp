@@ -1,12 +1,12 @@
 #include "api/update_feeds.hpp"
 
-#include <random>
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
 #include "api/sub_plan.hpp"
+#include "api/sub_state.hpp"
 #include "core/log.hpp"
 #include "core/runtime.hpp"
 #include "crdt/packed_pk.hpp"
@@ -21,13 +21,6 @@ namespace {
 
 constexpr auto idle_feed_ttl = std::chrono::seconds(30);
 
-std::string feed_uuid() {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  std::uint64_t a = (rng() & 0xffffffffffff0fffULL) | 0x4000ULL;
-  std::uint64_t b = (rng() & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
-  return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xffff, b >> 48,
-                     b & 0xffffffffffffULL);
-}
 
 json::value crdt_to_json(const crdt::Value& v) {
   return std::visit(
@@ -45,16 +38,6 @@ json::value crdt_to_json(const crdt::Value& v) {
       v);
 }
 
-core::SqlValue crdt_to_sql(const crdt::Value& v) {
-  return std::visit(
-      [](const auto& x) -> core::SqlValue {
-        using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, crdt::Null>) return nullptr;
-        else if constexpr (std::is_same_v<T, crdt::Bytes>) return core::Blob{x};
-        else return x;
-      },
-      v);
-}
 
 }  // namespace
 
@@ -92,25 +75,17 @@ net::awaitable<Result<SubscriptionStream>> UpdateFeeds::open(std::string table) 
       auto found = clock->step();
       if (!found) return tl::unexpected(found.error());
       if (!*found) return make_error(Errc::invalid_argument, fmt::format("table not found in schema: {}", table));
-      auto st = db.prepare("SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk");
-      if (!st) return tl::unexpected(st.error());
-      if (auto b = st->bind(1, table); !b) return tl::unexpected(b.error());
-      std::vector<std::string> pk;
-      for (;;) {
-        auto row = st->step();
-        if (!row) return tl::unexpected(row.error());
-        if (!*row) break;
-        pk.push_back(st->column_text(0));
-      }
-      if (pk.empty()) return make_error(Errc::invalid_argument, fmt::format("table {} has no primary key", table));
-      return pk;
+      auto pk = pk_columns(db, table);
+      if (!pk) return tl::unexpected(pk.error());
+      if (pk->empty()) return make_error(Errc::invalid_argument, fmt::format("table {} has no primary key", table));
+      return std::move(*pk);
     };
     auto pk = co_await matchers_.run<std::vector<std::string>>("update feed table", std::move(job));
     if (!pk) co_return tl::unexpected(pk.error());
     it = feeds_.find(table);  // another client may have opened it meanwhile
     if (it == feeds_.end()) {
       auto feed = std::make_shared<Feed>(ex_);
-      feed->id = feed_uuid();
+      feed->id = new_uuid();
       feed->table = table;
       feed->pk_width = pk->size();
       std::string where;
@@ -187,7 +162,7 @@ net::awaitable<void> UpdateFeeds::loop(std::shared_ptr<Feed> feed) {
         auto st = db.cached(sql);
         if (!st) return tl::unexpected(st.error());
         for (std::size_t i = 0; i < values->size(); ++i) {
-          if (auto b = (*st)->bind(static_cast<int>(i + 1), crdt_to_sql((*values)[i])); !b) return tl::unexpected(b.error());
+          if (auto b = (*st)->bind(static_cast<int>(i + 1), to_sql_value((*values)[i])); !b) return tl::unexpected(b.error());
         }
         auto row = (*st)->step();
         (*st)->reset();

@@ -61,19 +61,6 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-double metric(const std::string& addr, const std::string& name) {
-  auto r = api::http_request(addr, "GET", "/metrics", "", {});
-  std::istringstream in(r.body);
-  std::string line;
-  double sum = 0;
-  while (std::getline(in, line)) {
-    if (line.rfind(name, 0) == 0 && (line[name.size()] == ' ' || line[name.size()] == '{')) {
-      sum += std::stod(line.substr(line.rfind(' ') + 1));
-    }
-  }
-  return sum;
-}
-
 // utime + stime of |pid| in seconds, and its RSS in MiB.
 std::pair<double, double> cpu_and_rss(pid_t pid) {
   std::ifstream stat(fmt::format("/proc/{}/stat", pid));
@@ -147,8 +134,8 @@ int main(int argc, char** argv) {
   std::vector<double> cpu_before(agents.size()), udp_before(agents.size()), frames_before(agents.size());
   for (std::size_t n = 0; n < agents.size(); ++n) {
     cpu_before[n] = cpu_and_rss(agents[n]->process().pid()).first;
-    udp_before[n] = metric(agents[n]->metrics(), "patina_udp_tx_bytes_total");
-    frames_before[n] = metric(agents[n]->metrics(), "patina_broadcast_frames_sent_total");
+    udp_before[n] = testing::metric_sum(agents[n]->metrics(), "patina_udp_tx_bytes_total");
+    frames_before[n] = testing::metric_sum(agents[n]->metrics(), "patina_broadcast_frames_sent_total");
   }
   std::regex row_id(R"R(\{"row":\[\d+,\[(\d+)\]\]\})R");
   for (std::size_t n = 0; n < agents.size(); ++n) {
@@ -227,8 +214,8 @@ int main(int argc, char** argv) {
     auto [cpu, rss] = cpu_and_rss(agents[n]->process().pid());
     cpu_total += cpu - cpu_before[n];
     rss_max = std::max(rss_max, rss);
-    udp_total += metric(agents[n]->metrics(), "patina_udp_tx_bytes_total") - udp_before[n];
-    frames_total += metric(agents[n]->metrics(), "patina_broadcast_frames_sent_total") - frames_before[n];
+    udp_total += testing::metric_sum(agents[n]->metrics(), "patina_udp_tx_bytes_total") - udp_before[n];
+    frames_total += testing::metric_sum(agents[n]->metrics(), "patina_broadcast_frames_sent_total") - frames_before[n];
   }
   std::set<std::string> digests;
   for (const auto& a : agents) digests.insert(testing::digest(*a));

@@ -62,18 +62,6 @@ std::pair<double, double> cpu_and_rss(pid_t pid) {
   return {cpu, rss};
 }
 
-double metric(const std::string& addr, const std::string& name) {
-  auto r = api::http_request(addr, "GET", "/metrics", "", {});
-  std::istringstream in(r.body);
-  double sum = 0;
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind(name, 0) == 0 && (line[name.size()] == ' ' || line[name.size()] == '{')) {
-      sum += std::stod(line.substr(line.rfind(' ') + 1));
-    }
-  }
-  return sum;
-}
-
 template <class Pred>
 double seconds_until(Pred done, Clock::time_point since, std::chrono::seconds limit) {
   for (int i = 0; i < 100000; ++i) {
@@ -104,7 +92,7 @@ Figures run_patina_cluster(int n, double idle_s) {
   std::vector<double> cpu0, bytes0;
   for (auto& a : agents) {
     cpu0.push_back(cpu_and_rss(a->process().pid()).first);
-    bytes0.push_back(metric(a->metrics(), "patina_udp_tx_bytes_total"));
+    bytes0.push_back(testing::metric_sum(a->metrics(), "patina_udp_tx_bytes_total"));
   }
   std::this_thread::sleep_for(std::chrono::duration<double>(idle_s));
   double cpu = 0, rss = 0, bytes = 0;
@@ -112,7 +100,7 @@ Figures run_patina_cluster(int n, double idle_s) {
     auto [c, r] = cpu_and_rss(agents[i]->process().pid());
     cpu += c - cpu0[i];
     rss += r;
-    bytes += metric(agents[i]->metrics(), "patina_udp_tx_bytes_total") - bytes0[i];
+    bytes += testing::metric_sum(agents[i]->metrics(), "patina_udp_tx_bytes_total") - bytes0[i];
   }
   f.cpu_per_s = cpu / n / idle_s;
   f.rss_mib = rss / n;

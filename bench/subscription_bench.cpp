@@ -219,19 +219,6 @@ net::awaitable<void> ws_client(Shared& s, tcp::endpoint ep, std::string sql) {
   if (!ready && !s.stop) s.failed.fetch_add(1);
 }
 
-double metric(const std::string& addr, const std::string& name) {
-  auto r = api::http_request(addr, "GET", "/metrics", "", {});
-  std::istringstream in(r.body);
-  std::string line;
-  double sum = 0;
-  while (std::getline(in, line)) {
-    if (line.rfind(name, 0) == 0 && (line[name.size()] == ' ' || line[name.size()] == '{')) {
-      sum += std::stod(line.substr(line.rfind(' ') + 1));
-    }
-  }
-  return sum;
-}
-
 // Reads lines until one contains |needle|.
 bool wait_for(testing::StreamClient& c, const std::string& needle, std::chrono::seconds limit) {
   auto deadline = Clock::now() + limit;
@@ -382,14 +369,14 @@ int main(int argc, char** argv) {
     {
       double last = -1;
       for (int i = 0; i < 120; ++i) {
-        double now = metric(agent.metrics(), "patina_subscription_match_seconds_count");
+        double now = testing::metric_sum(agent.metrics(), "patina_subscription_match_seconds_count");
         if (now == last) break;
         last = now;
         std::this_thread::sleep_for(2s);
       }
     }
-    double sum0 = metric(agent.metrics(), "patina_subscription_match_seconds_sum");
-    double cnt0 = metric(agent.metrics(), "patina_subscription_match_seconds_count");
+    double sum0 = testing::metric_sum(agent.metrics(), "patina_subscription_match_seconds_sum");
+    double cnt0 = testing::metric_sum(agent.metrics(), "patina_subscription_match_seconds_count");
     const int updates = 200;
     for (int i = 0; i < updates; ++i) {
       int id = (i * 7919) % o.rows;
@@ -397,8 +384,8 @@ int main(int argc, char** argv) {
                         fmt::format(R"J([["UPDATE tests SET text = ? WHERE id = ?", ["hot{}", {}]]])J", i, id));
       for (auto& c : subs) wait_for(*c, fmt::format("\"hot{}\"", i), 10s);
     }
-    double sum1 = metric(agent.metrics(), "patina_subscription_match_seconds_sum");
-    double cnt1 = metric(agent.metrics(), "patina_subscription_match_seconds_count");
+    double sum1 = testing::metric_sum(agent.metrics(), "patina_subscription_match_seconds_sum");
+    double cnt1 = testing::metric_sum(agent.metrics(), "patina_subscription_match_seconds_count");
     double per_eval = cnt1 > cnt0 ? (sum1 - sum0) / (cnt1 - cnt0) : 0;
     // The same queries, run in full on the same file.
     auto db = core::Db::open(agent.db_path(), core::Db::Mode::read_only);

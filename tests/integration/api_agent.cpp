@@ -7,6 +7,7 @@
 #include "api/http_client.hpp"
 
 #include <chrono>
+#include <sstream>
 #include <thread>
 
 namespace patina::testing {
@@ -107,6 +108,19 @@ std::string digest(const ApiAgent& a) {
   if (at == std::string::npos) return {};
   at += 10;
   return r.out.substr(at, r.out.find('"', at) - at);
+}
+
+double metric_sum(const std::string& metrics_addr, const std::string& name) {
+  auto r = api::http_request(metrics_addr, "GET", "/metrics", "", {});
+  std::istringstream in(r.body);
+  std::string line;
+  double sum = 0;
+  while (std::getline(in, line)) {
+    if (line.rfind(name, 0) == 0 && (line[name.size()] == ' ' || line[name.size()] == '{')) {
+      sum += std::stod(line.substr(line.rfind(' ') + 1));
+    }
+  }
+  return sum;
 }
 
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {

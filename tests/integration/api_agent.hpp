@@ -54,6 +54,9 @@ std::size_t count_members(const ApiAgent& a);
 std::string rows(const ApiAgent& a);
 // The overall digest of `patina sync digest`; empty on failure.
 std::string digest(const ApiAgent& a);
+// The sum of every series of metric |name| on the Prometheus listener at
+// |metrics_addr| (0 when absent).
+double metric_sum(const std::string& metrics_addr, const std::string& name);
 // Polls |done| every 100 ms until it holds or |timeout| passed.
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout);
 

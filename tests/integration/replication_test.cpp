@@ -22,6 +22,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
+double metric(const ApiAgent& a, const std::string& name) { return metric_sum(a.metrics(), name); }
+
 std::string bootstrap_of(const ApiAgent& a) { return fmt::format("bootstrap = [\"{}\"]", a.gossip()); }
 
 bool formed(std::initializer_list<const ApiAgent*> agents) {
@@ -47,19 +49,6 @@ std::int64_t count_rows(const ApiAgent& a) {
   static const std::regex row(R"R(\{"row":\[1,\[(\d+)\]\]\})R");
   if (!std::regex_search(r.body, m, row)) return -1;
   return std::stoll(m[1]);
-}
-
-double metric(const ApiAgent& a, const std::string& name) {
-  auto r = api::http_request(a.metrics(), "GET", "/metrics", "", {});
-  std::istringstream in(r.body);
-  std::string line;
-  double sum = 0;
-  while (std::getline(in, line)) {
-    if (line.rfind(name, 0) == 0 && (line[name.size()] == ' ' || line[name.size()] == '{')) {
-      sum += std::stod(line.substr(line.rfind(' ') + 1));
-    }
-  }
-  return sum;
 }
 
 bool same_digests(std::initializer_list<const ApiAgent*> agents) {

@@ -66,15 +66,21 @@ TEST(Subscriptions, create_stream_share_resume_and_refuse) {
   EXPECT_EQ(eoq.at("eoq").at("change_id").as_int64(), 0);
 
   ASSERT_TRUE(write(a, R"J(["INSERT INTO tests VALUES (3, 'three')", "UPDATE tests SET text = 'uno' WHERE id = 1"])J"));
-  ASSERT_TRUE(write(a, R"J(["DELETE FROM tests WHERE id = 2", "INSERT INTO tests VALUES (500, 'filtered out')"])J"));
-  ASSERT_TRUE(write(a, R"J(["INSERT INTO tests VALUES (2, 'two again')"])J"));  // resurrection
-  auto got = changes(s, 4);
-  ASSERT_EQ(got.size(), 4u);
+  auto got = changes(s, 2);
+  ASSERT_EQ(got.size(), 2u);
   std::set<std::string> first_batch{json::serialize(got[0]), json::serialize(got[1])};
   EXPECT_TRUE(first_batch.count(R"(["insert",3,[3,"three"],1])") || first_batch.count(R"(["insert",3,[3,"three"],2])"));
   EXPECT_TRUE(first_batch.count(R"(["update",1,[1,"uno"],1])") || first_batch.count(R"(["update",1,[1,"uno"],2])"));
-  EXPECT_EQ(json::serialize(got[2]), R"(["delete",2,[2,"two"],3])");
-  EXPECT_EQ(json::serialize(got[3]), R"(["insert",4,[2,"two again"],4])");
+  // Each write's events are read before the next write: changes to one key
+  // that land in one re-evaluation batch are reported as their net effect.
+  ASSERT_TRUE(write(a, R"J(["DELETE FROM tests WHERE id = 2", "INSERT INTO tests VALUES (500, 'filtered out')"])J"));
+  got = changes(s, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(json::serialize(got[0]), R"(["delete",2,[2,"two"],3])");
+  ASSERT_TRUE(write(a, R"J(["INSERT INTO tests VALUES (2, 'two again')"])J"));  // resurrection: a new row id
+  got = changes(s, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(json::serialize(got[0]), R"(["insert",4,[2,"two again"],4])");
 
   // The same query (parameters inlined) shares the subscription: current
   // rows and the latest change id.

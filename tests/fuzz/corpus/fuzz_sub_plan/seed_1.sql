@@ -1,0 +1,1 @@
+SELECT id, a, b FROM t1 WHERE a > 3

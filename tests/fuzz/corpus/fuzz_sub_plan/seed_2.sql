@@ -1,0 +1,1 @@
+SELECT t1.id, t1.a, t2.v FROM t1 JOIN t2 ON t2.k = t1.a ORDER BY t1.id

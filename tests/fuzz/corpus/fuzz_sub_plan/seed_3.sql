@@ -1,0 +1,1 @@
+SELECT t1.id, t2.v FROM t1 LEFT JOIN t2 ON t2.k = t1.a WHERE t1.b IS NOT NULL

@@ -1,0 +1,1 @@
+SELECT x.id, y.id, x.b FROM t1 AS x JOIN t1 y ON x.a = y.a WHERE x.id < y.id

@@ -1,0 +1,1 @@
+SELECT * FROM t2, t3 WHERE t3.p = t2.v

@@ -1,0 +1,1 @@
+SELECT a, count(*) FROM t1 GROUP BY a

@@ -1,0 +1,1 @@
+SELECT "id", [a], `b` FROM main.t1 INDEXED BY sqlite_autoindex_t1_1 WHERE b = 'it''s' -- c

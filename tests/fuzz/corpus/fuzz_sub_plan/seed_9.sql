@@ -1,0 +1,1 @@
+WITH c AS (SELECT * FROM t1) SELECT * FROM c

@@ -155,12 +155,21 @@ Subscriptions::Subscriptions(net::any_io_executor ex, core::ReaderPool& matchers
 
 Subscriptions::~Subscriptions() = default;
 
+// Attached clients, counted per subscription (O(subscriptions), not
+// O(clients): it runs on every attach). Clients that left are pruned on
+// the next publish or sweep; prune_ended() drops them at once.
 std::size_t Subscriptions::streams() const {
   std::size_t n = 0;
-  for (const auto& [id, sub] : by_id_) {
-    for (const auto& c : sub->clients) n += c->ended() ? 0 : 1;
-  }
+  for (const auto& [id, sub] : by_id_) n += sub->clients.size();
   return n;
+}
+
+void Subscriptions::prune_ended(Sub& sub) {
+  auto ended = std::remove_if(sub.clients.begin(), sub.clients.end(),
+                              [](const std::shared_ptr<EventQueue>& c) { return c->ended(); });
+  if (ended == sub.clients.end()) return;
+  sub.clients.erase(ended, sub.clients.end());
+  if (sub.clients.empty()) sub.idle_since = Clock::now();
 }
 
 std::shared_ptr<Subscriptions::Sub> Subscriptions::register_sub(std::string id, std::string sql,
@@ -224,7 +233,7 @@ net::awaitable<Result<SubscriptionStream>> Subscriptions::subscribe(Statement st
   if (!plan) co_return tl::unexpected(plan.error());
   if (auto it = by_sql_.find(plan->sql()); it != by_sql_.end()) {
     auto found = it->second;
-    co_return co_await join(found, from, skip_rows, false);
+    co_return co_await join(found, from, skip_rows);
   }
   if (from) {
     co_return make_error(Errc::invalid_argument,
@@ -237,7 +246,7 @@ net::awaitable<Result<SubscriptionStream>> Subscriptions::subscribe(Statement st
   }
   std::string sql = plan->sql();
   auto sub = register_sub(new_uuid(), std::move(sql), std::nullopt, std::make_shared<SubState>(std::move(*plan)));
-  co_return co_await join(sub, std::nullopt, skip_rows, true);
+  co_return co_await join(sub, std::nullopt, skip_rows);
 }
 
 net::awaitable<Result<SubscriptionStream>> Subscriptions::attach(std::string id, std::optional<std::int64_t> from,
@@ -246,18 +255,19 @@ net::awaitable<Result<SubscriptionStream>> Subscriptions::attach(std::string id,
   auto it = by_id_.find(id);
   if (it == by_id_.end()) co_return make_error(Errc::not_found, fmt::format("could not find subscription with id {}", id));
   auto found = it->second;
-  co_return co_await join(found, from, skip_rows, false);
+  co_return co_await join(found, from, skip_rows);
 }
 
 net::awaitable<Result<SubscriptionStream>> Subscriptions::join(std::shared_ptr<Sub> sub,
-                                                              std::optional<std::int64_t> from, bool skip_rows,
-                                                              bool created) {
+                                                              std::optional<std::int64_t> from, bool skip_rows) {
+  if (streams() >= options_.streams_max) {
+    for (auto& [id, other] : by_id_) prune_ended(*other);
+  }
   if (streams() >= options_.streams_max) {
     co_return make_error(Errc::busy, fmt::format("this node already serves {} subscription streams, its limit "
                                                  "(api.subscription_streams_max)",
                                                  options_.streams_max));
   }
-  (void)created;
   auto w = std::make_shared<Waiter>(ex_);
   w->from = from;
   w->skip_rows = skip_rows;
@@ -313,12 +323,7 @@ void Subscriptions::publish(Sub& sub, std::vector<std::string> events, std::int6
   }
   while (sub.log.size() > options_.log_retained) sub.log.pop_front();
   events_.inc(events.size());
-  auto ended = std::remove_if(sub.clients.begin(), sub.clients.end(),
-                              [](const std::shared_ptr<EventQueue>& c) { return c->ended(); });
-  if (ended != sub.clients.end()) {
-    sub.clients.erase(ended, sub.clients.end());
-    if (sub.clients.empty()) sub.idle_since = Clock::now();
-  }
+  prune_ended(sub);
 }
 
 void Subscriptions::remove(const std::shared_ptr<Sub>& sub, const std::string& why, bool delete_files) {
@@ -555,12 +560,7 @@ net::awaitable<void> Subscriptions::sweep() {
     if (stopping_) break;
     std::vector<std::shared_ptr<Sub>> idle;
     for (auto& [id, sub] : by_id_) {
-      auto ended = std::remove_if(sub->clients.begin(), sub->clients.end(),
-                                  [](const std::shared_ptr<EventQueue>& c) { return c->ended(); });
-      if (ended != sub->clients.end()) {
-        sub->clients.erase(ended, sub->clients.end());
-        if (sub->clients.empty()) sub->idle_since = Clock::now();
-      }
+      prune_ended(*sub);
       if (sub->ready && sub->clients.empty() && sub->waiting.empty() && Clock::now() - sub->idle_since > options_.idle_ttl) {
         idle.push_back(sub);
       }

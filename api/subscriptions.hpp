@@ -101,12 +101,13 @@ class Subscriptions {
   boost::asio::awaitable<void> loop(std::shared_ptr<Sub> sub);
   boost::asio::awaitable<void> sweep();
   boost::asio::awaitable<Result<SubscriptionStream>> join(std::shared_ptr<Sub> sub, std::optional<std::int64_t> from,
-                                                         bool skip_rows, bool created);
+                                                         bool skip_rows);
   std::shared_ptr<Sub> register_sub(std::string id, std::string sql, std::optional<std::string> restore_path,
                                     std::shared_ptr<SubState> state);
   void remove(const std::shared_ptr<Sub>& sub, const std::string& why, bool delete_files);
   void publish(Sub& sub, std::vector<std::string> events, std::int64_t first_id);
   std::size_t streams() const;
+  void prune_ended(Sub& sub);
 
   boost::asio::any_io_executor ex_;
   core::ReaderPool& matchers_;

@@ -39,7 +39,7 @@ struct ApiConfig {
   int header_timeout_secs = 10;
   int body_timeout_secs = 60;
   // Patina's own: distinct subscriptions on this node, and clients attached
-  // to subscriptions and update feeds at once; beyond them, 429.
+  // to subscriptions at once; beyond them, 429.
   int subscriptions_max = 1024;
   int subscription_streams_max = 20000;
   // Events queued for one subscription client before it is dropped.

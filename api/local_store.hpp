@@ -12,6 +12,7 @@
 
 #include "core/result.hpp"
 #include "core/sqlite.hpp"
+#include "crdt/changeset.hpp"
 
 namespace patina::api {
 
@@ -24,6 +25,9 @@ class LocalStore {
   // The version the request recorded, or nullopt when it changed nothing.
   virtual Result<std::optional<std::int64_t>> finish_request(core::Db& db) = 0;
   virtual void abort_request(core::Db& db) = 0;
+  // The changes |version| recorded, as chunked changesets, read inside the
+  // request's own savepoint: broadcast needs no second writer job.
+  virtual Result<std::vector<crdt::Changeset>> local_changesets(core::Db& db, std::int64_t version) = 0;
 
   // Why the API may not write |table| (internal or not replicated), or
   // nullopt when it may.

@@ -180,6 +180,7 @@ struct StatementResult {
 struct TxOutcome {
   std::vector<StatementResult> results;
   std::optional<std::int64_t> version;
+  std::vector<crdt::Changeset> changesets;  // of |version|
 };
 
 // A refusal (client's fault, 400) versus an execution error (500).
@@ -289,6 +290,14 @@ net::awaitable<void> ApiRoutes::Handlers::transactions_route(Request& req, Respo
       return tl::unexpected(version.error());
     }
     out.version = *version;
+    if (*version) {
+      auto changesets = store->local_changesets(db, **version);
+      if (!changesets) {
+        store->abort_request(db);
+        return tl::unexpected(changesets.error());
+      }
+      out.changesets = std::move(*changesets);
+    }
     return std::pair<TxOutcome, std::string>{std::move(out), std::string()};
   };
   auto r = co_await ctx.writer.submit<std::pair<TxOutcome, std::string>>("api transaction", std::move(job),
@@ -302,7 +311,7 @@ net::awaitable<void> ApiRoutes::Handlers::transactions_route(Request& req, Respo
     co_await res.json(status, exec_response(std::move(results), seconds_since(t0), std::nullopt));
     co_return;
   }
-  if (r->first.version && ctx.on_local_commit) ctx.on_local_commit(*r->first.version);
+  if (r->first.version && ctx.on_local_commit) ctx.on_local_commit(*r->first.version, std::move(r->first.changesets));
   json::array results;
   for (const auto& s : r->first.results) {
     results.push_back(json::value{{"rows_affected", s.rows_affected}, {"time", s.time}});

@@ -38,8 +38,9 @@ struct ApiContext {
   core::Metrics& metrics;
   HealthFigures& health;
   std::string db_path;
-  // Called on the reactor after a transaction committed a new version.
-  std::function<void(std::int64_t version)> on_local_commit;
+  // Called on the reactor after a transaction committed a new version,
+  // with that version's changesets.
+  std::function<void(std::int64_t version, std::vector<crdt::Changeset> changesets)> on_local_commit;
 };
 
 class ApiRoutes {

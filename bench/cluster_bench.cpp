@@ -1,13 +1,17 @@
 // Replication across N real agents on loopback (issue 6 benchmark).
 //
 //   build/bench/cluster_bench [--nodes N] [--rate R] [--seconds S] [--out DIR]
+//                             [--observe subscribe|poll]
 //
 // Starts N agents (default 16) that join through the first one, writes R
 // single-row transactions/s (default 100) spread round-robin over the nodes
 // for S seconds (default 10), and measures for every write the time from
-// sending it to the moment it is visible on every node (an observer per node
-// polls for new rows over a keep-alive connection; the poll interval is the
-// resolution and is printed). Then: changes/s applied per node, UDP bytes
+// sending it to the moment it is visible on every node: an observer per node
+// holds a subscription (`SELECT id FROM tests`) and takes the arrival of the
+// row's insert event (the way an edge proxy follows the state), or, with
+// --observe poll, polls for new rows over a keep-alive connection (the poll
+// interval is then the resolution; 32 pollers cost the shared cores more than
+// the cluster does). Then: changes/s applied per node, UDP bytes
 // sent per change per node (SWIM included) against the size of the change's
 // payload, CPU seconds and RSS per node, and whether every node's
 // `patina sync digest` agrees. Writes DIR/cluster_bench.json and
@@ -35,6 +39,7 @@
 
 #include "api/http_client.hpp"
 #include "tests/integration/api_agent.hpp"
+#include "tests/integration/stream_client.hpp"
 
 using namespace patina;
 using Clock = std::chrono::steady_clock;
@@ -47,6 +52,7 @@ struct Options {
   int rate = 100;
   double seconds = 10;
   std::string out = ".";
+  bool subscribe = true;
 };
 
 Options parse(int argc, char** argv) {
@@ -57,6 +63,7 @@ Options parse(int argc, char** argv) {
     else if (k == "--rate") o.rate = std::max(1, std::stoi(v));
     else if (k == "--seconds") o.seconds = std::max(1.0, std::stod(v));
     else if (k == "--out") o.out = v;
+    else if (k == "--observe") o.subscribe = v != "poll";
   }
   return o;
 }
@@ -93,8 +100,12 @@ double percentile(std::vector<double> v, double p) {
 int main(int argc, char** argv) {
   Options o = parse(argc, argv);
   const auto poll = o.nodes <= 4 ? 1ms : (o.nodes <= 16 ? 5ms : 10ms);
-  fmt::print("cluster_bench: {} nodes, {} writes/s for {} s, observers poll every {} ms\n", o.nodes, o.rate,
-             o.seconds, poll.count());
+  if (o.subscribe) {
+    fmt::print("cluster_bench: {} nodes, {} writes/s for {} s, observers subscribe\n", o.nodes, o.rate, o.seconds);
+  } else {
+    fmt::print("cluster_bench: {} nodes, {} writes/s for {} s, observers poll every {} ms\n", o.nodes, o.rate,
+               o.seconds, poll.count());
+  }
 
   // Start the cluster.
   auto start = Clock::now();
@@ -125,20 +136,53 @@ int main(int argc, char** argv) {
 
   // Observers: first-seen time of every id on every node.
   const int total = static_cast<int>(o.rate * o.seconds);
-  std::vector<Clock::time_point> sent(static_cast<std::size_t>(total + 1));
+  std::vector<Clock::time_point> sent(static_cast<std::size_t>(total + 1)), acked(static_cast<std::size_t>(total + 1));
   std::vector<std::vector<Clock::time_point>> seen(agents.size(),
                                                    std::vector<Clock::time_point>(static_cast<std::size_t>(total + 1)));
   std::vector<std::atomic<int>> seen_count(agents.size());
   std::atomic<bool> stop{false};
   std::vector<std::thread> observers;
-  std::vector<double> cpu_before(agents.size()), udp_before(agents.size()), frames_before(agents.size());
+  std::vector<double> cpu_before(agents.size()), udp_before(agents.size()), frames_before(agents.size()),
+      frame_bytes_before(agents.size()), datagrams_before(agents.size()), swim_before(agents.size());
   for (std::size_t n = 0; n < agents.size(); ++n) {
     cpu_before[n] = cpu_and_rss(agents[n]->process().pid()).first;
     udp_before[n] = testing::metric_sum(agents[n]->metrics(), "patina_udp_tx_bytes_total");
     frames_before[n] = testing::metric_sum(agents[n]->metrics(), "patina_broadcast_frames_sent_total");
+    frame_bytes_before[n] = testing::metric_sum(agents[n]->metrics(), "patina_broadcast_bytes_sent_total");
+    datagrams_before[n] = testing::metric_sum(agents[n]->metrics(), "patina_udp_tx_datagrams_total");
+    swim_before[n] = testing::metric_sum(agents[n]->metrics(), "patina_quic_datagrams_sent_total");
   }
   std::regex row_id(R"R(\{"row":\[\d+,\[(\d+)\]\]\})R");
+  std::regex insert_id(R"R("change":\["insert",\d+,\[(\d+)\])R");
+  auto record = [&](std::size_t n, int id, Clock::time_point now) {
+    if (id < 1 || id > total) return;
+    if (seen[n][static_cast<std::size_t>(id)] == Clock::time_point{}) {
+      seen[n][static_cast<std::size_t>(id)] = now;
+      ++seen_count[n];
+    }
+  };
+  std::atomic<int> subscribed{0};
   for (std::size_t n = 0; n < agents.size(); ++n) {
+    if (o.subscribe) {
+      observers.emplace_back([&, n] {
+        testing::StreamClient sub(agents[n]->api(), "POST", "/v1/subscriptions", R"J("SELECT id FROM tests")J");
+        if (sub.status() != 200) {
+          fmt::print(stderr, "node {}: subscription refused ({})\n", n, sub.status());
+          return;
+        }
+        ++subscribed;
+        for (int iter = 0; iter < 10'000'000 && !stop; ++iter) {
+          auto line = sub.next_line(200ms);
+          if (!line) {
+            if (sub.ended()) return;
+            continue;
+          }
+          std::smatch m;
+          if (std::regex_search(*line, m, insert_id)) record(n, std::stoi(m[1]), Clock::now());
+        }
+      });
+      continue;
+    }
     observers.emplace_back([&, n] {
       api::HttpConnection conn(agents[n]->api());
       std::set<int> missing;
@@ -150,11 +194,8 @@ int main(int argc, char** argv) {
         auto now = Clock::now();
         for (std::sregex_iterator it(r.body.begin(), r.body.end(), row_id), end; it != end; ++it) {
           int id = std::stoi((*it)[1]);
+          record(n, id, now);
           if (id < 1 || id > total) continue;
-          if (seen[n][static_cast<std::size_t>(id)] == Clock::time_point{}) {
-            seen[n][static_cast<std::size_t>(id)] = now;
-            ++seen_count[n];
-          }
           missing.erase(id);
           for (int h = high + 1; h < id; ++h) missing.insert(h);
           high = std::max(high, id);
@@ -162,6 +203,9 @@ int main(int argc, char** argv) {
         std::this_thread::sleep_for(poll);
       }
     });
+  }
+  if (o.subscribe) {
+    testing::wait_until([&] { return subscribed.load() == static_cast<int>(agents.size()); }, 30s);
   }
 
   // The write load, paced.
@@ -179,6 +223,7 @@ int main(int argc, char** argv) {
     auto r = w.post_json("/v1/transactions",
                          fmt::format(R"J([["INSERT INTO tests (id, text) VALUES (?, ?)", [{}, "{}"]]])J", id, filler));
     if (r.status == 200) ++acknowledged;
+    acked[static_cast<std::size_t>(id)] = Clock::now();
   }
   double load_s = std::chrono::duration<double>(Clock::now() - load_start).count();
   bool all_seen = testing::wait_until(
@@ -193,7 +238,7 @@ int main(int argc, char** argv) {
   for (auto& t : observers) t.join();
 
   // Figures.
-  std::vector<double> latencies;
+  std::vector<double> latencies, local_latencies, write_latencies;
   int incomplete = 0;
   for (int id = 1; id <= total; ++id) {
     Clock::time_point last{};
@@ -207,15 +252,25 @@ int main(int argc, char** argv) {
       ++incomplete;
       continue;
     }
+    write_latencies.push_back(
+        std::chrono::duration<double, std::milli>(acked[static_cast<std::size_t>(id)] - sent[static_cast<std::size_t>(id)]).count());
+    // The node written to (round-robin, as the load loop picks it).
+    const auto origin = static_cast<std::size_t>(id) % agents.size();
+    local_latencies.push_back(
+        std::chrono::duration<double, std::milli>(seen[origin][static_cast<std::size_t>(id)] - sent[static_cast<std::size_t>(id)])
+            .count());
     latencies.push_back(std::chrono::duration<double, std::milli>(last - sent[static_cast<std::size_t>(id)]).count());
   }
-  double cpu_total = 0, rss_max = 0, udp_total = 0, frames_total = 0;
+  double cpu_total = 0, rss_max = 0, udp_total = 0, frames_total = 0, frame_bytes = 0, datagrams = 0, swim = 0;
   for (std::size_t n = 0; n < agents.size(); ++n) {
     auto [cpu, rss] = cpu_and_rss(agents[n]->process().pid());
     cpu_total += cpu - cpu_before[n];
     rss_max = std::max(rss_max, rss);
     udp_total += testing::metric_sum(agents[n]->metrics(), "patina_udp_tx_bytes_total") - udp_before[n];
     frames_total += testing::metric_sum(agents[n]->metrics(), "patina_broadcast_frames_sent_total") - frames_before[n];
+    frame_bytes += testing::metric_sum(agents[n]->metrics(), "patina_broadcast_bytes_sent_total") - frame_bytes_before[n];
+    datagrams += testing::metric_sum(agents[n]->metrics(), "patina_udp_tx_datagrams_total") - datagrams_before[n];
+    swim += testing::metric_sum(agents[n]->metrics(), "patina_quic_datagrams_sent_total") - swim_before[n];
   }
   std::set<std::string> digests;
   for (const auto& a : agents) digests.insert(testing::digest(*a));
@@ -229,13 +284,17 @@ int main(int argc, char** argv) {
   double p50 = percentile(latencies, 0.50), p99 = percentile(latencies, 0.99),
          pmax = latencies.empty() ? 0 : *std::max_element(latencies.begin(), latencies.end());
   std::string json = fmt::format(
-      R"J({{"nodes":{},"rate":{},"seconds":{},"poll_ms":{},"formation_s":{:.2f},"writes":{},"acknowledged":{},)J"
+      R"J({{"nodes":{},"rate":{},"seconds":{},"observe":"{}","poll_ms":{},"formation_s":{:.2f},"writes":{},"acknowledged":{},)J"
       R"J("visible_everywhere":{},"incomplete":{},"latency_ms":{{"p50":{:.2f},"p99":{:.2f},"max":{:.2f}}},)J"
+      R"J("local_latency_ms":{{"p50":{:.2f},"p99":{:.2f}}},"write_ms":{{"p50":{:.2f},"p99":{:.2f}}},)J"
       R"J("changes_per_s_per_node":{:.1f},"udp_bytes_per_change_per_node":{:.1f},"payload_bytes":{:.0f},)J"
-      R"J("ratio_to_payload":{:.2f},"frame_sends_per_change":{:.2f},"cpu_s_per_node":{:.3f},"rss_mib_max":{:.1f},"digests_agree":{}}})J",
-      o.nodes, o.rate, o.seconds, poll.count(), formation_s, total, acknowledged, all_seen ? "true" : "false",
-      incomplete, p50, p99, pmax, acknowledged / elapsed, per_change_per_node, payload, per_change_per_node / payload,
-      acknowledged > 0 ? frames_total / acknowledged : 0.0, cpu_total / o.nodes, rss_max,
+      R"J("ratio_to_payload":{:.2f},"frame_sends_per_change":{:.2f},"frame_bytes_per_send":{:.1f},)J"
+      R"J("udp_datagrams_per_change":{:.2f},"swim_datagrams_per_change":{:.2f},"cpu_s_per_node":{:.3f},"rss_mib_max":{:.1f},"digests_agree":{}}})J",
+      o.nodes, o.rate, o.seconds, o.subscribe ? "subscribe" : "poll", poll.count(), formation_s, total, acknowledged, all_seen ? "true" : "false",
+      incomplete, p50, p99, pmax, percentile(local_latencies, 0.5), percentile(local_latencies, 0.99),
+      percentile(write_latencies, 0.5), percentile(write_latencies, 0.99), acknowledged / elapsed, per_change_per_node, payload, per_change_per_node / payload,
+      acknowledged > 0 ? frames_total / acknowledged : 0.0, frames_total > 0 ? frame_bytes / frames_total : 0.0,
+      acknowledged > 0 ? datagrams / acknowledged : 0.0, acknowledged > 0 ? swim / acknowledged : 0.0, cpu_total / o.nodes, rss_max,
       digests_agree ? "true" : "false");
   std::string md = fmt::format(
       "| nodes | writes/s | p50 ms | p99 ms | max ms | bytes/change/node | x payload | CPU s/node | RSS MiB | digests |\n"
@@ -246,8 +305,12 @@ int main(int argc, char** argv) {
   std::ofstream(o.out + "/cluster_bench.json") << json << "\n";
   std::ofstream(o.out + "/cluster_bench.md") << md;
   fmt::print("{}\n\n{}", json, md);
-  fmt::print("(latency = send of the write to visible on every node; resolution {} ms; bytes include SWIM)\n",
-             poll.count());
+  if (o.subscribe) {
+    fmt::print("(latency = send of the write to its insert event on every node's subscription; bytes include SWIM)\n");
+  } else {
+    fmt::print("(latency = send of the write to visible on every node; resolution {} ms; bytes include SWIM)\n",
+               poll.count());
+  }
   for (auto& a : agents) a->stop();
   return all_seen && digests_agree ? 0 : 1;
 }

@@ -424,12 +424,16 @@ void read_config(Reader& r, Config& c) {
     r.get(pt, {"optimization_threshold"}, p.optimization_threshold);
     r.get(pt, {"batch_gossip"}, p.batch_gossip);
     c.gossip.plumtree = p;
+    c.gossip.broadcast = GossipConfig::Broadcast::gossip;
   } else {
-    std::string method = "gossip";
+    std::string method = "tree";
     r.get(gossip, {"broadcast"}, method);
-    if (method != "gossip" && !r.error()) {
+    if (method == "gossip") {
+      c.gossip.broadcast = GossipConfig::Broadcast::gossip;
+    } else if (method != "tree" && !r.error()) {
       r.fail(gossip.table->get("broadcast"), "gossip.broadcast",
-             fmt::format("expected \"gossip\" or a [gossip.broadcast.plumtree] table, got \"{}\"", method));
+             fmt::format("expected \"tree\", \"gossip\" or a [gossip.broadcast.plumtree] table, got \"{}\"",
+                         method));
     }
   }
 

@@ -88,6 +88,11 @@ struct GossipConfig {
   std::optional<int> member_id;
   CompressionConfig compression;
   std::optional<PlumtreeConfig> plumtree;  // set when broadcast is plumtree
+  // gossip.broadcast: "tree" (Patina's default: every member receives a
+  // change once, see swim/broadcast_tree.hpp) or "gossip" (Corrosion's
+  // epidemic rounds; a [gossip.broadcast.plumtree] table also selects it).
+  enum class Broadcast { tree, gossip };
+  Broadcast broadcast = Broadcast::tree;
 };
 
 struct AdminConfig {

@@ -37,7 +37,8 @@ Result<void> Writer::start(std::function<Result<void>(Db&)> init) {
                              std::string("PRAGMA journal_size_limit = 1073741824"),
                              std::string("PRAGMA recursive_triggers = OFF"), std::string("PRAGMA temp_store = MEMORY"),
                              fmt::format("PRAGMA cache_size = {}", options_.cache_size_kib),
-                             std::string("PRAGMA busy_timeout = 5000")}) {
+                             std::string("PRAGMA busy_timeout = 5000"),
+                             fmt::format("PRAGMA wal_autocheckpoint = {}", options_.wal_autocheckpoint_pages)}) {
     if (auto r = db_.exec(pragma); !r) return tl::unexpected(r.error());
   }
   auto mode = db_.query_value("PRAGMA journal_mode");

@@ -53,6 +53,9 @@ struct WriterOptions {
   std::size_t queue_len = 1024;
   std::size_t batch_jobs_max = 256;
   std::chrono::milliseconds batch_time_max{50};
+  // 0 when a Checkpointer (core/checkpointer.hpp) runs beside the writer, so
+  // no COMMIT pays for a checkpoint; SQLite's 1,000 otherwise.
+  int wal_autocheckpoint_pages = 1000;
 };
 
 struct JobOptions {

@@ -30,6 +30,10 @@ bool ApplyBatching::ready(std::size_t queued_cost) const {
   return static_cast<double>(queued_cost) >= o_.threshold_ratio * static_cast<double>(batch_size(queued_cost));
 }
 
+bool ApplyBatching::wait_for_company(std::size_t queued_cost, std::size_t last_batch_cost) const {
+  return last_batch_cost >= o_.min_batch && !ready(queued_cost);
+}
+
 void ApplyBatching::failed(std::size_t cost) { cap_ = std::max<std::size_t>(1, cost / 2); }
 
 void ApplyBatching::succeeded() {
@@ -110,11 +114,13 @@ bool transient(Errc code) { return code == Errc::timeout || code == Errc::busy |
 
 net::awaitable<void> ApplyPipeline::run() {
   int transient_streak = 0;
+  std::size_t last_cost = 0;
   for (;;) {
     // Wait for work. An idle pipeline applies the first item at once, so
     // batching adds no latency to a quiet node; under load, items queue
-    // while a batch is in flight, and a small remainder waits up to
-    // apply_queue_timeout for company (push() wakes us when enough is here).
+    // while a batch is in flight and go next; after a full batch, a small
+    // remainder waits up to apply_queue_timeout for company (push() wakes us
+    // when enough is here).
     if (queue_.empty()) {
       wake_->expires_at(net::steady_timer::time_point::max());
       waiting_for_items_ = true;
@@ -123,7 +129,7 @@ net::awaitable<void> ApplyPipeline::run() {
       waiting_for_items_ = false;
       if (ec && !notified_) co_return;  // cancelled: the agent is stopping
       if (queue_.empty()) continue;
-    } else if (!batching_.ready(queued_cost_)) {
+    } else if (batching_.wait_for_company(queued_cost_, last_cost)) {
       wake_->expires_after(batching_.options().timeout);
       waiting_for_items_ = true;
       notified_ = false;
@@ -141,6 +147,7 @@ net::awaitable<void> ApplyPipeline::run() {
       cost += ApplyBatching::cost_of(item.incoming);
       batch.push_back(item.incoming);
     }
+    last_cost = cost;
     auto outcome = co_await sink_.apply(std::move(batch));
     if (outcome) {
       transient_streak = 0;

@@ -5,8 +5,10 @@
 // one batch in flight at a time.
 //
 // ApplyBatching is the sans-IO policy: when a batch may start (at once when
-// the pipeline was idle; under load when queued cost >= threshold_ratio x
-// batch size, or after apply_queue_timeout) and how big it is (clamp(min, step * 2^floor(log2(cost
+// the pipeline was idle or its last batch was small — what queued during a
+// batch goes next, so light traffic never waits for the timeout; under load,
+// after a full batch, when queued cost >= threshold_ratio x batch size, or
+// after apply_queue_timeout) and how big it is (clamp(min, step * 2^floor(log2(cost
 // / step)), max), further capped after failures).
 //
 // ApplyPipeline is the reactor-side driver. Failure handling, where Corrosion
@@ -62,6 +64,10 @@ class ApplyBatching {
   std::size_t batch_size(std::size_t queued_cost) const;
   // Whether enough is queued to start a batch before the timeout.
   bool ready(std::size_t queued_cost) const;
+  // Whether |queued_cost| waits (up to the timeout) for company after a
+  // batch of |last_batch_cost|: only under load, when that batch was full
+  // (at least min_batch); after a small one, waiting only adds latency.
+  bool wait_for_company(std::size_t queued_cost, std::size_t last_batch_cost) const;
   // After a failed batch of |cost|: the next ones are at most half of it.
   void failed(std::size_t cost);
   // After a successful batch: the cap doubles back towards max_batch.

@@ -38,6 +38,10 @@ Broadcaster::Broadcaster(net::any_io_executor ex, std::shared_ptr<QuicEndpoint> 
                                     "Times a send waited for the bandwidth cap")),
       hops_exhausted_(metrics.counter("patina_broadcast_not_forwarded_total",
                                       "New frames not forwarded: their hop count was spent")),
+      tree_forwarded_(metrics.counter("patina_broadcast_tree_forwarded_total",
+                                      "Frames forwarded to the groups of their tree range")),
+      tree_rerouted_(metrics.counter("patina_broadcast_tree_rerouted_total",
+                                     "Tree sends re-planned to another member after a failed send")),
       pending_gauge_(metrics.gauge("patina_broadcast_pending", "Broadcasts still in their transmission rounds")),
       send_queue_gauge_(metrics.gauge("patina_broadcast_send_queue_depth", "Frame sends waiting to go")) {}
 
@@ -73,6 +77,18 @@ void Broadcaster::wake(const std::shared_ptr<net::steady_timer>& timer, bool& fl
 void Broadcaster::broadcast_local(std::vector<std::vector<std::byte>> frames) {
   const swim::Membership* m = members_.membership();
   if (m == nullptr || tasks_ == nullptr || frames.empty()) return;
+  if (options_.tree) {
+    std::vector<std::shared_ptr<const std::vector<std::byte>>> shared;
+    for (auto& f : frames) {
+      if (options_.compress) {
+        auto packed = wire::compress(f, options_.compression_level);
+        if (!packed.empty()) f = std::move(packed);
+      }
+      shared.push_back(std::make_shared<const std::vector<std::byte>>(std::move(f)));
+    }
+    send_tree(shared, swim::TreeRange::whole(), {});
+    return;
+  }
   Pending p;
   auto peers = m->active_peers();
   auto ring0 = swim::BroadcastPlanner::ring0(peers);
@@ -124,6 +140,52 @@ void Broadcaster::rebroadcast(std::vector<std::byte> frame, const std::string& f
   add(std::move(p));
 }
 
+void Broadcaster::forward_tree(const std::vector<std::byte>& frame, const std::string& from) {
+  if (members_.membership() == nullptr || tasks_ == nullptr) return;
+  auto range = wire::tree_range_of(frame);
+  if (!range) return;
+  swim::TreeRange r{range->first, range->second};
+  if (r.empty()) return;
+  tree_forwarded_.inc();
+  const std::shared_ptr<const std::vector<std::byte>> shared = std::make_shared<const std::vector<std::byte>>(frame);
+  const std::string exclude[] = {from};
+  send_tree(std::span(&shared, 1), r, exclude);
+}
+
+void Broadcaster::send_tree(std::span<const std::shared_ptr<const std::vector<std::byte>>> frames,
+                            swim::TreeRange range, std::span<const std::string> exclude) {
+  const auto peers = members_.membership()->active_peers();
+  auto with_range = [](const std::shared_ptr<const std::vector<std::byte>>& f, swim::TreeRange r) {
+    auto current = wire::tree_range_of(*f);
+    if (current && current->first == r.first && current->second == r.last) return f;
+    auto own = std::make_shared<std::vector<std::byte>>(*f);
+    wire::set_tree_range(*own, r.first, r.last);
+    return std::shared_ptr<const std::vector<std::byte>>(std::move(own));
+  };
+  // Leaves share one copy per frame with an empty range; each head gets its own.
+  std::vector<std::shared_ptr<const std::vector<std::byte>>> leaves;
+  for (const auto& plan : swim::BroadcastTree::plan(peers, range, exclude)) {
+    if (plan.range.empty() && leaves.empty()) {
+      for (const auto& f : frames) leaves.push_back(with_range(f, swim::TreeRange{}));
+    }
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+      enqueue(Send{plan.to, plan.range.empty() ? leaves[i] : with_range(frames[i], plan.range), plan.range, {}});
+    }
+  }
+}
+
+void Broadcaster::retry_tree(Send s) {
+  const swim::Membership* m = members_.membership();
+  if (m == nullptr || !s.tree || s.tree->empty() || static_cast<int>(s.failed.size()) > tree_retries) return;
+  s.failed.push_back(s.to);
+  const auto peers = m->active_peers();
+  auto next = swim::BroadcastTree::next_head(peers, *s.tree, s.failed);
+  if (!next) return;
+  tree_rerouted_.inc();
+  s.to = *next;
+  enqueue(std::move(s));
+}
+
 void Broadcaster::add(Pending p) {
   if (pending_.size() >= options_.max_pending) {
     std::vector<swim::BroadcastBatch> batches;
@@ -140,11 +202,15 @@ void Broadcaster::add(Pending p) {
 }
 
 void Broadcaster::enqueue_send(const std::string& to, const std::shared_ptr<const std::vector<std::byte>>& frame) {
+  enqueue(Send{to, frame, std::nullopt, {}});
+}
+
+void Broadcaster::enqueue(Send s) {
   if (sends_.size() >= options_.send_queue_max) {
-    sends_.pop_front();  // the oldest: likely already covered by other rounds
+    sends_.pop_front();  // the oldest: likely already covered by other rounds (or sync)
     dropped_sends_.inc();
   }
-  sends_.push_back(Send{to, frame});
+  sends_.push_back(std::move(s));
   update_gauges();
   wake(send_timer_, send_woken_);
 }
@@ -204,8 +270,7 @@ net::awaitable<void> Broadcaster::send_loop() {
         auto ep = parse_endpoint(s.to);
         if (!ep) continue;
         ++sends_in_flight_;
-        auto frame = s.frame;
-        tasks_->spawn("broadcast-send-one", send_one(*ep, std::move(frame)));
+        tasks_->spawn("broadcast-send-one", send_one(*ep, std::move(s)));
         continue;
       }
       rate_limited_.inc();
@@ -222,16 +287,18 @@ net::awaitable<void> Broadcaster::send_loop() {
   }
 }
 
-net::awaitable<void> Broadcaster::send_one(UdpEndpoint peer, std::shared_ptr<const std::vector<std::byte>> frame) {
-  auto r = co_await quic_->send_uni(peer, std::vector<std::byte>(*frame));
+net::awaitable<void> Broadcaster::send_one(UdpEndpoint peer, Send s) {
+  std::vector<std::byte> bytes(*s.frame);
+  auto r = co_await quic_->send_uni(peer, std::move(bytes));
   --sends_in_flight_;
   if (r) {
     sent_.inc();
-    sent_bytes_.inc(frame->size());
+    sent_bytes_.inc(s.frame->size());
   } else {
     send_failures_.inc();
     core::log::get("broadcast")->debug("send to {}:{} failed: {}", peer.address().to_string(), peer.port(),
                                        r.error().message);
+    retry_tree(std::move(s));
   }
   wake(send_timer_, send_woken_);
 }

@@ -1,6 +1,16 @@
 #pragma once
 // Broadcaster: spreads changeset frames (io/wire.hpp) over QUIC
-// unidirectional streams, one frame per stream, as SPEC.md §5.3 describes:
+// unidirectional streams, one frame per stream, by one of two methods.
+//
+// "tree" (the default; swim/broadcast_tree.hpp): a local commit's frames go
+// at once to one member of each group of the ring, each with the ring range
+// it is to forward to; a receiver forwards a frame it had not seen at once,
+// before applying it, to the groups of its range. Every member receives a
+// change once, within two hops when views agree. A failed send is re-planned
+// to another member of the same range (at most tree_retries times); members
+// left out (views disagree, a forwarder dies) are repaired by sync.
+//
+// "gossip" (Corrosion's rounds, SPEC.md §5.3):
 //   * a local commit's frames go at once to every ring-0 (nearest) member,
 //     then in rounds to k random members not yet sent to, for
 //     max_transmissions rounds, 100 ms x round apart (swim::BroadcastPlanner
@@ -40,6 +50,7 @@
 #include "io/membership_driver.hpp"
 #include "io/quic_endpoint.hpp"
 #include "io/token_bucket.hpp"
+#include "swim/broadcast_tree.hpp"
 #include "swim/dissemination.hpp"
 #include "swim/prng.hpp"
 
@@ -52,6 +63,7 @@ struct BroadcastOptions {
   std::size_t max_concurrent_sends = 500;
   bool compress = false;
   int compression_level = 3;
+  bool tree = true;  // gossip.broadcast: tree, or the gossip rounds
   std::uint64_t seed = 0;
 };
 
@@ -67,13 +79,18 @@ class Broadcaster {
   void start(core::TaskGroup& tasks, OnFrame on_frame, OnBiStream on_bi_stream = {});
   // This node's new version, as encoded frames.
   void broadcast_local(std::vector<std::vector<std::byte>> frames);
-  // A peer's frame that brought something new: forwarded once.
+  // A peer's frame that brought something new: forwarded once (gossip
+  // method; frames of the tree method carry no hops).
   void rebroadcast(std::vector<std::byte> frame, const std::string& from);
+  // A peer's frame seen for the first time, before it is applied: forwarded
+  // to the groups of the tree range it carries (none when empty).
+  void forward_tree(const std::vector<std::byte>& frame, const std::string& from);
 
   std::size_t pending() const { return pending_.size(); }
   std::size_t send_queue_depth() const { return sends_.size(); }
 
   static constexpr std::size_t frame_size_max = 16 * 1024 * 1024;
+  static constexpr int tree_retries = 2;
 
  private:
   struct Pending {
@@ -85,15 +102,22 @@ class Broadcaster {
   struct Send {
     std::string to;
     std::shared_ptr<const std::vector<std::byte>> frame;
+    // Tree method: the range |to| forwards to, and the heads that failed.
+    std::optional<swim::TreeRange> tree;
+    std::vector<std::string> failed;
   };
 
   void add(Pending p);
   void enqueue_send(const std::string& to, const std::shared_ptr<const std::vector<std::byte>>& frame);
+  void enqueue(Send s);
+  void send_tree(std::span<const std::shared_ptr<const std::vector<std::byte>>> frames, swim::TreeRange range,
+                 std::span<const std::string> exclude);
+  void retry_tree(Send s);
   void wake(const std::shared_ptr<boost::asio::steady_timer>& timer, bool& flag);
   std::uint32_t max_transmissions() const;
   boost::asio::awaitable<void> schedule_loop();
   boost::asio::awaitable<void> send_loop();
-  boost::asio::awaitable<void> send_one(UdpEndpoint peer, std::shared_ptr<const std::vector<std::byte>> frame);
+  boost::asio::awaitable<void> send_one(UdpEndpoint peer, Send s);
   boost::asio::awaitable<void> receive(std::shared_ptr<QuicStream> stream);
   void update_gauges();
 
@@ -121,6 +145,8 @@ class Broadcaster {
   core::Counter& dropped_sends_;
   core::Counter& rate_limited_;
   core::Counter& hops_exhausted_;
+  core::Counter& tree_forwarded_;
+  core::Counter& tree_rerouted_;
   core::Gauge& pending_gauge_;
   core::Gauge& send_queue_gauge_;
 };

@@ -31,7 +31,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr std::size_t cid_len = 16;
+// 8 bytes: ample for the few connections a node holds, and every packet
+// carries one (a broadcast of a small change is ~130 bytes on the wire).
+constexpr std::size_t cid_len = 8;
 constexpr std::size_t gso_batch_max = 16;
 constexpr int packets_per_write_max = 512;
 constexpr std::size_t datagram_queue_max = 1024;
@@ -167,6 +169,17 @@ class QuicConnection : public std::enable_shared_from_this<QuicConnection> {
   std::vector<std::string> cids_;
   std::vector<std::uint8_t> txbuf_;
   std::uint64_t remote_uni_leaked_ = 0;
+  std::uint64_t unsent_uni_credit_ = 0;
+
+  // One MAX_STREAMS per quarter of the window instead of one per stream: a
+  // broadcast is one stream, and a MAX_STREAMS frame makes the peer's ACK
+  // ack-eliciting, which doubled the packets per broadcast.
+  void return_uni_credit() {
+    const std::uint64_t batch = std::max<std::uint64_t>(1, ep_->config_.max_streams_uni / 4);
+    if (++unsent_uni_credit_ < batch) return;
+    ngtcp2_conn_extend_max_streams_uni(conn_, unsent_uni_credit_);
+    unsent_uni_credit_ = 0;
+  }
   std::uint64_t uni_opened_ = 0;
   std::uint64_t uni_per_connection_;
   bool retiring_ = false;  // no new streams; closes when its streams end
@@ -248,7 +261,7 @@ struct QuicCallbacks {
         // upstream in 1d591bde): no stream_close, no credit back. Return the
         // credit here; the stream object stays inside ngtcp2, which is why
         // maybe_recycle() eventually replaces the connection.
-        ngtcp2_conn_extend_max_streams_uni(c->conn_, 1);
+        c->return_uni_credit();
         ++c->remote_uni_leaked_;
         s->closed_ = true;
         c->streams_.erase(stream_id);
@@ -285,7 +298,7 @@ struct QuicCallbacks {
     if (!ngtcp2_conn_is_local_stream(c->conn_, stream_id)) {
       if ((stream_id & 0x2) != 0) {
   #if NGTCP2_VERSION_NUM >= 0x000e00
-        ngtcp2_conn_extend_max_streams_uni(c->conn_, 1);
+        c->return_uni_credit();
   #endif
       } else {
         ngtcp2_conn_extend_max_streams_bidi(c->conn_, 1);

@@ -137,6 +137,8 @@ std::vector<std::byte> encode(const ChangesetFrame& frame) {
   w.u8(1);
   w.u16(frame.cluster_id);
   w.u8(frame.hops);
+  w.u16(frame.tree_first);
+  w.u16(frame.tree_last);
   w.raw(cs.actor.data(), cs.actor.size());
   w.svarint(cs.version);
   w.svarint(cs.seqs.start);
@@ -208,14 +210,14 @@ std::vector<std::byte> compress(std::span<const std::byte> frame, int level) {
   out[1] = std::byte{compressed_kind};
   out[2] = frame[2];
   out[3] = frame[3];
-  out[4] = frame[4];  // hops: patched in place when forwarding
+  for (int i = 4; i < 9; ++i) out[i] = frame[i];  // hops, tree range: patched in place when forwarding
   auto raw = static_cast<std::uint32_t>(frame.size());
-  for (int i = 0; i < 4; ++i) out[5 + i] = static_cast<std::byte>(raw >> (8 * i));
+  for (int i = 0; i < 4; ++i) out[9 + i] = static_cast<std::byte>(raw >> (8 * i));
   return out;
 }
 
 std::optional<std::uint8_t> hops_of(std::span<const std::byte> frame) {
-  if (frame.size() < 5 || frame[0] != std::byte{version}) return std::nullopt;
+  if (frame.size() < 9 || frame[0] != std::byte{version}) return std::nullopt;
   if (frame[1] != std::byte{1} && frame[1] != std::byte{compressed_kind}) return std::nullopt;
   return std::to_integer<std::uint8_t>(frame[4]);
 }
@@ -224,10 +226,26 @@ void set_hops(std::vector<std::byte>& frame, std::uint8_t hops) {
   if (hops_of(frame)) frame[4] = std::byte{hops};
 }
 
+std::optional<std::pair<std::uint16_t, std::uint16_t>> tree_range_of(std::span<const std::byte> frame) {
+  if (!hops_of(frame)) return std::nullopt;
+  auto at = [&](int i) {
+    return static_cast<std::uint16_t>(std::to_integer<unsigned>(frame[i]) | std::to_integer<unsigned>(frame[i + 1]) << 8);
+  };
+  return std::pair{at(5), at(7)};
+}
+
+void set_tree_range(std::vector<std::byte>& frame, std::uint16_t first, std::uint16_t last) {
+  if (!hops_of(frame)) return;
+  frame[5] = static_cast<std::byte>(first & 0xff);
+  frame[6] = static_cast<std::byte>(first >> 8);
+  frame[7] = static_cast<std::byte>(last & 0xff);
+  frame[8] = static_cast<std::byte>(last >> 8);
+}
+
 Result<ChangesetFrame> decode(std::span<const std::byte> bytes) {
   if (bytes.size() >= compressed_header && bytes[0] == std::byte{version} && bytes[1] == std::byte{compressed_kind}) {
     std::uint32_t raw = 0;
-    for (int i = 0; i < 4; ++i) raw |= static_cast<std::uint32_t>(bytes[5 + i]) << (8 * i);
+    for (int i = 0; i < 4; ++i) raw |= static_cast<std::uint32_t>(bytes[9 + i]) << (8 * i);
     if (raw > inflated_max) return make_error(Errc::protocol, fmt::format("compressed frame claims {} bytes", raw));
     std::vector<std::byte> inflated(raw);
     std::size_t n = ZSTD_decompress(inflated.data(), inflated.size(), bytes.data() + compressed_header,
@@ -235,7 +253,12 @@ Result<ChangesetFrame> decode(std::span<const std::byte> bytes) {
     if (ZSTD_isError(n) || n != raw) return make_error(Errc::protocol, "corrupt compressed frame");
     if (raw >= 2 && inflated[1] == std::byte{compressed_kind}) return make_error(Errc::protocol, "nested compression");
     auto inner = decode(inflated);
-    if (inner) inner->hops = std::to_integer<std::uint8_t>(bytes[4]);  // the envelope's count is the live one
+    if (inner) {  // the envelope's hops and range are the live ones
+      inner->hops = std::to_integer<std::uint8_t>(bytes[4]);
+      auto range = tree_range_of(bytes);
+      inner->tree_first = range->first;
+      inner->tree_last = range->second;
+    }
     return inner;
   }
   Reader r(bytes);
@@ -247,6 +270,8 @@ Result<ChangesetFrame> decode(std::span<const std::byte> bytes) {
   if (kind != 1) return make_error(Errc::protocol, fmt::format("unknown frame kind {}", kind));
   f.cluster_id = r.u16();
   f.hops = r.u8();
+  f.tree_first = r.u16();
+  f.tree_last = r.u16();
   auto& cs = f.changeset;
   r.raw(cs.actor.data(), cs.actor.size());
   cs.version = r.svarint();

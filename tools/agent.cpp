@@ -24,6 +24,7 @@
 #include "api/sub_routes.hpp"
 #include "api/subscriptions.hpp"
 #include "api/update_feeds.hpp"
+#include "core/checkpointer.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "core/reader_pool.hpp"
@@ -102,11 +103,18 @@ class Agent final : public api::AdminService, public io::ApplySink {
                                                                                      : core::Watchdog::Action::log,
                   metrics_),
         writer_(writer_options(rc_.config), metrics_, watchdog_),
+        checkpointer_(core::CheckpointerOptions{.path = rc_.config.db.path,
+                                                .truncate_bytes = static_cast<std::uint64_t>(
+                                                                      rc_.config.perf.wal_threshold_mb) *
+                                                                  1024 * 1024},
+                      metrics_),
         readers_(reader_options(rc_.config), metrics_, watchdog_),
         tasks_(ioc_.get_executor()),
         admin_(ioc_.get_executor(), rc_.config.admin.uds_path, *this),
         routes_(api::ApiContext{writer_, readers_, store_, metrics_, health_, rc_.config.db.path,
-                                [this](std::int64_t version) { broadcast_local(version); }}),
+                                [this](std::int64_t, std::vector<crdt::Changeset> changesets) {
+                                  broadcast_local(std::move(changesets));
+                                }}),
         matchers_(matcher_options(rc_.config), metrics_, watchdog_),
         subs_(ioc_.get_executor(), matchers_, metrics_, subscription_options(rc_.config)),
         feeds_(ioc_.get_executor(), matchers_, metrics_,
@@ -147,8 +155,14 @@ class Agent final : public api::AdminService, public io::ApplySink {
     writer_.on_fatal([this](const Error& e) {
       net::post(ioc_, [this, e] { begin_shutdown(fmt::format("fatal storage error: {}", e.message), 1); });
     });
+    if (auto r = checkpointer_.start(); !r) {
+      log_->critical("cannot open the WAL checkpointer's connection: {}", r.error().message);
+      writer_.stop();
+      return 1;
+    }
     if (auto r = readers_.start(); !r) {
       log_->critical("cannot open reader connections: {}", r.error().message);
+      checkpointer_.stop();
       writer_.stop();
       return 1;
     }
@@ -282,6 +296,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
     o.queue_len = static_cast<std::size_t>(c.perf.writer_queue_len);
     o.batch_jobs_max = static_cast<std::size_t>(c.perf.writer_batch_jobs_max);
     o.batch_time_max = std::chrono::milliseconds(c.perf.writer_batch_ms_max);
+    o.wal_autocheckpoint_pages = 0;  // checkpointer_ does it off the writer
     return o;
   }
   static io::ApplyBatchOptions apply_options(const core::Config& c) {
@@ -392,6 +407,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
     bo.send_queue_max = static_cast<std::size_t>(rc_.config.perf.processing_queue_len);
     bo.compress = rc_.config.gossip.compression.enabled;
     bo.compression_level = rc_.config.gossip.compression.level;
+    bo.tree = rc_.config.gossip.broadcast == core::GossipConfig::Broadcast::tree;
     bo.seed = seed ^ 0x9e3779b97f4a7c15ULL;
     broadcaster_ = std::make_unique<io::Broadcaster>(ioc_.get_executor(), quic_, *membership_, bo, metrics_);
     broadcaster_->start(
@@ -548,7 +564,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
       co_return;
     }
     io::wire::SyncResponseFrame response;
-    for (auto& cs : served->changesets) response.changesets.push_back(io::wire::encode(io::wire::ChangesetFrame{cluster_id_, 0, std::move(cs)}));
+    for (auto& cs : served->changesets) response.changesets.push_back(io::wire::encode(io::wire::ChangesetFrame{.cluster_id = cluster_id_, .hops = 0, .changeset = std::move(cs)}));
     response.empty = std::move(served->empty);
     auto out = io::wire::encode(response);
     (void)co_await stream->write(std::move(out), true);
@@ -559,27 +575,21 @@ class Agent final : public api::AdminService, public io::ApplySink {
   static constexpr std::size_t sync_response_max = 64 * 1024 * 1024;
   static constexpr std::size_t sync_response_budget = 4 * 1024 * 1024;
 
-  // Sends this node's newly committed |version| to the members.
-  void broadcast_local(std::int64_t version) {
-    if (!broadcaster_ || shutting_down_) return;
-    tasks_.spawn("broadcast-local", broadcast_version(version));
-  }
-
-  net::awaitable<void> broadcast_version(std::int64_t version) {
-    CrdtStore* store = &store_;
-    auto job = [store, version](core::Db&) { return store->local_changesets(version); };
-    auto changesets = co_await writer_.submit<std::vector<crdt::Changeset>>("read local changes", std::move(job));
-    if (!changesets) {
-      log_->warn("cannot read version {} for broadcast: {}", version, changesets.error().message);
-      co_return;
-    }
+  // This node's newly committed |version| (its changesets were read inside
+  // the request's transaction): subscriptions, then the members.
+  void broadcast_local(std::vector<crdt::Changeset> changesets) {
+    if (shutting_down_) return;
     std::map<std::string, crdt::PkSet> changed;
-    for (const auto& cs : *changesets) {
+    for (const auto& cs : changesets) {
       for (const auto& c : cs.changes) changed[c.table].insert(c.pk);
     }
     rows_changed(std::move(changed));
+    if (!broadcaster_) return;
     std::vector<std::vector<std::byte>> frames;
-    for (auto& cs : *changesets) frames.push_back(io::wire::encode(io::wire::ChangesetFrame{cluster_id_, 0, std::move(cs)}));
+    for (auto& cs : changesets) {
+      frames.push_back(io::wire::encode(
+          io::wire::ChangesetFrame{.cluster_id = cluster_id_, .hops = 0, .changeset = std::move(cs)}));
+    }
     broadcaster_->broadcast_local(std::move(frames));
   }
 
@@ -621,6 +631,9 @@ class Agent final : public api::AdminService, public io::ApplySink {
       duplicates_.inc();
       return;
     }
+    // Tree broadcast: passed on before it is applied, so the hops do not
+    // add up apply times (a frame's range only shrinks, so this ends).
+    if (broadcaster_ && !shutting_down_) broadcaster_->forward_tree(frame, from);
     io::ApplyItem item;
     item.incoming.changeset = std::move(decoded->changeset);
     item.source = io::ApplyItem::Source::broadcast;
@@ -660,6 +673,9 @@ class Agent final : public api::AdminService, public io::ApplySink {
     for (std::size_t i = 0; i < items.size() && i < outcome.novel.size(); ++i) {
       auto& item = items[i];
       if (!outcome.novel[i] || item.source != io::ApplyItem::Source::broadcast || item.frame.empty()) continue;
+      // Tree frames (hops 0) were forwarded on receipt.
+      if (rc_.config.gossip.broadcast == core::GossipConfig::Broadcast::tree && io::wire::hops_of(item.frame) == 0)
+        continue;
       broadcaster_->rebroadcast(std::move(item.frame), item.from);
     }
   }
@@ -917,6 +933,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
   void shutdown_threads() {
     matchers_.stop();
     readers_.stop();
+    checkpointer_.stop();  // before the writer's final truncating checkpoint
     writer_.stop();
   }
 
@@ -934,6 +951,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
   core::Metrics metrics_;
   core::Watchdog watchdog_;
   core::Writer writer_;
+  core::Checkpointer checkpointer_;
   core::ReaderPool readers_;
   net::io_context ioc_{1};
   core::TaskGroup tasks_;

@@ -57,7 +57,7 @@ Result<crdt::SchemaChanges> CrdtStore::apply_schema(const std::vector<crdt::Sche
   return *applied;
 }
 
-Result<std::vector<crdt::Changeset>> CrdtStore::local_changesets(std::int64_t version) {
+Result<std::vector<crdt::Changeset>> CrdtStore::local_changesets(core::Db&, std::int64_t version) {
   auto changes = crdt::changes_for_version(*tables_, tables_->site_id(), version);
   if (!changes) return tl::unexpected(to_error(changes.error()));
   if (changes->empty()) return std::vector<crdt::Changeset>{};

@@ -42,7 +42,7 @@ class CrdtStore final : public api::LocalStore {
 
   // Replication, on the writer thread: this node's |version| as chunked
   // changesets, and a batch of changesets from peers merged atomically.
-  Result<std::vector<crdt::Changeset>> local_changesets(std::int64_t version);
+  Result<std::vector<crdt::Changeset>> local_changesets(core::Db& db, std::int64_t version) override;
   Result<crdt::ApplyReport> apply_remote(const std::vector<crdt::Incoming>& batch);
   // Per changeset of |batch|: whether it carries (part of) a version the
   // bookkeeping does not know yet. Call before apply_remote.

@@ -36,7 +36,22 @@ TEST(Config, minimal_file_gets_corrosion_defaults) {
   EXPECT_EQ(c->config.watchdog.stall_ms, 1000);
   EXPECT_EQ(c->config.watchdog.action, WatchdogConfig::Action::exit);
   EXPECT_FALSE(c->config.watchdog.debug_commands);
+  EXPECT_EQ(c->config.gossip.broadcast, GossipConfig::Broadcast::tree);
   EXPECT_TRUE(c->warnings.empty());
+}
+
+TEST(Config, broadcast_method_is_tree_or_gossip) {
+  auto gossip = parse(std::string(minimal) + "broadcast = \"gossip\"\n");
+  ASSERT_TRUE(gossip) << gossip.error().message;
+  EXPECT_EQ(gossip->config.gossip.broadcast, GossipConfig::Broadcast::gossip);
+  auto tree = parse(std::string(minimal) + "broadcast = \"tree\"\n");
+  ASSERT_TRUE(tree) << tree.error().message;
+  EXPECT_EQ(tree->config.gossip.broadcast, GossipConfig::Broadcast::tree);
+  auto bad = parse(std::string(minimal) + "broadcast = \"flood\"\n");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message,
+            "test.toml:11:13: gossip.broadcast: expected \"tree\", \"gossip\" or a [gossip.broadcast.plumtree] table, "
+            "got \"flood\"");
 }
 
 TEST(Config, full_file_with_aliases) {
@@ -114,6 +129,7 @@ debug_commands = true
   EXPECT_EQ(k.gossip.tls->client->key_file, "ck.pem");
   ASSERT_TRUE(k.gossip.plumtree);
   EXPECT_EQ(k.gossip.plumtree->prune_threshold, 3);
+  EXPECT_EQ(k.gossip.broadcast, GossipConfig::Broadcast::gossip);  // plumtree table: the rounds
   EXPECT_EQ(k.admin.uds_path, "/run/patina/admin.sock");
   EXPECT_EQ(k.telemetry.prometheus_addr, "127.0.0.1:9090");
   EXPECT_EQ(k.log.format, log::Format::json);

@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
   st.partial_need[other][50] = crdt::RangeSet{{0, 4}};
   write(root / "fuzz_wire", "sync-request", io::wire::encode(io::wire::SyncRequestFrame{0, st}));
   io::wire::SyncResponseFrame resp;
-  resp.changesets.push_back(io::wire::encode(io::wire::ChangesetFrame{0, 0, changeset(3)}));
+  resp.changesets.push_back(io::wire::encode(io::wire::ChangesetFrame{.cluster_id = 0, .hops = 0, .changeset = changeset(3)}));
   resp.empty.push_back({other, crdt::Range{1, 5}});
   write(root / "fuzz_wire", "sync-response", io::wire::encode(resp));
   // swim

@@ -41,6 +41,16 @@ TEST(ApplyBatching, batch_size_follows_corrosions_steps_within_min_and_max) {
   EXPECT_TRUE(b.ready(600));
 }
 
+TEST(ApplyBatching, only_a_full_last_batch_makes_a_small_remainder_wait_for_company) {
+  ApplyBatching b(ApplyBatchOptions{});  // min 100, ratio 0.9
+  EXPECT_FALSE(b.wait_for_company(1, 0));    // idle before
+  EXPECT_FALSE(b.wait_for_company(5, 3));    // light traffic: what queued goes next
+  EXPECT_FALSE(b.wait_for_company(5, 99));
+  EXPECT_TRUE(b.wait_for_company(5, 100));   // under load: wait for a fuller batch
+  EXPECT_TRUE(b.wait_for_company(89, 5000));
+  EXPECT_FALSE(b.wait_for_company(90, 5000));  // enough for a batch
+}
+
 TEST(ApplyBatching, failures_halve_the_cap_and_successes_restore_it) {
   ApplyBatching b(ApplyBatchOptions{});
   b.failed(2000);

@@ -153,10 +153,10 @@ TEST(WireCompression, corrupt_truncated_lying_and_nested_frames_are_errors) {
     EXPECT_FALSE(decode(std::span<const std::byte>(packed.data(), n))) << n;
   }
   auto lying = packed;
-  lying[5] = std::byte{0xff};  // claims another raw length
+  lying[9] = std::byte{0xff};  // claims another raw length
   EXPECT_FALSE(decode(lying));
   auto huge = packed;
-  huge[8] = std::byte{0x7f};  // claims far more than inflated_max
+  huge[12] = std::byte{0x7f};  // claims far more than inflated_max
   EXPECT_FALSE(decode(huge));
   auto flipped = packed;
   flipped[flipped.size() / 2] ^= std::byte{0x55};
@@ -192,6 +192,36 @@ TEST(WireHops, hops_round_trip_and_are_patched_in_place_in_plain_and_compressed_
   EXPECT_EQ(inflated->hops, 0);
   std::vector<std::byte> junk{std::byte{9}, std::byte{9}};
   EXPECT_FALSE(hops_of(junk));
+}
+
+TEST(WireHops, the_tree_range_round_trips_and_is_patched_in_place_in_plain_and_compressed_frames) {
+  auto f = big_sample();
+  EXPECT_EQ(tree_range_of(encode(f)), (std::pair<std::uint16_t, std::uint16_t>{1, 0}));  // default: empty
+  f.tree_first = 0x1234;
+  f.tree_last = 0xfedc;
+  auto plain = encode(f);
+  EXPECT_EQ(tree_range_of(plain), (std::pair<std::uint16_t, std::uint16_t>{0x1234, 0xfedc}));
+  set_tree_range(plain, 7, 0x8000);
+  auto back = decode(plain);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->tree_first, 7);
+  EXPECT_EQ(back->tree_last, 0x8000);
+  EXPECT_EQ(back->changeset, f.changeset);
+  auto packed = compress(encode(f), 3);
+  ASSERT_FALSE(packed.empty());
+  EXPECT_EQ(tree_range_of(packed), (std::pair<std::uint16_t, std::uint16_t>{0x1234, 0xfedc}));
+  set_tree_range(packed, 1, 0);
+  auto inflated = decode(packed);
+  ASSERT_TRUE(inflated);
+  EXPECT_EQ(inflated->tree_first, 1);
+  EXPECT_EQ(inflated->tree_last, 0);
+  EXPECT_EQ(inflated->changeset, f.changeset);
+  std::vector<std::byte> old_version = plain;
+  old_version[0] = std::byte{2};
+  EXPECT_FALSE(tree_range_of(old_version));
+  auto refused = decode(old_version);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("unknown wire version 2"), std::string::npos);
 }
 
 TEST(WireCompact, a_row_insert_costs_little_more_than_its_values) {

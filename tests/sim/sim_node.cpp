@@ -262,7 +262,7 @@ SimNode::WriteResult SimNode::client_write(Instant now, const std::vector<std::s
   for (const auto& cs : res.changesets) {
     // The origin's own sending counts as its one relay of each chunk.
     out.forwarded.push_back(ChunkKey{cs.actor, cs.version, cs.seqs.start, cs.seqs.end});
-    broadcast(io::wire::encode(io::wire::ChangesetFrame{config_.cluster_id, 0, cs}), true, std::nullopt, out);
+    broadcast(io::wire::encode(io::wire::ChangesetFrame{.cluster_id = config_.cluster_id, .hops = 0, .changeset = cs}), true, std::nullopt, out);
   }
   return res;
 }
@@ -469,7 +469,7 @@ void SimNode::on_sync_request(const Message& msg, Outbox& out) {
       if (!served) return fail(out, "serve_versions: " + served.error().message);
       for (auto& cs : served->changesets) {
         for (const auto& c : cs.changes) bytes += crdt::estimated_size(c);
-        response.changesets.push_back(io::wire::encode(io::wire::ChangesetFrame{config_.cluster_id, 0, std::move(cs)}));
+        response.changesets.push_back(io::wire::encode(io::wire::ChangesetFrame{.cluster_id = config_.cluster_id, .hops = 0, .changeset = std::move(cs)}));
       }
       for (const auto& r : served->empty.ranges()) response.empty.emplace_back(req.actor, r);
     } else {
@@ -477,7 +477,7 @@ void SimNode::on_sync_request(const Message& msg, Outbox& out) {
       if (!served) return fail(out, "serve_partial: " + served.error().message);
       for (auto& cs : *served) {
         for (const auto& c : cs.changes) bytes += crdt::estimated_size(c);
-        response.changesets.push_back(io::wire::encode(io::wire::ChangesetFrame{config_.cluster_id, 0, std::move(cs)}));
+        response.changesets.push_back(io::wire::encode(io::wire::ChangesetFrame{.cluster_id = config_.cluster_id, .hops = 0, .changeset = std::move(cs)}));
       }
     }
   }

@@ -15,15 +15,16 @@
 // need about 3,000 file descriptors).
 //
 //   sim_scale [--nodes 1000] [--writes 100] [--interval-ms 50] [--seed 1]
-//             [--loss-permille 10] [--rounds R] [--fanout K (cap)] [--broadcast agent|spec|all]
-//             [--forward-rounds F (agent mode; io/broadcaster.cpp uses 2)]
+//             [--loss-permille 10] [--rounds R] [--fanout K (cap)] [--broadcast tree|gossip|spec|all]
+//             [--forward-rounds F (gossip mode; io/broadcaster.cpp uses 2)]
 //             [--no-sync] [--files] [--warmup-s 10]
 //
 // Figures (seed 1, 1,000 nodes, 100 writes, 1% loss, wire v2, 20 ms round
-// step; `sim_scale --nodes 1000 --writes 100 [options]`), 2026-11-24:
+// step; `sim_scale --nodes 1000 --writes 100 --broadcast gossip [options]`),
+// 2026-11-24 (before the tree method; see the README for tree figures):
 //   options                    p50    p90     p99     max   bytes/change/node
-//   (agent today: forwards      372   4133    7701  13156    527  (8.1 frames)
-//    1 round, hop-counted)
+//   (forwards 1 round,          372   4133    7701  13156    527  (8.1 frames)
+//    hop-counted)
 //   --forward-rounds 2          293    308     319    329   1049 (16.1 frames)
 //   --forward-rounds 3          289    306     315    326   1570 (24.1 frames)
 //   --broadcast spec            288    303     314    321   6263 (96 frames)
@@ -59,7 +60,7 @@ struct Args {
   std::optional<std::uint32_t> rounds;
   std::optional<std::size_t> fanout;
   std::uint32_t forward_rounds = 2;
-  BroadcastMode mode = BroadcastMode::agent;
+  BroadcastMode mode = BroadcastMode::tree;
   bool sync = true;
   bool files = false;
   std::uint64_t warmup_s = 10;
@@ -85,7 +86,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--rounds") a.rounds = static_cast<std::uint32_t>(num());
     else if (k == "--fanout") a.fanout = num();
     else if (k == "--forward-rounds") a.forward_rounds = static_cast<std::uint32_t>(num());
-    else if (k == "--broadcast") a.mode = parse_broadcast_mode(v()).value_or(BroadcastMode::agent);
+    else if (k == "--broadcast") a.mode = parse_broadcast_mode(v()).value_or(BroadcastMode::tree);
     else if (k == "--no-sync") a.sync = false;
     else if (k == "--files") a.files = true;
     else if (k == "--warmup-s") a.warmup_s = num();
@@ -228,7 +229,7 @@ int main(int argc, char** argv) {
                             .fanout(w.size() - 1, 0);
   std::printf("broadcast: %s, %u rounds%s x k=%zu%s, forwards: %s, sync %s\n", to_string(a.mode), rounds,
               a.rounds ? "" : " (max_transmissions(n))", k, a.fanout ? " (capped)" : " (SPEC formula)",
-              a.mode == BroadcastMode::agent ? fmt::format("{} round(s), hop-counted", a.forward_rounds).c_str()
+              a.mode == BroadcastMode::gossip ? fmt::format("{} round(s), hop-counted", a.forward_rounds).c_str()
                                              : "as the origin's",
               a.sync ? "on (1-15 s backoff)" : "off");
   std::printf("node 0 sees %zu active members\n", probe.num_active());

@@ -40,6 +40,8 @@ SiteId site_from(sqlite3_stmt* s, int col) {
 
 }  // namespace
 
+Bookkeeper::Bookkeeper(sqlite3* db) : db_(db), statements_(std::make_shared<detail::StmtCache>()) {}
+
 Result<Bookkeeper> Bookkeeper::open(sqlite3* db) {
   if (auto r = exec(db, kSchema); !r) return tl::unexpected(r.error());
   Bookkeeper b(db);
@@ -122,12 +124,13 @@ Result<void> Bookkeeper::mark_versions(const SiteId& actor, Range versions) {
 
 Result<void> Bookkeeper::persist_actor(const SiteId& actor) {
   const auto& a = actors_[actor];
-  auto run = [&](const char* sql, auto&& bind) -> Result<void> {
-    auto st = prepare(db_, sql);
+  auto run = [&](const std::string& sql, auto&& bind) -> Result<void> {
+    auto st = statements_->get(db_, sql);
     if (!st) return tl::unexpected(st.error());
-    detail::bind_blob(st->get(), 1, actor.data(), actor.size());
-    bind(st->get());
-    return detail::step_done(db_, st->get(), "persist bookkeeping");
+    Reset reset(*st);
+    detail::bind_blob(*st, 1, actor.data(), actor.size());
+    bind(*st);
+    return detail::step_done(db_, *st, "persist bookkeeping");
   };
   if (auto r = run("INSERT OR REPLACE INTO __patina_bookkeeping_heads (actor_id, max) VALUES (?, ?)",
                    [&](sqlite3_stmt* s) { sqlite3_bind_int64(s, 2, a.max); });
@@ -136,10 +139,10 @@ Result<void> Bookkeeper::persist_actor(const SiteId& actor) {
   for (const char* table : {"__patina_bookkeeping_gaps", "__patina_bookkeeping_cleared"}) {
     const RangeSet& set = std::string_view(table) == "__patina_bookkeeping_gaps" ? a.needed : a.cleared;
     std::string del = std::string("DELETE FROM ") + table + " WHERE actor_id = ?";
-    if (auto r = run(del.c_str(), [](sqlite3_stmt*) {}); !r) return r;
+    if (auto r = run(del, [](sqlite3_stmt*) {}); !r) return r;
     std::string ins = std::string("INSERT INTO ") + table + " (actor_id, start, \"end\") VALUES (?, ?, ?)";
     for (const auto& range : set.ranges())
-      if (auto r = run(ins.c_str(), [&](sqlite3_stmt* s) {
+      if (auto r = run(ins, [&](sqlite3_stmt* s) {
             sqlite3_bind_int64(s, 2, range.start);
             sqlite3_bind_int64(s, 3, range.end);
           });
@@ -153,11 +156,12 @@ Result<void> Bookkeeper::drop_partial(const SiteId& actor, std::int64_t version)
   actors_[actor].partials.erase(version);
   for (const char* sql : {"DELETE FROM __patina_seq_bookkeeping WHERE site_id = ? AND db_version = ?",
                           "DELETE FROM __patina_buffered_changes WHERE site_id = ? AND db_version = ?"}) {
-    auto st = prepare(db_, sql);
+    auto st = statements_->get(db_, sql);
     if (!st) return tl::unexpected(st.error());
-    detail::bind_blob(st->get(), 1, actor.data(), actor.size());
-    sqlite3_bind_int64(st->get(), 2, version);
-    if (auto r = detail::step_done(db_, st->get(), "drop partial"); !r) return r;
+    Reset reset(*st);
+    detail::bind_blob(*st, 1, actor.data(), actor.size());
+    sqlite3_bind_int64(*st, 2, version);
+    if (auto r = detail::step_done(db_, *st, "drop partial"); !r) return r;
   }
   return {};
 }

@@ -21,6 +21,7 @@
 // two and the invariants.
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 
@@ -31,6 +32,9 @@
 struct sqlite3;
 
 namespace patina::crdt {
+namespace detail {
+class StmtCache;
+}
 
 struct PartialVersion {
   RangeSet seqs;
@@ -77,13 +81,14 @@ class Bookkeeper {
   Result<void> check() const;
 
  private:
-  explicit Bookkeeper(sqlite3* db) : db_(db) {}
+  explicit Bookkeeper(sqlite3* db);
   static Result<std::map<SiteId, ActorBooks>> load(sqlite3* db);
   Result<void> mark_versions(const SiteId& actor, Range versions);
   Result<void> persist_actor(const SiteId& actor);
   Result<void> drop_partial(const SiteId& actor, std::int64_t version);
 
   sqlite3* db_;
+  std::shared_ptr<detail::StmtCache> statements_;  // writes run once per applied version
   std::map<SiteId, ActorBooks> actors_;
 };
 

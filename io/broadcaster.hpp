@@ -4,8 +4,9 @@
 //
 // "tree" (the default; swim/broadcast_tree.hpp): a local commit's frames go
 // at once to one member of each group of the ring, each with the ring range
-// it is to forward to; a receiver forwards a frame it had not seen at once,
-// before applying it, to the groups of its range. Every member receives a
+// it is to forward to; a receiver whose apply found the frame new forwards
+// it to the groups of its range (a version already applied is never
+// forwarded again, as with the gossip rounds). Every member receives a
 // change once, within two hops when views agree. A failed send is re-planned
 // to another member of the same range (at most tree_retries times); members
 // left out (views disagree, a forwarder dies) are repaired by sync.
@@ -82,8 +83,8 @@ class Broadcaster {
   // A peer's frame that brought something new: forwarded once (gossip
   // method; frames of the tree method carry no hops).
   void rebroadcast(std::vector<std::byte> frame, const std::string& from);
-  // A peer's frame seen for the first time, before it is applied: forwarded
-  // to the groups of the tree range it carries (none when empty).
+  // A peer's frame that brought something new: forwarded to the groups of
+  // the tree range it carries (none when empty).
   void forward_tree(const std::vector<std::byte>& frame, const std::string& from);
 
   std::size_t pending() const { return pending_.size(); }

@@ -631,9 +631,6 @@ class Agent final : public api::AdminService, public io::ApplySink {
       duplicates_.inc();
       return;
     }
-    // Tree broadcast: passed on before it is applied, so the hops do not
-    // add up apply times (a frame's range only shrinks, so this ends).
-    if (broadcaster_ && !shutting_down_) broadcaster_->forward_tree(frame, from);
     io::ApplyItem item;
     item.incoming.changeset = std::move(decoded->changeset);
     item.source = io::ApplyItem::Source::broadcast;
@@ -673,10 +670,15 @@ class Agent final : public api::AdminService, public io::ApplySink {
     for (std::size_t i = 0; i < items.size() && i < outcome.novel.size(); ++i) {
       auto& item = items[i];
       if (!outcome.novel[i] || item.source != io::ApplyItem::Source::broadcast || item.frame.empty()) continue;
-      // Tree frames (hops 0) were forwarded on receipt.
-      if (rc_.config.gossip.broadcast == core::GossipConfig::Broadcast::tree && io::wire::hops_of(item.frame) == 0)
-        continue;
-      broadcaster_->rebroadcast(std::move(item.frame), item.from);
+      // A tree frame carries the range this node forwards to (none for a
+      // leaf); a gossip-method frame carries hops (counted when spent).
+      auto range = io::wire::tree_range_of(item.frame);
+      if (range && range->first <= range->second) {
+        broadcaster_->forward_tree(item.frame, item.from);
+      } else if (io::wire::hops_of(item.frame).value_or(0) > 0 ||
+                 rc_.config.gossip.broadcast == core::GossipConfig::Broadcast::gossip) {
+        broadcaster_->rebroadcast(std::move(item.frame), item.from);
+      }
     }
   }
 

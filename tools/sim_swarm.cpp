@@ -2,7 +2,7 @@
 // range of seeds, for long runs beyond the fixed CTest list.
 //
 //   patina-sim --seeds 1..1000 [--nodes 5] [--faults all|none|loss,dup,...]
-//              [--safety-ms 30000] [--liveness-ms 120000] [--broadcast agent|spec|all]
+//              [--safety-ms 30000] [--liveness-ms 120000] [--broadcast tree|gossip|spec|all]
 //              [--in-memory] [--forward-own] [--keep-files] [--check-determinism]
 //              [--stop-on-failure] [--quiet]
 //
@@ -27,7 +27,7 @@ namespace {
 int usage() {
   std::fprintf(stderr,
                "usage: patina-sim --seeds A..B [--nodes N] [--faults all|none|loss,dup,reorder,partition,crash,drift]\n"
-               "                  [--safety-ms MS] [--liveness-ms MS] [--broadcast agent|spec|all] [--in-memory]\n"
+               "                  [--safety-ms MS] [--liveness-ms MS] [--broadcast tree|gossip|spec|all] [--in-memory]\n"
                "                  [--forward-own] [--keep-files] [--check-determinism] [--stop-on-failure] [--quiet]\n");
   return 2;
 }

@@ -7,6 +7,7 @@
 
 #include <sqlite3.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -51,6 +52,24 @@ inline Result<Stmt> prepare(sqlite3* db, std::string_view sql, bool persistent =
   }
   return Stmt(s);
 }
+
+// Statements a hot path runs again and again, prepared once per connection
+// (preparing costs more than running a small statement). Use each with a
+// Reset guard. SQLite re-prepares an entry by itself after a schema change.
+class StmtCache {
+ public:
+  Result<sqlite3_stmt*> get(sqlite3* db, std::string_view sql) {
+    if (auto it = cache_.find(sql); it != cache_.end()) return it->second.get();
+    auto st = prepare(db, sql, true);
+    if (!st) return tl::unexpected(st.error());
+    sqlite3_stmt* raw = st->get();
+    cache_.emplace(std::string(sql), std::move(*st));
+    return raw;
+  }
+
+ private:
+  std::map<std::string, Stmt, std::less<>> cache_;
+};
 
 inline Result<void> exec(sqlite3* db, const std::string& sql) {
   char* err = nullptr;

@@ -236,6 +236,62 @@ TEST(Replication, a_node_of_another_cluster_id_receives_nothing) {
   EXPECT_EQ(b.stop(), 0);
 }
 
+TEST(Replication, the_tree_broadcast_reaches_each_of_8_members_once_through_forwarders) {
+  // 8 nodes: 7 peers each, more than the tree's 6 groups, so some members
+  // get every change from a forwarder (two hops), none twice.
+  std::vector<std::unique_ptr<ApiAgent>> agents;
+  agents.push_back(std::make_unique<ApiAgent>());
+  ASSERT_TRUE(agents[0]->ready()) << agents[0]->process().log();
+  for (int i = 1; i < 8; ++i) {
+    agents.push_back(std::make_unique<ApiAgent>("", "", bootstrap_of(*agents[0])));
+    ASSERT_TRUE(agents.back()->ready());
+  }
+  ASSERT_TRUE(wait_until(
+      [&] {
+        for (const auto& a : agents) {
+          if (count_members(*a) != 7) return false;
+        }
+        return true;
+      },
+      30s));
+  const int writes = 24;
+  for (int i = 0; i < writes; ++i) {
+    ASSERT_TRUE(write(*agents[static_cast<std::size_t>(i) % agents.size()],
+                      fmt::format(R"J([["INSERT INTO tests (id, text) VALUES (?, 'tree')", [{}]]])J", i)));
+  }
+  for (const auto& a : agents) EXPECT_TRUE(wait_until([&] { return count_rows(*a) == writes; }, 30s));
+  double received = 0, sent = 0, forwarded = 0;
+  for (const auto& a : agents) {
+    received += metric(*a, "patina_broadcast_frames_received_total");
+    sent += metric(*a, "patina_broadcast_frames_sent_total");
+    forwarded += metric(*a, "patina_broadcast_tree_forwarded_total");
+  }
+  EXPECT_EQ(received, writes * 7.0);
+  EXPECT_EQ(sent, writes * 7.0);
+  EXPECT_GT(forwarded, 0);
+  for (auto& a : agents) EXPECT_EQ(a->stop(), 0);
+}
+
+TEST(Replication, the_gossip_method_still_replicates) {
+  const std::string method = "broadcast = \"gossip\"\n";
+  ApiAgent a("", "", method);
+  ASSERT_TRUE(a.ready()) << a.process().log();
+  ApiAgent b("", "", method + bootstrap_of(a));
+  ApiAgent c("", "", method + bootstrap_of(a));
+  ASSERT_TRUE(b.ready() && c.ready());
+  ASSERT_TRUE(formed({&a, &b, &c}));
+  for (int i = 0; i < 6; ++i) {
+    const ApiAgent& on = i % 3 == 0 ? a : (i % 3 == 1 ? b : c);
+    ASSERT_TRUE(write(on, fmt::format(R"J([["INSERT INTO tests (id, text) VALUES (?, 'gossip')", [{}]]])J", i)));
+  }
+  for (const ApiAgent* n : {&a, &b, &c}) EXPECT_TRUE(wait_until([&] { return count_rows(*n) == 6; }, 30s));
+  EXPECT_TRUE(same_digests({&a, &b, &c}));
+  EXPECT_EQ(metric(a, "patina_broadcast_tree_forwarded_total"), 0);
+  EXPECT_EQ(a.stop(), 0);
+  EXPECT_EQ(b.stop(), 0);
+  EXPECT_EQ(c.stop(), 0);
+}
+
 TEST(Replication, compressed_broadcasts_replicate_between_nodes) {
   const std::string compression = "compression = { enabled = true, level = 3 }\n";
   ApiAgent a("", "", compression);

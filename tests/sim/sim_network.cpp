@@ -46,7 +46,7 @@ Duration SimNetwork::base_delay(std::uint32_t from, std::uint32_t to) const {
   return model_.base_min + Duration(static_cast<Duration::rep>(extra));
 }
 
-std::vector<Duration> SimNetwork::plan(std::uint32_t from, std::uint32_t to) {
+std::vector<Duration> SimNetwork::plan(std::uint32_t from, std::uint32_t to, bool reliable) {
   std::vector<Duration> out;
   if (from == to || blocked(from, to)) return out;
   // Draw every random number whatever the outcome, so that changing one
@@ -59,9 +59,15 @@ std::vector<Duration> SimNetwork::plan(std::uint32_t from, std::uint32_t to) {
   const Duration j1(static_cast<Duration::rep>(prng_.between(0, jitter)));
   const Duration j2(static_cast<Duration::rep>(prng_.between(0, jitter)));
   const Duration s(static_cast<Duration::rep>(prng_.between(0, spike_max)));
-  if (lost) return out;
   const Duration base = base_delay(from, to);
-  out.push_back(base + j1 + (spike ? s : Duration{}));
+  if (lost && !reliable) return out;
+  Duration retransmits{};
+  if (lost) {
+    retransmits += 3 * base;
+    // Lost again, with the same odds (bounded: a stream gives up eventually).
+    for (int i = 0; i < 8 && prng_.below(1000) < model_.loss_per_mille; ++i) retransmits += 3 * base;
+  }
+  out.push_back(base + j1 + (spike ? s : Duration{}) + retransmits);
   if (dup) out.push_back(base + j2 + s);
   return out;
 }

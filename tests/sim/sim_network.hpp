@@ -45,7 +45,10 @@ class SimNetwork {
   void set_model(const LinkModel& m) { model_ = m; }
 
   /// Delivery delays for one message from |from| to |to| (empty: dropped).
-  std::vector<Duration> plan(std::uint32_t from, std::uint32_t to);
+  /// A |reliable| message (a QUIC stream: broadcasts, syncs) is not dropped
+  /// by loss but arrives one retransmission later per loss (3 x the one-way
+  /// delay: the sender's probe timeout); partitions still drop it.
+  std::vector<Duration> plan(std::uint32_t from, std::uint32_t to, bool reliable = false);
 
   bool blocked(std::uint32_t from, std::uint32_t to) const { return blocked_[from * n_ + to] != 0; }
   /// Cuts |i| off from everyone, both ways.

@@ -10,6 +10,7 @@
 #include "crdt/changeset.hpp"
 #include "crdt/schema.hpp"
 #include "io/wire.hpp"
+#include "swim/broadcast_tree.hpp"
 
 namespace patina::sim {
 
@@ -40,7 +41,8 @@ SimNode::~SimNode() { crash(); }
 
 const char* to_string(BroadcastMode m) {
   switch (m) {
-    case BroadcastMode::agent: return "agent";
+    case BroadcastMode::tree: return "tree";
+    case BroadcastMode::gossip: return "gossip";
     case BroadcastMode::spec: return "spec";
     case BroadcastMode::all: return "all";
   }
@@ -48,7 +50,8 @@ const char* to_string(BroadcastMode m) {
 }
 
 std::optional<BroadcastMode> parse_broadcast_mode(std::string_view s) {
-  if (s == "agent") return BroadcastMode::agent;
+  if (s == "tree") return BroadcastMode::tree;
+  if (s == "gossip") return BroadcastMode::gossip;
   if (s == "spec") return BroadcastMode::spec;
   if (s == "all") return BroadcastMode::all;
   return std::nullopt;
@@ -276,6 +279,24 @@ swim::BroadcastPlanner SimNode::planner() const {
 void SimNode::broadcast(Bytes frame, bool local, std::optional<std::uint32_t> exclude, Outbox& out) {
   Live& l = *live_;
   const auto peers = l.m->active_peers();
+  if (config_.broadcast == BroadcastMode::tree) {
+    // io/broadcaster.cpp send_tree(): one member per group of the range.
+    swim::TreeRange range = swim::TreeRange::whole();
+    std::vector<std::string> skip;
+    if (!local) {
+      auto r = io::wire::tree_range_of(frame);
+      range = r ? swim::TreeRange{r->first, r->second} : swim::TreeRange{};
+    }
+    if (exclude) skip.push_back(book_.addr[*exclude]);
+    for (const auto& plan : swim::BroadcastTree::plan(peers, range, skip)) {
+      auto to = book_.find(plan.to);
+      if (!to) continue;
+      Bytes own = frame;
+      io::wire::set_tree_range(own, plan.range.first, plan.range.last);
+      send(*to, Channel::changeset, 0, std::move(own), out);
+    }
+    return;
+  }
   if (config_.broadcast == BroadcastMode::all) {
     // The agent today (io/broadcaster.cpp): every active member but the sender.
     for (const auto& p : peers) {
@@ -288,7 +309,7 @@ void SimNode::broadcast(Bytes frame, bool local, std::optional<std::uint32_t> ex
   Batch batch;
   batch.state.local = local;
   if (exclude) batch.state.sent_to.insert(book_.addr[*exclude]);
-  if (local && config_.broadcast == BroadcastMode::agent) {
+  if (local && config_.broadcast == BroadcastMode::gossip) {
     // io/broadcaster.cpp broadcast_local(): enough hops for an epidemic over
     // the cluster (ceil(log2(peers + 2)) within 2..8), none when the nearest
     // members are everyone.
@@ -299,7 +320,7 @@ void SimNode::broadcast(Bytes frame, bool local, std::optional<std::uint32_t> ex
     }
     io::wire::set_hops(frame, hops);
   }
-  if (!local && config_.broadcast == BroadcastMode::agent) batch.max_rounds = config_.forward_rounds;
+  if (!local && config_.broadcast == BroadcastMode::gossip) batch.max_rounds = config_.forward_rounds;
   if (local) {
     for (const auto& a : swim::BroadcastPlanner::ring0(peers)) {
       if (auto to = book_.find(a)) send(*to, Channel::changeset, 0, frame, out);
@@ -312,7 +333,12 @@ void SimNode::broadcast(Bytes frame, bool local, std::optional<std::uint32_t> ex
 }
 
 bool SimNode::forward(Bytes frame, std::uint32_t from, Outbox& out) {
-  if (config_.broadcast == BroadcastMode::agent) {
+  if (config_.broadcast == BroadcastMode::tree) {
+    // tools/agent.cpp applied(): a leaf (empty range) forwards nothing.
+    const auto range = io::wire::tree_range_of(frame);
+    if (!range || range->first > range->second) return false;
+  }
+  if (config_.broadcast == BroadcastMode::gossip) {
     // io/broadcaster.cpp rebroadcast(): hops − 1, nothing once spent.
     const auto hops = io::wire::hops_of(frame);
     if (!hops || *hops == 0) {

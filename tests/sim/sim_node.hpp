@@ -45,24 +45,28 @@ struct sqlite3;
 namespace patina::sim {
 
 /// Who gets a changeset frame:
-///  agent — as io/broadcaster.cpp does: a local commit goes to ring 0 at once,
+///  tree  — the agent's default (io/broadcaster.cpp, swim/broadcast_tree.hpp):
+///          a local commit goes to one member per ring group with that
+///          group's range; a receiver whose apply found it new forwards it to
+///          the groups of its range;
+///  gossip — the agent's gossip method: a local commit goes to ring 0 at once,
 ///          then max_transmissions rounds of k random members; the frame
 ///          carries a hop count (log2 n, 2..8; 0 when ring 0 is everyone) and
 ///          a forward is one round of k members with hops − 1, none at 0;
 ///  spec  — SPEC §5.3 as written: forwards get max_transmissions rounds too,
 ///          no hop count;
 ///  all   — every active member but the sender (the agent before the planner).
-enum class BroadcastMode { agent, spec, all };
+enum class BroadcastMode { tree, gossip, spec, all };
 const char* to_string(BroadcastMode m);
 std::optional<BroadcastMode> parse_broadcast_mode(std::string_view s);
 
 struct NodeConfig {
   swim::Config swim;
   std::uint16_t cluster_id = 0;
-  BroadcastMode broadcast = BroadcastMode::agent;
+  BroadcastMode broadcast = BroadcastMode::tree;
   /// Pins the planner's rounds (else swim config's max_transmissions(n)).
   std::optional<std::uint32_t> broadcast_rounds;
-  /// Rounds of a forward in agent mode (io/broadcaster.cpp: 1).
+  /// Rounds of a forward in gossip mode.
   std::uint32_t forward_rounds = 2;  // as io/broadcaster.cpp rebroadcast()
   /// Caps the planner's fan-out per round (BroadcastPlanner fanout_max).
   std::optional<std::size_t> broadcast_fanout_max;

@@ -76,8 +76,9 @@ TEST(SimDeterminism, DifferentSeedsDiffer) {
   EXPECT_NE(wa.run().trace_hash, wb.run().trace_hash);
 }
 
-// The other broadcast policies under the same faults: SPEC §5.3 as written
-// (forwards run every round) and every-member (the agent before the planner).
+// The other broadcast policies under the same faults: the agent's gossip
+// method, SPEC §5.3 as written (forwards run every round) and every-member
+// (the agent before the planner). The default runs are the tree method.
 class SimBroadcast : public ::testing::TestWithParam<BroadcastMode> {};
 
 TEST_P(SimBroadcast, Converges) {
@@ -88,13 +89,15 @@ TEST_P(SimBroadcast, Converges) {
   EXPECT_TRUE(r.ok) << r.failure;
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, SimBroadcast, ::testing::Values(BroadcastMode::spec, BroadcastMode::all));
+INSTANTIATE_TEST_SUITE_P(Modes, SimBroadcast, ::testing::Values(BroadcastMode::gossip, BroadcastMode::spec,
+                                                                  BroadcastMode::all));
 
-// The agent today forwards its own changesets when they bounce back
-// (tools/agent.cpp apply_frame does not drop them, CrdtStore::unknown()
-// reports them unknown). The relay-once checker catches it on seed 1.
+// An agent that forwarded its own changesets when they bounce back (gossip
+// method; the tree never sends a change back to its origin) is caught by the
+// relay-once checker on seed 1.
 TEST(SimCheckers, ForwardOwnChangesIsCaught) {
   SimOptions o = options(1);
+  o.broadcast = BroadcastMode::gossip;
   o.drop_own_changesets = false;
   SimWorld w(o);
   const RunResult r = w.run();

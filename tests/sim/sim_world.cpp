@@ -70,7 +70,7 @@ std::string Faults::to_string() const {
 std::string SimOptions::replay_command() const {
   std::string cmd = fmt::format("patina-sim --seeds {}..{} --nodes {} --faults {} --safety-ms {} --liveness-ms {}",
                                 seed, seed, nodes, faults.to_string(), ms_of(safety), ms_of(liveness_max));
-  if (broadcast != BroadcastMode::agent) cmd += fmt::format(" --broadcast {}", to_string(broadcast));
+  if (broadcast != BroadcastMode::tree) cmd += fmt::format(" --broadcast {}", to_string(broadcast));
   if (in_memory) cmd += " --in-memory";
   if (!drop_own_changesets) cmd += " --forward-own";
   return cmd;
@@ -200,7 +200,7 @@ void SimWorld::preload_members() {
 void SimWorld::dispatch_outbox(std::uint32_t from) {
   const std::uint64_t epoch = nodes_[from]->epoch();
   for (auto& s : outbox_.sends) {
-    const auto delays = network_.plan(from, s.to);
+    const auto delays = network_.plan(from, s.to, s.channel != Channel::swim);
     hash_.mix(delays.size());
     for (std::size_t k = 0; k < delays.size(); ++k) {
       Message msg{from, s.channel, s.tag, k + 1 < delays.size() ? s.bytes : std::move(s.bytes)};

@@ -56,7 +56,7 @@ struct SimOptions {
   Duration liveness_max = 120s;
   Duration write_interval_max = 400ms;  ///< client writes every 0..max
   std::size_t keys = 12;                ///< small key space: conflicting writes
-  BroadcastMode broadcast = BroadcastMode::agent;
+  BroadcastMode broadcast = BroadcastMode::tree;
   bool in_memory = false;
   std::string tmp_dir;  ///< empty: $TMPDIR or /tmp
   bool keep_files = false;

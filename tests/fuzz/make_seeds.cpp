@@ -62,7 +62,11 @@ int main(int argc, char** argv) {
   fs::path root = argv[1];
   // wire
   for (int n : {1, 2, 9, 40}) {
-    io::wire::ChangesetFrame f{3, static_cast<std::uint8_t>(n % 4), changeset(n)};
+    io::wire::ChangesetFrame f{.cluster_id = 3, .hops = static_cast<std::uint8_t>(n % 4), .changeset = changeset(n)};
+    if (n % 2 == 0) {  // a tree frame with a range to forward to
+      f.tree_first = static_cast<std::uint16_t>(n * 1000);
+      f.tree_last = 0xfff0;
+    }
     auto plain = io::wire::encode(f);
     write(root / "fuzz_wire", "changeset-" + std::to_string(n), plain);
     auto packed = io::wire::compress(plain, 3);

@@ -6,7 +6,8 @@
 // For each system, with N members (default 16) joining through the first:
 //   - formation: start of the first process to every member seeing N-1 alive
 //   - detection: kill -9 of one member to every other seeing it gone
-//   - idle cost per member over an idle window (default 10 s): CPU
+//   - idle cost per member over an idle window (default 20 s, starting 15 s
+//     after formation so that the joins have settled): CPU
 //     seconds/s, RSS, and (Patina only: its UDP counters) bytes sent/s.
 // Both run the WAN timing profile (5 s probes, 3 s probe timeout, suspicion
 // 6 x log10(n) x probe period): Serf with -profile=wan, Patina's SWIM with
@@ -18,6 +19,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -36,6 +38,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
+constexpr auto settle = std::chrono::seconds(15);
+
 struct Figures {
   double formation_s = -1;
   double detection_s = -1;
@@ -44,15 +48,16 @@ struct Figures {
   double bytes_per_s = -1;
 };
 
+// CPU seconds of every thread of |pid|, in nanoseconds from schedstat: the
+// clock-tick counters of /proc/PID/stat are too coarse for an idle window
+// (one tick is 10 ms, about what an idle member spends in 10 s).
 std::pair<double, double> cpu_and_rss(pid_t pid) {
-  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
-  std::string s((std::istreambuf_iterator<char>(stat)), {});
   double cpu = 0;
-  if (auto close = s.rfind(')'); close != std::string::npos) {
-    std::istringstream rest(s.substr(close + 2));
-    std::vector<std::string> f;
-    for (std::string x; rest >> x;) f.push_back(x);
-    if (f.size() > 13) cpu = (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
+    std::ifstream schedstat(task.path() / "schedstat");
+    double on_cpu_ns = 0;
+    if (schedstat >> on_cpu_ns) cpu += on_cpu_ns / 1e9;
   }
   std::ifstream status(fmt::format("/proc/{}/status", pid));
   double rss = 0;
@@ -78,7 +83,9 @@ Figures run_patina_cluster(int n, double idle_s) {
   std::vector<std::unique_ptr<testing::ApiAgent>> agents;
   agents.push_back(std::make_unique<testing::ApiAgent>());
   std::string bootstrap = fmt::format("bootstrap = [\"{}\"]", agents[0]->gossip());
-  for (int i = 1; i < n; ++i) agents.push_back(std::make_unique<testing::ApiAgent>("", "", bootstrap));
+  // The others start at once, as Serf's do below.
+  for (int i = 1; i < n; ++i) agents.push_back(std::make_unique<testing::ApiAgent>("", "", bootstrap, false));
+  for (auto& a : agents) a->wait_ready();
   auto all_see = [&](std::size_t want, std::size_t skip) {
     for (std::size_t i = 0; i < agents.size(); ++i) {
       if (i != skip && testing::count_members(*agents[i]) != want) return false;
@@ -88,7 +95,9 @@ Figures run_patina_cluster(int n, double idle_s) {
   f.formation_s = seconds_until([&] { return all_see(agents.size() - 1, agents.size()); }, t0, 120s);
   fmt::print("patina: full membership after {:.1f} s\n", f.formation_s);
 
-  // Idle window.
+  // Idle window, after the joins' announces and feeds have settled (the
+  // first periodic announce comes two probe periods after start).
+  std::this_thread::sleep_for(settle);
   std::vector<double> cpu0, bytes0;
   for (auto& a : agents) {
     cpu0.push_back(cpu_and_rss(a->process().pid()).first);
@@ -145,6 +154,7 @@ Figures run_serf_cluster(int n, double idle_s) {
   f.formation_s = seconds_until([&] { return all_see(static_cast<std::size_t>(n), -1); }, t0, 120s);
   fmt::print("serf: full membership after {:.1f} s\n", f.formation_s);
   std::vector<double> cpu0;
+  std::this_thread::sleep_for(settle);  // as for Patina
   for (auto& p : procs) cpu0.push_back(cpu_and_rss(p->pid()).first);
   std::this_thread::sleep_for(std::chrono::duration<double>(idle_s));
   double cpu = 0, rss = 0;
@@ -172,7 +182,7 @@ Figures run_serf_cluster(int n, double idle_s) {
 
 int main(int argc, char** argv) {
   int n = 16;
-  double idle = 10;
+  double idle = 20;
   bool serf = true;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];

@@ -1,5 +1,6 @@
 #include "core/checkpointer.hpp"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 
@@ -49,14 +50,28 @@ void Checkpointer::stop() {
   db_ = Db();
 }
 
+void Checkpointer::note_commit() {
+  {
+    std::lock_guard lock(mu_);
+    if (dirty_) return;
+    dirty_ = true;
+  }
+  cv_.notify_one();
+}
+
 void Checkpointer::run() {
+  ::pthread_setname_np(::pthread_self(), "checkpointer");
   auto log = log::get("db");
   const std::string wal = options_.path + "-wal";
   int last_frames = 0;
   for (;;) {
     {
       std::unique_lock lock(mu_);
+      // Idle until a commit; then one interval, so that a burst of commits
+      // costs one checkpoint.
+      cv_.wait(lock, [this] { return stopping_ || dirty_; });
       if (cv_.wait_for(lock, options_.interval, [this] { return stopping_; })) return;
+      dirty_ = false;
     }
     const auto size = file_size(wal);
     if (size == 0) continue;
@@ -74,6 +89,7 @@ void Checkpointer::run() {
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
       failures_.inc();
       log->warn("WAL checkpoint failed: {}", sqlite3_errmsg(db_.get()));
+      note_commit();  // try again
       continue;
     }
     if (truncate) {
@@ -81,6 +97,7 @@ void Checkpointer::run() {
       seconds_.observe(seconds);
       log->info("truncating checkpoint {} after {:.1f} s; WAL now {} MiB", rc == SQLITE_OK ? "done" : "busy",
                 seconds, file_size(wal) >> 20);
+      if (rc == SQLITE_BUSY) note_commit();
       continue;
     }
     // Frames copied this time: only those are worth a figure.
@@ -89,6 +106,8 @@ void Checkpointer::run() {
       if (copied > 0) seconds_.observe(seconds);
     }
     last_frames = frames;
+    // Readers kept frames from being copied: come back for them.
+    if (rc == SQLITE_BUSY || copied < frames) note_commit();
   }
 }
 

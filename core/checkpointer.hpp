@@ -7,7 +7,9 @@
 // put 10-20 ms into one replicated write in a hundred (bench/cluster_bench
 // p99). The writer therefore runs with wal_autocheckpoint = 0, and this
 // thread runs PASSIVE checkpoints (they never wait for or block the writer or
-// readers) every |interval| when the WAL has grown; SQLite restarts the WAL
+// readers) |interval| after a commit (note_commit(), from the writer's WAL
+// hook) and again every |interval| while one left frames behind; an idle
+// node's thread sleeps until the next commit. SQLite restarts the WAL
 // from its beginning at the next write after a complete checkpoint. When the
 // WAL file is still larger than |truncate_bytes| (readers kept it from
 // restarting: perf.wal_threshold_mb), a TRUNCATE checkpoint waits up to
@@ -45,6 +47,10 @@ class Checkpointer {
   Result<void> start();
   void stop();
 
+  // A transaction was committed to the WAL: checkpoint within |interval|.
+  // Cheap and thread-safe (called on the writer's thread after each COMMIT).
+  void note_commit();
+
  private:
   void run();
 
@@ -56,6 +62,7 @@ class Checkpointer {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  bool dirty_ = true;  // commits since the last complete checkpoint (a WAL may be left at start)
   std::thread thread_;
   Db db_;
 };

@@ -1,5 +1,7 @@
 #include "core/reader_pool.hpp"
 
+#include <pthread.h>
+
 #include <fmt/format.h>
 
 #include "core/log.hpp"
@@ -29,6 +31,7 @@ Result<void> ReaderPool::start() {
     if (!db) return tl::unexpected(db.error());
     if (auto r = db->exec("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000"); !r) return tl::unexpected(r.error());
     auto w = std::make_unique<Worker>();
+    w->index = i;
     w->db = std::move(*db);
     w->heartbeat = watchdog_.add(fmt::format("{}-{}", options_.name, i));
     sqlite3_progress_handler(w->db.get(), 1000, &ReaderPool::progress_handler, w.get());
@@ -80,15 +83,16 @@ void ReaderPool::keep_alive() {
 
 void ReaderPool::run_worker(Worker& w) {
   worker_heartbeat = w.heartbeat.get();
-  auto idle_wait = std::chrono::milliseconds(std::max(5, watchdog_.stall_ms() / 4));
+  ::pthread_setname_np(::pthread_self(), fmt::format("{}-{}", options_.name, w.index).substr(0, 15).c_str());
   for (;;) {
     std::unique_ptr<Job> job;
     {
       std::unique_lock lock(mu_);
       while (queue_.empty() && !stopping_) {
-        w.heartbeat->stamp();
-        cv_.wait_for(lock, idle_wait);
+        w.heartbeat->set_idle(true);
+        cv_.wait(lock);
       }
+      w.heartbeat->set_idle(false);
       if (queue_.empty()) break;
       job = std::move(queue_.front());
       queue_.pop_front();

@@ -104,6 +104,7 @@ class ReaderPool {
   struct Worker {
     Db db;
     std::shared_ptr<Heartbeat> heartbeat;
+    std::size_t index = 0;
     std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
     bool deadline_hit = false;
     std::thread thread;

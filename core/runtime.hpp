@@ -4,6 +4,7 @@
 // spawning that never loses an exception, a task group for shutdown, and a
 // bounded cross-thread channel for posting results back to the reactor.
 
+#include <chrono>
 #include <cstddef>
 #include <map>
 #include <memory>
@@ -27,6 +28,16 @@ namespace net = boost::asio;
 
 // Expected errors as values: auto [ec, n] = co_await op(..., use_nothrow).
 inline constexpr auto use_nothrow = net::as_tuple(net::use_awaitable);
+
+// The first multiple of |period| (counted from the steady clock's epoch)
+// after |now|. Periodic loops that wait for such aligned deadlines expire in
+// the same reactor wakeup when their periods divide each other, which is
+// what keeps an idle agent's wakeups per second low.
+inline std::chrono::steady_clock::time_point next_aligned(std::chrono::steady_clock::time_point now,
+                                                          std::chrono::steady_clock::duration period) {
+  const auto since_epoch = now.time_since_epoch();
+  return std::chrono::steady_clock::time_point((since_epoch / period + 1) * period);
+}
 
 // Checks that the kernel lets this process create an io_uring. Fails with a
 // message naming the cause (sysctl kernel.io_uring_disabled, seccomp, an old

@@ -1,5 +1,6 @@
 #include "core/watchdog.hpp"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -46,14 +47,16 @@ void Watchdog::stop() {
 }
 
 void Watchdog::run() {
+  ::pthread_setname_np(::pthread_self(), "watchdog");
   auto log = log::get("watchdog");
-  // Check four times per stall period so a stall is caught within 1.25x.
-  auto period = std::chrono::milliseconds(std::max(5, stall_ms_ / 4));
+  // Twice per stall period: a stall is caught within 1.5x of the limit, and
+  // an idle agent wakes this thread only twice per stall period.
+  auto period = std::chrono::milliseconds(std::max(5, stall_ms_ / 2));
   std::unique_lock lock(mu_);
   while (!cv_.wait_for(lock, period, [this] { return stopping_; })) {
     for (std::size_t i = 0; i < beats_.size(); ++i) {
       const auto& hb = *beats_[i];
-      auto silent = hb.silent_ms();
+      auto silent = hb.idle() ? 0 : hb.silent_ms();
       if (silent <= stall_ms_ + hb.grace_ms()) {
         if (reported_[i]) log->warn("loop '{}' is responsive again", hb.loop());
         reported_[i] = false;

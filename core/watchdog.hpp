@@ -5,8 +5,10 @@
 // and with action = exit the process ends with code 70 (EX_SOFTWARE), so a
 // supervisor restarts it: a deadlocked node must never look healthy.
 //
-// Loops that are idle must still stamp (their waits have timeouts), so
-// silence always means "stuck", never "nothing to do".
+// A thread loop that waits for work on its queue marks itself idle for the
+// wait (set_idle) instead of waking up to stamp: an idle node costs no
+// wakeups, and the silence of a loop that is not idle still always means
+// "stuck", never "nothing to do". The reactor stamps from a timer.
 
 #include <atomic>
 #include <chrono>
@@ -28,6 +30,13 @@ class Heartbeat {
  public:
   explicit Heartbeat(std::string loop) : loop_(std::move(loop)) { stamp(); }
   void stamp() { last_ns_.store(now_ns(), std::memory_order_relaxed); }
+  // Entering a wait for work / leaving it (which stamps first, so the
+  // watchdog never sees a busy loop with the stamp of before its wait).
+  void set_idle(bool idle) {
+    if (!idle) stamp();
+    idle_.store(idle, std::memory_order_release);
+  }
+  bool idle() const { return idle_.load(std::memory_order_acquire); }
   void begin_job(std::string_view job) {
     {
       std::lock_guard lock(mu_);
@@ -67,6 +76,7 @@ class Heartbeat {
   std::string loop_;
   std::atomic<std::int64_t> last_ns_{0};
   std::atomic<std::int64_t> grace_ms_{0};
+  std::atomic<bool> idle_{false};
   mutable std::mutex mu_;
   std::string job_;
 };

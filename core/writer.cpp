@@ -1,5 +1,7 @@
 #include "core/writer.hpp"
 
+#include <pthread.h>
+
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -40,6 +42,15 @@ Result<void> Writer::start(std::function<Result<void>(Db&)> init) {
                              std::string("PRAGMA busy_timeout = 5000"),
                              fmt::format("PRAGMA wal_autocheckpoint = {}", options_.wal_autocheckpoint_pages)}) {
     if (auto r = db_.exec(pragma); !r) return tl::unexpected(r.error());
+  }
+  if (options_.on_wal_commit) {
+    sqlite3_wal_hook(
+        db_.get(),
+        [](void* self, sqlite3*, const char*, int) {
+          static_cast<Writer*>(self)->options_.on_wal_commit();
+          return SQLITE_OK;
+        },
+        this);
   }
   auto mode = db_.query_value("PRAGMA journal_mode");
   if (!mode || !*mode || std::get_if<std::string>(&**mode) == nullptr || std::get<std::string>(**mode) != "wal") {
@@ -142,14 +153,15 @@ std::unique_ptr<Writer::Job> Writer::pop_next(bool standalone_ok) {
 
 void Writer::run_loop() {
   auto log = log::get("db");
-  auto idle_wait = std::chrono::milliseconds(std::max(5, watchdog_.stall_ms() / 4));
+  ::pthread_setname_np(::pthread_self(), "writer");
   for (;;) {
     {
       std::unique_lock lock(mu_);
       while (queue_.empty() && !stopping_) {
-        heartbeat_->stamp();
-        cv_.wait_for(lock, idle_wait);
+        heartbeat_->set_idle(true);
+        cv_.wait(lock);
       }
+      heartbeat_->set_idle(false);
       if (queue_.empty() && stopping_) break;
     }
     heartbeat_->stamp();

@@ -56,6 +56,10 @@ struct WriterOptions {
   // 0 when a Checkpointer (core/checkpointer.hpp) runs beside the writer, so
   // no COMMIT pays for a checkpoint; SQLite's 1,000 otherwise.
   int wal_autocheckpoint_pages = 1000;
+  // Called on the writer's thread after each COMMIT that wrote to the WAL
+  // (SQLite's WAL hook; set only with wal_autocheckpoint_pages = 0, whose
+  // hook it replaces): how a Checkpointer learns there is work.
+  std::function<void()> on_wal_commit;
 };
 
 struct JobOptions {

@@ -78,7 +78,8 @@ Result<void> MembershipDriver::start(core::TaskGroup& tasks, swim::Identity self
 net::awaitable<void> MembershipDriver::rtt_loop() {
   net::steady_timer t(ex_);
   for (;;) {
-    t.expires_after(std::chrono::seconds(1));
+    // Aligned: shares its wakeup with the reactor heartbeat.
+    t.expires_at(core::next_aligned(std::chrono::steady_clock::now(), std::chrono::seconds(1)));
     auto [ec] = co_await t.async_wait(use_nothrow);
     if (ec || !membership_) co_return;
     if (left_) continue;

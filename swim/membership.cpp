@@ -274,8 +274,15 @@ Result<void> Membership::handle_timer(Instant now, const Timer& timer, Effects& 
           arm(config_.periodic_announce_to_down.frequency, timer::PeriodicAnnounceToDown{token_},
               out);
         } else if constexpr (std::is_same_v<T, timer::PeriodicGossip>) {
-          if (!pending_.empty()) gossip_to(config_.periodic_gossip.num_members, out);
-          arm(config_.periodic_gossip.frequency, timer::PeriodicGossip{token_}, out);
+          // Idle clusters have nothing pending: the timer stops here and
+          // enqueue() restarts it, so a quiet member does not wake twice a
+          // second for nothing.
+          if (pending_.empty()) {
+            gossip_armed_ = false;
+          } else {
+            gossip_to(config_.periodic_gossip.num_members, out);
+            arm(config_.periodic_gossip.frequency, timer::PeriodicGossip{token_}, out);
+          }
         }
         return {};
       },
@@ -300,7 +307,7 @@ Result<void> Membership::leave(Instant now, Effects& out) {
   // will carry it once we stop.
   const std::size_t fanout =
       std::max(config_.num_indirect_probes, config_.periodic_gossip.num_members);
-  enqueue(MemberUpdate{self_, incarnation_, MemberState::down});
+  enqueue(MemberUpdate{self_, incarnation_, MemberState::down}, out);
   for (Pending& p : pending_)
     if (p.update.id == self_)
       p.remaining = std::max<std::uint32_t>(p.remaining, static_cast<std::uint32_t>(fanout));
@@ -308,6 +315,7 @@ Result<void> Membership::leave(Instant now, Effects& out) {
   left_ = true;
   ++token_;  // invariant 5: every armed timer is now stale
   timers_started_ = false;
+  gossip_armed_ = false;
   probe_ = Probe{};
   return {};
 }
@@ -322,10 +330,11 @@ Result<void> Membership::rejoin(Instant now, Effects& out, std::optional<std::ui
   defunct_ = false;
   ++token_;
   timers_started_ = false;
+  gossip_armed_ = false;
   probe_ = Probe{};
   // Whatever we were saying about our old identity is moot now.
   std::erase_if(pending_, [&](const Pending& p) { return p.update.id.addr == self_.addr; });
-  enqueue_self();
+  enqueue_self(out);
   ensure_timers(out);
   notify(notification::Rejoined{self_}, out);
   // Tell a few members; if we think nobody is alive, the Down ones (a partition
@@ -489,7 +498,7 @@ void Membership::apply_self_update(Instant now, const MemberUpdate& u, Effects& 
   // Invariant 1: rise above anything claimed about us.
   incarnation_ = u.incarnation + 1;
   ++counters_.refutations;
-  enqueue_self();
+  enqueue_self(out);
 }
 
 void Membership::handle_declared_down(Instant now, Effects& out) {
@@ -500,6 +509,7 @@ void Membership::handle_declared_down(Instant now, Effects& out) {
   defunct_ = true;
   ++token_;
   timers_started_ = false;
+  gossip_armed_ = false;
   notify(notification::Defunct{}, out);
 }
 
@@ -513,13 +523,13 @@ void Membership::insert_member(Instant now, const MemberUpdate& u, Effects& out)
   members_.push_back(std::move(m));
   Member& added = members_.back();
   if (u.state == MemberState::down) {
-    enqueue(u);
+    enqueue(u, out);
     // Remembered only to block resurrection by stale gossip.
     arm(config_.remove_down_after, timer::RemoveDown{u.id, token_}, out);
     return;
   }
   if (++active_count_ == 1) notify(notification::Active{}, out);
-  enqueue(u);  // after counting it: the budget scales with the new size
+  enqueue(u, out);  // after counting it: the budget scales with the new size
   notify(notification::MemberUp{added.id}, out);
   if (u.state == MemberState::suspect) queue_suspect_probe(u.id.addr);
   if (u.state == MemberState::suspect)
@@ -535,7 +545,7 @@ void Membership::replace_identity(Instant now, Member& m, const MemberUpdate& u,
   m.state = u.state;
   m.state_since = now;
   m.rtt = RttStats{};
-  enqueue(u);
+  enqueue(u, out);
   notify(notification::IdentityChanged{old, u.id}, out);
   if (was_active && !m.active()) {
     --active_count_;
@@ -561,7 +571,7 @@ void Membership::set_state(Instant now, Member& m, MemberState state, std::uint6
   m.state = state;
   m.incarnation = incarnation;
   m.state_since = now;
-  enqueue(MemberUpdate{m.id, incarnation, state});
+  enqueue(MemberUpdate{m.id, incarnation, state}, out);
   if (state == MemberState::suspect) {
     queue_suspect_probe(m.id.addr);
     arm(config_.suspect_to_down_after(cluster_size()),
@@ -595,27 +605,33 @@ void Membership::remove_member(std::size_t index) {
 // ---------------------------------------------------------------------------
 // Dissemination and sending
 
-void Membership::enqueue(const MemberUpdate& u) {
+void Membership::enqueue(const MemberUpdate& u, Effects& out) {
   const std::uint32_t budget = config_.max_transmissions(cluster_size());
+  bool replaced = false;
   for (Pending& p : pending_) {
     if (p.update.id.addr == u.id.addr) {  // newer news about an addr replaces older
       p.update = u;
       p.remaining = budget;
       p.seq = ++pending_seq_;
-      return;
+      replaced = true;
+      break;
     }
   }
-  pending_.push_back(Pending{u, budget, ++pending_seq_});
+  if (!replaced) pending_.push_back(Pending{u, budget, ++pending_seq_});
+  if (timers_started_ && !gossip_armed_ && config_.periodic_gossip.frequency > Duration::zero()) {
+    arm(config_.periodic_gossip.frequency, timer::PeriodicGossip{token_}, out);
+    gossip_armed_ = true;
+  }
 }
 
-void Membership::enqueue_self() { enqueue(MemberUpdate{self_, incarnation_, MemberState::alive}); }
+void Membership::enqueue_self(Effects& out) { enqueue(MemberUpdate{self_, incarnation_, MemberState::alive}, out); }
 
 void Membership::ensure_timers(Effects& out) {
   if (timers_started_ || left_ || defunct_) return;
   timers_started_ = true;
   arm(config_.probe_period, timer::ProbeRandomMember{token_}, out);
-  if (config_.periodic_gossip.frequency > Duration::zero())
-    arm(config_.periodic_gossip.frequency, timer::PeriodicGossip{token_}, out);
+  gossip_armed_ = config_.periodic_gossip.frequency > Duration::zero();
+  if (gossip_armed_) arm(config_.periodic_gossip.frequency, timer::PeriodicGossip{token_}, out);
   // The first periodic announce comes early (two probe periods): by then a
   // joiner knows most members, and its digest fetches the rest at once.
   if (config_.periodic_announce.frequency > Duration::zero())

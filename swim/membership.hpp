@@ -23,7 +23,8 @@
 //    wins the address conflict.
 //  - Every packet piggy-backs pending updates, each sent at most
 //    max_transmissions(n) times, newest first, trimmed to max_packet_size.
-//    periodic_gossip pushes them when no probe is due.
+//    periodic_gossip pushes them when no probe is due; it runs only while
+//    updates are pending, so an idle member wakes only for probes.
 //  - A joiner announce()s to bootstrap addresses and gets a feed of members.
 //    periodic_announce re-announces to alive members (first after two probe
 //    periods) with a Bloom digest of the members it knows, and the feed leads
@@ -312,8 +313,8 @@ class Membership {
                  Effects& out);
   void remove_member(std::size_t index);
   void queue_suspect_probe(const std::string& addr);
-  void enqueue(const MemberUpdate& u);
-  void enqueue_self();
+  void enqueue(const MemberUpdate& u, Effects& out);
+  void enqueue_self(Effects& out);
   void send(const std::string& to, const std::optional<Identity>& dst, MessageKind kind,
             std::uint32_t probe_number, const Identity* other, Effects& out,
             std::vector<MemberUpdate>* feed = nullptr);
@@ -338,6 +339,7 @@ class Membership {
   std::uint64_t pending_seq_ = 0;
   std::uint64_t token_ = 1;
   bool timers_started_ = false;
+  bool gossip_armed_ = false;  // PeriodicGossip runs only while updates are pending
   bool left_ = false;
   bool defunct_ = false;
   Probe probe_;

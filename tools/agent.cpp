@@ -289,7 +289,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
   }
 
  private:
-  static core::WriterOptions writer_options(const core::Config& c) {
+  core::WriterOptions writer_options(const core::Config& c) {
     core::WriterOptions o;
     o.path = c.db.path;
     o.cache_size_kib = c.db.cache_size_kib;
@@ -297,6 +297,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
     o.batch_jobs_max = static_cast<std::size_t>(c.perf.writer_batch_jobs_max);
     o.batch_time_max = std::chrono::milliseconds(c.perf.writer_batch_ms_max);
     o.wal_autocheckpoint_pages = 0;  // checkpointer_ does it off the writer
+    o.on_wal_commit = [this] { checkpointer_.note_commit(); };
     return o;
   }
   static io::ApplyBatchOptions apply_options(const core::Config& c) {
@@ -864,14 +865,16 @@ class Agent final : public api::AdminService, public io::ApplySink {
 
   net::awaitable<void> reactor_heartbeat() {
     net::steady_timer timer(co_await net::this_coro::executor);
-    auto period = std::chrono::milliseconds(std::max(5, rc_.config.watchdog.stall_ms / 4));
+    // Twice per stall period: gaps stay well below the limit even with some
+    // timer slack, and an idle reactor wakes for this only twice a period.
+    auto period = std::chrono::milliseconds(std::max(5, rc_.config.watchdog.stall_ms / 2));
     while (!stopped_) {
       reactor_beat_->stamp();
       // /v1/health reports the active members SWIM knows.
       if (membership_ && membership_->membership() != nullptr) {
         health_.members = static_cast<std::int64_t>(membership_->membership()->num_active());
       }
-      timer.expires_after(period);
+      timer.expires_at(core::next_aligned(std::chrono::steady_clock::now(), period));
       co_await timer.async_wait(use_nothrow);
     }
   }

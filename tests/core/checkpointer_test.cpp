@@ -118,6 +118,32 @@ TEST_F(CheckpointerTest, a_wal_over_the_threshold_is_truncated) {
   EXPECT_EQ(count_rows(), 200);
 }
 
+TEST_F(CheckpointerTest, it_sleeps_until_the_writer_commits_and_then_checkpoints) {
+  write_rows(0, 50);
+  Checkpointer ckpt(CheckpointerOptions{.path = path_, .interval = std::chrono::milliseconds(10)}, metrics_);
+  // The writer's WAL hook tells it about commits (the agent's wiring).
+  writer_.reset();
+  WriterOptions o;
+  o.path = path_;
+  o.cache_size_kib = -2048;
+  o.wal_autocheckpoint_pages = 0;
+  o.on_wal_commit = [&ckpt] { ckpt.note_commit(); };
+  writer_ = std::make_unique<Writer>(o, metrics_, watchdog_);
+  ASSERT_TRUE(writer_->start());
+  ASSERT_TRUE(ckpt.start());
+  // The WAL left from before start is checkpointed once...
+  ASSERT_TRUE(eventually([&] { return metric(R"(patina_wal_checkpoints_total{mode="passive"})") >= 1; }));
+  const double after_start = metric(R"(patina_wal_checkpoints_total{mode="passive"})");
+  // ...and then, with no commits, nothing runs (20 intervals).
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(metric(R"(patina_wal_checkpoints_total{mode="passive"})"), after_start);
+  // A commit wakes it.
+  write_rows(50, 5);
+  EXPECT_TRUE(eventually([&] { return metric(R"(patina_wal_checkpoints_total{mode="passive"})") > after_start; }));
+  ckpt.stop();
+  EXPECT_EQ(count_rows(), 55);
+}
+
 TEST_F(CheckpointerTest, stop_is_idempotent_and_a_missing_database_is_an_error_at_start) {
   Checkpointer missing(CheckpointerOptions{.path = (dir_ / "nope" / "x.db").string()}, metrics_);
   EXPECT_FALSE(missing.start());

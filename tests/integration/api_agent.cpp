@@ -24,7 +24,8 @@ std::string field(const std::string& log, const std::string& key) {
 
 }  // namespace
 
-ApiAgent::ApiAgent(const std::string& extra, const std::string& api_extra, const std::string& gossip_extra) {
+ApiAgent::ApiAgent(const std::string& extra, const std::string& api_extra, const std::string& gossip_extra,
+                   bool wait) {
   dir_.write("schema.sql", test_schema);
   dir_.write("config.toml", fmt::format(R"([db]
 path = "{0}/data/state.db"
@@ -49,24 +50,36 @@ prometheus.addr = "127.0.0.1:0"
                                         gossip_extra.find("[gossip.tls]") == std::string::npos
                                             ? "plaintext = true\n" + gossip_extra
                                             : gossip_extra));
-  start();
+  if (wait) {
+    start();
+  } else {
+    launch();
+  }
 }
 
 bool ApiAgent::start() {
-  std::size_t readies = 0;
+  launch();
+  return wait_ready();
+}
+
+void ApiAgent::launch() {
+  readies_before_ = 0;
   if (process_) {
     std::string old = process_->log();
-    for (auto at = old.find("ready:"); at != std::string::npos; at = old.find("ready:", at + 1)) ++readies;
+    for (auto at = old.find("ready:"); at != std::string::npos; at = old.find("ready:", at + 1)) ++readies_before_;
   }
   process_ = std::make_unique<Process>(
       std::vector<std::string>{patina_binary(), "agent", "-c", dir_.file("config.toml")}, dir_.path(),
       dir_.file("agent.log"));
   ready_ = false;
+}
+
+bool ApiAgent::wait_ready() {
   for (int i = 0; i < 1000 && !ready_ && process_->running(); ++i) {
     std::string log = process_->log();
     std::size_t n = 0;
     for (auto at = log.find("ready:"); at != std::string::npos; at = log.find("ready:", at + 1)) ++n;
-    ready_ = n > readies;
+    ready_ = n > readies_before_;
     if (!ready_) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (ready_) {

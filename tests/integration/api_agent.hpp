@@ -18,8 +18,10 @@ CREATE TABLE kinds (id INTEGER NOT NULL PRIMARY KEY, i INTEGER, r REAL, t TEXT, 
 class ApiAgent {
  public:
   // |extra| is appended to the generated config (extra sections/keys).
+  // With |wait| false the process is only launched: call wait_ready()
+  // before using its addresses (lets a cluster start its agents at once).
   explicit ApiAgent(const std::string& extra = "", const std::string& api_extra = "",
-                    const std::string& gossip_extra = "");
+                    const std::string& gossip_extra = "", bool wait = true);
   ~ApiAgent();
   bool ready() const { return ready_; }
   const std::string& api() const { return api_; }
@@ -35,12 +37,16 @@ class ApiAgent {
   std::string admin_path() const { return dir_.file("admin.sock"); }
   // Starts the agent again on the same config and data; true when ready.
   bool start();
+  // Launches the process without waiting; wait_ready() then waits.
+  void launch();
+  bool wait_ready();
   std::string config_path() const { return dir_.file("config.toml"); }
 
  private:
   ScratchDir dir_;
   std::unique_ptr<Process> process_;
   bool ready_ = false;
+  std::size_t readies_before_ = 0;  // "ready:" lines of earlier runs in the log
   std::string api_;
   std::string metrics_;
   std::string gossip_;

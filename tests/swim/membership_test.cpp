@@ -891,5 +891,27 @@ TEST(Membership, counters_track_probes_and_refutations) {
   EXPECT_EQ(b.m.incarnation(), 1u);
 }
 
+TEST(Membership, periodic_gossip_runs_only_while_updates_are_pending) {
+  Harness h;
+  Node& a = h.add(make_identity(1));
+  Node& b = h.add(make_identity(2));
+  Node& c = h.add(make_identity(3));
+  join(h, b, a);
+  // Gossip until every update has used up its transmissions: then the timer
+  // is not re-armed, and an idle member stops waking for it.
+  bool stopped = false;
+  for (int i = 0; i < 50 && !stopped; ++i) {
+    ASSERT_TRUE(fire<timer::PeriodicGossip>(h, a));
+    h.pump();
+    stopped = timers_of<timer::PeriodicGossip>(a.log).empty();
+  }
+  ASSERT_TRUE(stopped);
+  EXPECT_EQ(a.m.pending_updates(), 0u);
+  // News (a third member joining through a) arms it again, once.
+  join(h, c, a);
+  EXPECT_GT(a.m.pending_updates(), 0u);
+  EXPECT_EQ(timers_of<timer::PeriodicGossip>(a.log).size(), 1u);
+}
+
 }  // namespace
 }  // namespace patina::swim

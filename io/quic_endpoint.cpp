@@ -221,6 +221,7 @@ struct QuicCallbacks {
     if (c->server_) {
       c->handshake_confirmed_ = true;
       c->ep_->handshakes_server_.inc();
+      if (c->ep_->reuse_inbound_) c->ep_->inbound_[c->peer_] = c->shared_from_this();
       c->events_->notify();
     }
     return 0;
@@ -994,6 +995,8 @@ Result<std::shared_ptr<QuicEndpoint>> QuicEndpoint::open(net::any_io_executor ex
   auto tls = TlsContext::create(ep->config_.tls);
   if (!tls) return tl::unexpected(tls.error());
   ep->tls_ = std::move(*tls);
+  const auto& t = ep->config_.tls;
+  ep->reuse_inbound_ = ep->config_.reuse_inbound && (t.plaintext || t.insecure || t.client_cert_file.has_value());
   ep->reset_key_ = ep->config_.stateless_reset_key;
   if (ep->reset_key_.empty()) {
     ep->reset_key_.resize(32);
@@ -1031,16 +1034,30 @@ void QuicEndpoint::close(bool notify_peers) {
   }
   conns_.clear();
   clients_.clear();
+  inbound_.clear();
   cids_.clear();
   connections_.set(0);
   if (ring_) ring_->close();
 }
 
 void QuicEndpoint::disconnect(const UdpEndpoint& peer) {
-  auto it = clients_.find(peer);
-  if (it == clients_.end()) return;
-  std::shared_ptr<QuicConnection> c = it->second;  // close() removes it from the map
-  c->close(0);
+  for (auto* map : {&clients_, &inbound_}) {
+    auto it = map->find(peer);
+    if (it == map->end()) continue;
+    std::shared_ptr<QuicConnection> c = it->second;  // close() removes it from the map
+    c->close(0);
+  }
+}
+
+QuicConnection* QuicEndpoint::ready_connection(const UdpEndpoint& peer) const {
+  if (auto it = clients_.find(peer); it != clients_.end()) {
+    if (!it->second->closed_ && it->second->handshake_confirmed_) return it->second.get();
+    return nullptr;  // ours is still dialing: wait for it rather than mix
+  }
+  if (auto it = inbound_.find(peer); it != inbound_.end() && !it->second->closed_ && !it->second->retiring_) {
+    return it->second.get();
+  }
+  return nullptr;
 }
 
 UdpEndpoint QuicEndpoint::local_endpoint() const { return ring_->local_endpoint(); }
@@ -1049,16 +1066,13 @@ std::size_t QuicEndpoint::max_datagram_size() const {
   return static_cast<std::size_t>(config_.max_mtu.value_or(1200)) - datagram_overhead;
 }
 
-bool QuicEndpoint::has_client_connection(const UdpEndpoint& peer) const {
-  auto it = clients_.find(peer);
-  return it != clients_.end() && !it->second->closed_ && it->second->handshake_confirmed_;
-}
+bool QuicEndpoint::has_client_connection(const UdpEndpoint& peer) const { return ready_connection(peer) != nullptr; }
 
 std::optional<std::chrono::microseconds> QuicEndpoint::rtt(const UdpEndpoint& peer) const {
-  auto it = clients_.find(peer);
-  if (it == clients_.end() || it->second->closed_ || !it->second->handshake_confirmed_) return std::nullopt;
+  QuicConnection* c = ready_connection(peer);
+  if (c == nullptr) return std::nullopt;
   ngtcp2_conn_stat stat{};
-  ngtcp2_conn_get_conn_stat(it->second->conn_, &stat);
+  ngtcp2_conn_get_conn_stat(c->conn_, &stat);
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::nanoseconds(stat.smoothed_rtt));
 }
 
@@ -1071,10 +1085,8 @@ void QuicEndpoint::forget(QuicConnection* conn) {
     auto it = cids_.find(cid);
     if (it != cids_.end() && it->second == conn) cids_.erase(it);
   }
-  if (!conn->server_) {
-    auto it = clients_.find(conn->peer_);
-    if (it != clients_.end() && it->second.get() == conn) clients_.erase(it);
-  }
+  auto& map = conn->server_ ? inbound_ : clients_;
+  if (auto it = map.find(conn->peer_); it != map.end() && it->second.get() == conn) map.erase(it);
   conns_.erase(conn);
   connections_.set(static_cast<double>(conns_.size()));
 }
@@ -1177,6 +1189,12 @@ void QuicEndpoint::handle_datagram(const UdpEndpoint& from, std::span<const std:
   }
   if (vc.version == 0) {
     bad_packet("unknown_connection", from);
+    // Possibly a Stateless Reset from a restarted peer answering what we
+    // sent on the connection it had dialed to us. That connection's reset
+    // token was never given to us (the client's first connection ID has
+    // none), so we cannot check it: treat it as a hint and dial our own
+    // connection from now on, which validates resets. Harmless if forged.
+    inbound_.erase(from);
     // A Stateless Reset looks like a short-header packet with a random
     // DCID: let our client connection to that address check its token.
     if (auto it = clients_.find(from); it != clients_.end() && !it->second->closed_) {
@@ -1213,6 +1231,8 @@ net::awaitable<Result<std::shared_ptr<QuicConnection>>> QuicEndpoint::client_con
   std::shared_ptr<QuicConnection> conn;
   if (auto it = clients_.find(peer); it != clients_.end() && !it->second->closed_) {
     conn = it->second;
+  } else if (auto in = inbound_.find(peer); in != inbound_.end() && !in->second->closed_ && !in->second->retiring_) {
+    co_return in->second;  // handshaken when it was registered
   } else {
     if (conns_.size() >= config_.connections_max) co_return make_error(Errc::busy, "too many QUIC connections");
     conn = std::make_shared<QuicConnection>(this, false, peer);
@@ -1272,9 +1292,9 @@ net::awaitable<Result<void>> QuicEndpoint::send_datagram(UdpEndpoint peer, std::
 
 bool QuicEndpoint::try_send_datagram(const UdpEndpoint& peer, std::span<const std::byte> payload) {
   if (closed_ || payload.size() > max_datagram_size()) return false;
-  auto it = clients_.find(peer);
-  if (it == clients_.end() || it->second->closed_ || !it->second->handshake_confirmed_) return false;
-  QuicConnection& c = *it->second;
+  QuicConnection* ready = ready_connection(peer);
+  if (ready == nullptr) return false;
+  QuicConnection& c = *ready;
   if (c.datagrams_out_.size() >= datagram_queue_max) {
     datagrams_dropped_.inc();
     return false;
@@ -1297,12 +1317,14 @@ net::awaitable<Result<std::shared_ptr<QuicStream>>> QuicEndpoint::open_stream(Ud
                   : ngtcp2_conn_open_uni_stream(c->conn_, &id, nullptr);
     if (rv == 0) {
       streams_opened_.inc();
-      if (!bidi && ++c->uni_opened_ >= config_.uni_streams_per_connection) {
+      // Streams either side opened count: ngtcp2 0.12 keeps the peer's
+      // finished ones on both ends, and a shared connection has both.
+      if (!bidi && ++c->uni_opened_ + c->remote_uni_leaked_ >= config_.uni_streams_per_connection) {
         // Retire: later calls dial a fresh connection; this one closes
         // when its streams are done (QuicConnection::maybe_recycle).
         c->retiring_ = true;
-        auto it = clients_.find(peer);
-        if (it != clients_.end() && it->second == c) clients_.erase(it);
+        auto& map = c->server_ ? inbound_ : clients_;
+        if (auto it = map.find(peer); it != map.end() && it->second == c) map.erase(it);
       }
       co_return c->add_stream(id, true);
     }

@@ -4,13 +4,17 @@
 // Channels (SPEC.md §5.1): DATAGRAM frames (SWIM), unidirectional streams
 // (broadcasts) and bidirectional streams (sync sessions).
 //
-// Roles. Outgoing traffic always uses *our* client connection to the peer,
-// cached per peer address: send_datagram/open_uni/open_bi dial it on first
-// use (5 s connect timeout) and re-dial when it has failed or closed. Incoming
-// connections are server connections; their datagrams and streams reach the
-// on_datagram/on_stream handlers, and a handler answers a bidirectional
-// stream on that same stream. Because both roles share the port, a peer's
-// source address is its gossip address.
+// Roles. Outgoing traffic uses our client connection to the peer, cached per
+// peer address, or — with QuicConfig::reuse_inbound, when we have none — the
+// connection the peer dialed to us, so a pair of nodes normally shares one
+// connection (half the keep-alives, and replies carry the ACKs of what they
+// answer). send_datagram/open_uni/open_bi dial when neither exists (5 s
+// connect timeout) and re-dial when it has failed or closed; a Stateless
+// Reset hint from a restarted dialer drops its stale inbound connection.
+// Incoming streams and datagrams reach the on_datagram/on_stream handlers
+// whichever side dialed, and a handler answers a bidirectional stream on
+// that same stream. Because both roles share the port, a peer's source
+// address is its gossip address.
 //
 // Packet dispatch is by destination connection ID (all ours are 16 bytes).
 // An unknown ID in a long-header Initial packet makes a server connection;
@@ -108,6 +112,12 @@ struct QuicConfig {
   // key per process, which only helps within one process lifetime.
   std::string stateless_reset_key;
   std::size_t connections_max = 4096;
+  // Send to a peer over the connection it dialed to us when we have none of
+  // our own, so a pair of nodes shares one connection: replies carry the
+  // ACKs of what they answer, and only one side sends keep-alives. Only
+  // where the dialer is as trusted as a server we would verify (plaintext,
+  // `insecure`, or mutual TLS); with server-only TLS we always dial.
+  bool reuse_inbound = true;
   core::Labels metric_labels;
 };
 
@@ -237,15 +247,17 @@ class QuicEndpoint : public std::enable_shared_from_this<QuicEndpoint> {
   boost::asio::awaitable<Result<std::vector<std::byte>>> request(UdpEndpoint peer, std::vector<std::byte> request,
                                                                  std::size_t limit);
 
-  // Closes our cached client connection to |peer| (CONNECTION_CLOSE), e.g.
+  // Closes our cached connections with |peer| (CONNECTION_CLOSE), e.g.
   // when membership declares it down; the next send re-dials.
   void disconnect(const UdpEndpoint& peer);
 
   UdpEndpoint local_endpoint() const;
   std::size_t max_datagram_size() const;
   std::size_t connection_count() const { return conns_.size(); }
+  // Whether sends to |peer| would go out at once: our own handshaken client
+  // connection, or (reuse_inbound) the one |peer| dialed to us.
   bool has_client_connection(const UdpEndpoint& peer) const;
-  // Smoothed RTT of our client connection to |peer|, if one is up.
+  // Smoothed RTT of that connection, if one is up.
   std::optional<std::chrono::microseconds> rtt(const UdpEndpoint& peer) const;
   const QuicConfig& config() const { return config_; }
 
@@ -255,6 +267,8 @@ class QuicEndpoint : public std::enable_shared_from_this<QuicEndpoint> {
   QuicEndpoint(boost::asio::any_io_executor ex, QuicConfig config, core::Metrics& metrics);
   void handle_datagram(const UdpEndpoint& from, std::span<const std::byte> data);
   boost::asio::awaitable<Result<std::shared_ptr<QuicConnection>>> client_connection(UdpEndpoint peer);
+  // The connection sends to |peer| use without dialing, or null.
+  QuicConnection* ready_connection(const UdpEndpoint& peer) const;
   boost::asio::awaitable<Result<std::shared_ptr<QuicStream>>> open_stream(UdpEndpoint peer, bool bidi);
   void register_cid(const std::string& cid, QuicConnection* conn);
   void unregister_cid(const std::string& cid);
@@ -275,6 +289,10 @@ class QuicEndpoint : public std::enable_shared_from_this<QuicEndpoint> {
   std::map<QuicConnection*, std::shared_ptr<QuicConnection>> conns_;
   std::unordered_map<std::string, QuicConnection*> cids_;
   std::map<UdpEndpoint, std::shared_ptr<QuicConnection>> clients_;
+  // Handshaken connections peers dialed to us, latest per address; used for
+  // sending only when reuse_inbound_ and we have no client connection.
+  std::map<UdpEndpoint, std::shared_ptr<QuicConnection>> inbound_;
+  bool reuse_inbound_ = false;
   LogRateLimit bad_log_limit_;
   LogRateLimit tls_log_limit_;
   std::chrono::steady_clock::time_point vn_window_start_{};

@@ -506,8 +506,8 @@ net::awaitable<void> run_mesh(net::io_context& ioc) {
     EXPECT_EQ(datagrams[j]->size(), static_cast<std::size_t>(n - 1)) << "endpoint " << j;
     EXPECT_EQ(sinks[j]->received.size(), static_cast<std::size_t>(n - 1)) << "endpoint " << j;
     for (auto& [text, count] : *datagrams[j]) EXPECT_EQ(count, 1) << text;
-    // n - 1 client connections of its own and n - 1 from its peers.
-    EXPECT_EQ(eps[j]->connection_count(), static_cast<std::size_t>(2 * (n - 1)));
+    // One connection per pair: whoever dialed first, the other answers on it.
+    EXPECT_EQ(eps[j]->connection_count(), static_cast<std::size_t>(n - 1));
   }
   for (auto& ep : eps) ep->close();
   co_await sleep_ms(10);
@@ -752,6 +752,80 @@ TEST(TlsGenerate, rejects_missing_ca) {
   auto r = tls::generate_server_files(fs::temp_directory_path(), "127.0.0.1", "/nonexistent/ca_cert.pem",
                                       "/nonexistent/ca_key.pem");
   EXPECT_FALSE(r);
+}
+
+// A peer that dialed us is answered over its own connection: one connection
+// per pair, one handshake. With reuse_inbound off, the answer dials back.
+net::awaitable<void> run_reuse_inbound(net::io_context& ioc, bool reuse) {
+  core::Metrics metrics;
+  QuicConfig cb = plaintext_config("b");
+  cb.reuse_inbound = reuse;
+  auto a = open_ep(ioc, plaintext_config("a"), metrics);
+  auto b = open_ep(ioc, cb, metrics);
+  if (!a || !b) co_return;
+  auto r = co_await handshake_and_echo(a, b);
+  EXPECT_TRUE(r) << (r ? "" : r.error().message);
+  const double b_dials = metrics.counter("patina_quic_handshakes_client_total", "", {{"ep", "b"}}).value();
+  EXPECT_EQ(b_dials, reuse ? 0u : 1u);
+  EXPECT_EQ(b->connection_count(), reuse ? 1u : 2u);
+  EXPECT_TRUE(b->has_client_connection(a->local_endpoint()));
+  EXPECT_TRUE(b->rtt(a->local_endpoint()).has_value());
+  // Streams work in the other direction too: b opens a uni and a bidi one.
+  auto sink = std::make_shared<StreamSink>();
+  install_stream_server(co_await net::this_coro::executor, a, sink);
+  auto sent = co_await b->send_uni(a->local_endpoint(), bytes_of("from b"));
+  EXPECT_TRUE(sent) << (sent ? "" : sent.error().message);
+  for (int i = 0; i < 3000 && sink->received.empty(); ++i) co_await sleep_ms(1);
+  EXPECT_EQ(sink->received.size(), 1u);
+  if (!sink->received.empty()) EXPECT_EQ(string_of(sink->received[0]), "from b");
+  auto answer = co_await b->request(a->local_endpoint(), bytes_of("abc"), 1024);
+  EXPECT_TRUE(answer) << (answer ? "" : answer.error().message);
+  if (answer) EXPECT_EQ(string_of(*answer), "cba");
+  EXPECT_EQ(b->connection_count(), reuse ? 1u : 2u);
+  co_await shutdown(a, b);
+}
+
+TEST(Quic, a_peer_that_dialed_us_is_answered_on_its_connection) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  run_coro([](net::io_context& ioc) { return run_reuse_inbound(ioc, true); });
+}
+
+TEST(Quic, without_reuse_inbound_the_answer_dials_back) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  run_coro([](net::io_context& ioc) { return run_reuse_inbound(ioc, false); });
+}
+
+// The peer that dialed us crashes and restarts on the same port: what we
+// send on its old connection draws a stateless reset, after which we dial.
+net::awaitable<void> run_stale_inbound(net::io_context& ioc) {
+  core::Metrics metrics;
+  auto a = open_ep(ioc, plaintext_config("a"), metrics);
+  auto b = open_ep(ioc, plaintext_config("b"), metrics);
+  if (!a || !b) co_return;
+  auto r = co_await handshake_and_echo(a, b);
+  EXPECT_TRUE(r) << (r ? "" : r.error().message);
+  const UdpEndpoint a_addr = a->local_endpoint();
+  a->close(false);  // a crash: no CONNECTION_CLOSE
+  a.reset();
+  QuicConfig ca = plaintext_config("a2");
+  ca.bind_addr = fmt::format("127.0.0.1:{}", a_addr.port());
+  auto a2 = open_ep(ioc, ca, metrics);
+  if (!a2) co_return;
+  auto got = std::make_shared<int>(0);
+  a2->set_on_datagram([got](const UdpEndpoint&, std::span<const std::byte>) { ++*got; });
+  const std::vector<std::byte> payload = bytes_of(std::string(100, 'x'));  // large enough to draw a reset
+  for (int i = 0; i < 200 && *got == 0; ++i) {
+    if (!b->try_send_datagram(a_addr, payload)) (void)co_await b->send_datagram(a_addr, payload);
+    co_await sleep_ms(10);
+  }
+  EXPECT_GT(*got, 0) << "b never reached the restarted peer";
+  EXPECT_EQ(metrics.counter("patina_quic_handshakes_client_total", "", {{"ep", "b"}}).value(), 1u);
+  co_await shutdown(a2, b);
+}
+
+TEST(Quic, a_crashed_dialer_is_dialed_after_its_stateless_reset) {
+  PATINA_SKIP_WITHOUT_IO_URING();
+  run_coro([](net::io_context& ioc) { return run_stale_inbound(ioc); });
 }
 
 }  // namespace

@@ -114,6 +114,8 @@ class QuicConnection : public std::enable_shared_from_this<QuicConnection> {
         started_(Clock::now()),
         idle_timeout_(ep->config_.idle_timeout),
         high_water_(ep->config_.stream_send_high_water),
+        ack_hold_(static_cast<ngtcp2_duration>(std::chrono::nanoseconds(ep->config_.ack_hold).count())),
+        stream_credit_urgent_(static_cast<std::size_t>(ep->config_.stream_window / 4)),
         uni_per_connection_(ep->config_.uni_streams_per_connection) {
     conn_ref_.get_conn = [](ngtcp2_crypto_conn_ref* ref) {
       return static_cast<QuicConnection*>(ref->user_data)->conn_;
@@ -131,6 +133,9 @@ class QuicConnection : public std::enable_shared_from_this<QuicConnection> {
   void on_read(const UdpEndpoint& from, std::span<const std::byte> data);
   void on_timer();
   void schedule_write();
+  // Whether the ACK for what was just read may wait (QuicConfig::ack_hold).
+  bool hold_ack();
+  bool nothing_to_send() const;
   void write();
   void handle_error(int rv);
   void close(std::uint64_t app_error);
@@ -163,6 +168,11 @@ class QuicConnection : public std::enable_shared_from_this<QuicConnection> {
   bool handshake_confirmed_ = false;
   bool closed_ = false;
   bool write_scheduled_ = false;
+  ngtcp2_duration ack_hold_;
+  ngtcp2_tstamp ack_hold_until_ = 0;  // 0: no ACK held
+  int rx_since_write_ = 0;
+  std::size_t credit_since_write_ = 0;
+  std::size_t stream_credit_urgent_;
   Error close_error_{Errc::io, "connection closed"};
   std::map<std::int64_t, std::shared_ptr<QuicStream>> streams_;
   std::deque<std::vector<std::byte>> datagrams_out_;
@@ -510,8 +520,31 @@ void QuicConnection::on_read(const UdpEndpoint& from, std::span<const std::byte>
     return;
   }
   maybe_recycle();
+  if (closed_) return;
+  ++rx_since_write_;
+  if (hold_ack()) {
+    arm_timer();
+    return;
+  }
   // Replies are written after the whole receive batch was processed.
   schedule_write();
+}
+
+bool QuicConnection::nothing_to_send() const {
+  if (!datagrams_out_.empty()) return false;
+  for (const auto& [id, s] : streams_) {
+    if (!s->write_closed_ && (s->tx_sent_ < s->tx_end_ || (s->fin_requested_ && !s->fin_sent_))) return false;
+  }
+  return true;
+}
+
+bool QuicConnection::hold_ack() {
+  if (ack_hold_ == ngtcp2_duration{0} || !handshake_confirmed_ || write_scheduled_ || rx_since_write_ >= 2 ||
+      !nothing_to_send()) {
+    return false;
+  }
+  if (ack_hold_until_ == 0) ack_hold_until_ = now_ts() + ack_hold_;
+  return true;
 }
 
 void QuicConnection::on_timer() {
@@ -538,6 +571,9 @@ void QuicConnection::schedule_write() {
 void QuicConnection::arm_timer() {
   if (closed_) return;
   ngtcp2_tstamp expiry = ngtcp2_conn_get_expiry(conn_);
+  // While an ACK is held, ngtcp2's (imminent) ACK timer waits for the hold;
+  // a loss timer due in that window waits too, by at most ack_hold.
+  if (ack_hold_until_ != 0 && expiry < ack_hold_until_) expiry = ack_hold_until_;
   if (expiry == armed_expiry_) return;
   armed_expiry_ = expiry;
   if (expiry == UINT64_MAX) {
@@ -558,12 +594,18 @@ void QuicConnection::write() {
   auto self = shared_from_this();
   write_scheduled_ = false;
   if (closed_) return;
+  const ngtcp2_tstamp ts = now_ts();
+  // An ACK may be owed for what we read since the last write.
+  const bool ack_owed = rx_since_write_ > 0 || ack_hold_until_ != 0;
+  const ngtcp2_tstamp hold_deadline = ack_hold_until_ != 0 ? ack_hold_until_ : ts + ack_hold_;
+  ack_hold_until_ = 0;
+  rx_since_write_ = 0;
+  credit_since_write_ = 0;
   const std::size_t pkt_max = ngtcp2_conn_get_path_max_tx_udp_payload_size(conn_);
   txbuf_.resize(pkt_max * gso_batch_max);
   ngtcp2_path_storage ps;
   ngtcp2_path_storage_zero(&ps);
   ngtcp2_pkt_info pi{};
-  const ngtcp2_tstamp ts = now_ts();
   std::size_t batch_len = 0;
   std::size_t seg = 0;
   std::size_t npkts = 0;
@@ -692,7 +734,17 @@ void QuicConnection::write() {
   // hold the client's Finished back by ~25 ms; the handshake is small and
   // bounded by the congestion window and the amplification limit anyway.
   if (ngtcp2_conn_get_handshake_completed(conn_) != 0) ngtcp2_conn_update_pkt_tx_time(conn_, ts);
-  if (produced >= packets_per_write_max) schedule_write();  // yield to the reactor, then go on
+  if (produced >= packets_per_write_max) {
+    schedule_write();  // yield to the reactor, then go on
+  } else if (ack_owed && ack_hold_ != ngtcp2_duration{0} && handshake_confirmed_ && hold_deadline > ts &&
+             nothing_to_send() && ngtcp2_conn_get_expiry(conn_) < hold_deadline) {
+    // ngtcp2 leaves an ACK out of a packet until smoothed_rtt/8 has passed,
+    // so a quick reply goes without it and the ACK would follow alone
+    // moments later: keep holding it for the next packet instead. (An
+    // expiry this close with nothing to send is the ACK timer; the loss
+    // timer is at least the peer's 25 ms max_ack_delay away.)
+    ack_hold_until_ = hold_deadline;
+  }
   arm_timer();
 }
 
@@ -810,6 +862,11 @@ void QuicConnection::extend_credit(std::int64_t stream_id, std::size_t n) {
   // credit is what matters then.
   ngtcp2_conn_extend_max_stream_offset(conn_, stream_id, n);
   ngtcp2_conn_extend_max_offset(conn_, n);
+  // While an ACK is held, small amounts of credit (a broadcast read to its
+  // end) wait for the held write instead of sending that ACK on its own;
+  // a quarter window's worth goes at once so bulk senders never stall.
+  credit_since_write_ += n;
+  if (ack_hold_until_ != 0 && credit_since_write_ < stream_credit_urgent_) return;
   schedule_write();
 }
 

@@ -118,6 +118,13 @@ struct QuicConfig {
   // where the dialer is as trusted as a server we would verify (plaintext,
   // `insecure`, or mutual TLS); with server-only TLS we always dial.
   bool reuse_inbound = true;
+  // After a lone received packet with nothing of ours to send, the ACK waits
+  // up to this long for a reply or a send of ours to ride on instead of
+  // going out alone (ngtcp2 would send it after smoothed_rtt/8, i.e. at once
+  // on a LAN). Stays below the 25 ms max_ack_delay we advertise, so the
+  // peer's RTT and loss timers are unaffected; two packets are acknowledged
+  // at once, as RFC 9000 §13.2.2 advises for bulk transfers. 0: off.
+  std::chrono::milliseconds ack_hold{20};
   core::Labels metric_labels;
 };
 

@@ -868,6 +868,10 @@ class Agent final : public api::AdminService, public io::ApplySink {
     // Twice per stall period: gaps stay well below the limit even with some
     // timer slack, and an idle reactor wakes for this only twice a period.
     auto period = std::chrono::milliseconds(std::max(5, rc_.config.watchdog.stall_ms / 2));
+    // A healthy reactor is silent for up to one period between beats (more
+    // when a loaded machine delays the timer): only silence beyond
+    // stall_ms on top of that is a stall.
+    reactor_beat_->set_grace(period.count());
     while (!stopped_) {
       reactor_beat_->stamp();
       // /v1/health reports the active members SWIM knows.

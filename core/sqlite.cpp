@@ -105,6 +105,8 @@ std::string Stmt::column_text(int i) const {
   return p != nullptr ? std::string(p, static_cast<std::size_t>(n)) : std::string();
 }
 
+void configure_sqlite_process() { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }
+
 Result<Db> Db::open(const std::string& path, Mode mode) {
   sqlite3* raw = nullptr;
   int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI;

@@ -61,6 +61,13 @@ class Stmt {
   sqlite3* db_ = nullptr;
 };
 
+// Process-wide SQLite settings, applied before the library initializes
+// (sqlite3_config is refused afterwards, so call it first thing in main).
+// Turns off SQLite's allocation statistics: with them on, every sqlite3_malloc
+// and free takes a global mutex, which every connection's thread shares (we read
+// no sqlite3_status figures).
+void configure_sqlite_process();
+
 class Db {
  public:
   enum class Mode { read_write, read_only };

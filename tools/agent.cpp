@@ -633,6 +633,16 @@ class Agent final : public api::AdminService, public io::ApplySink {
       return;
     }
     io::ApplyItem item;
+    // A tree frame with a range to serve goes on now, before our apply: the
+    // group behind us should not wait for our writer (at 32 nodes on a busy
+    // host that wait was the larger part of the second hop). The seen-set
+    // makes this once per frame, and the tree ends at the leaves whatever we
+    // hold, so forwarding before knowing the frame is new cannot echo.
+    if (auto range = io::wire::tree_range_of(frame);
+        broadcaster_ && !shutting_down_ && range && range->first <= range->second) {
+      broadcaster_->forward_tree(frame, from);
+      item.forwarded = true;
+    }
     item.incoming.changeset = std::move(decoded->changeset);
     item.source = io::ApplyItem::Source::broadcast;
     item.from = std::move(from);
@@ -670,7 +680,9 @@ class Agent final : public api::AdminService, public io::ApplySink {
     if (!broadcaster_ || shutting_down_) return;
     for (std::size_t i = 0; i < items.size() && i < outcome.novel.size(); ++i) {
       auto& item = items[i];
-      if (!outcome.novel[i] || item.source != io::ApplyItem::Source::broadcast || item.frame.empty()) continue;
+      if (!outcome.novel[i] || item.forwarded || item.source != io::ApplyItem::Source::broadcast ||
+          item.frame.empty())
+        continue;
       // A tree frame carries the range this node forwards to (none for a
       // leaf); a gossip-method frame carries hops (counted when spent).
       auto range = io::wire::tree_range_of(item.frame);

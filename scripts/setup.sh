@@ -8,7 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   libboost1.81-all-dev liburing-dev
   libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev
-  libsqlite3-dev sqlite3 libzstd-dev serf iproute2
+  libsqlite3-dev sqlite3 libzstd-dev libmimalloc-dev serf iproute2
   libspdlog-dev libfmt-dev libtomlplusplus-dev libcli11-dev libexpected-dev
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
   strace procps curl python3 python3-websockets

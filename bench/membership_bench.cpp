@@ -8,7 +8,8 @@
 //   - detection: kill -9 of one member to every other seeing it gone
 //   - idle cost per member over an idle window (default 20 s, starting 15 s
 //     after formation so that the joins have settled): CPU
-//     seconds/s, RSS, and (Patina only: its UDP counters) bytes sent/s.
+//     seconds/s, RSS, PSS and anonymous memory, and (Patina only: its UDP
+//     counters) bytes sent/s.
 // Both run the WAN timing profile (5 s probes, 3 s probe timeout, suspicion
 // 6 x log10(n) x probe period): Serf with -profile=wan, Patina's SWIM with
 // its defaults, which are foca's new_wan — "equal probe settings".
@@ -45,26 +46,40 @@ struct Figures {
   double detection_s = -1;
   double cpu_per_s = 0;  // per member
   double rss_mib = 0;    // mean per member
+  double pss_mib = 0;    // RSS with pages shared between members divided among them
+  double anon_mib = 0;   // the member's own heap and stacks
   double bytes_per_s = -1;
 };
 
 // CPU seconds of every thread of |pid|, in nanoseconds from schedstat: the
 // clock-tick counters of /proc/PID/stat are too coarse for an idle window
 // (one tick is 10 ms, about what an idle member spends in 10 s).
-std::pair<double, double> cpu_and_rss(pid_t pid) {
-  double cpu = 0;
+struct Usage {
+  double cpu = 0;  // seconds
+  double rss = 0, pss = 0, anon = 0;  // MiB
+};
+
+// RSS counts the shared libraries' text in full for every member, which is
+// most of an idle Patina's RSS; PSS divides pages shared by the members on one
+// host among them, and Anonymous is what each member alone costs.
+Usage usage_of(pid_t pid) {
+  Usage u;
   std::error_code ec;
   for (const auto& task : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
     std::ifstream schedstat(task.path() / "schedstat");
     double on_cpu_ns = 0;
-    if (schedstat >> on_cpu_ns) cpu += on_cpu_ns / 1e9;
+    if (schedstat >> on_cpu_ns) u.cpu += on_cpu_ns / 1e9;
   }
   std::ifstream status(fmt::format("/proc/{}/status", pid));
-  double rss = 0;
   for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmRSS:", 0) == 0) rss = std::stod(line.substr(6)) / 1024.0;
+    if (line.rfind("VmRSS:", 0) == 0) u.rss = std::stod(line.substr(6)) / 1024.0;
   }
-  return {cpu, rss};
+  std::ifstream rollup(fmt::format("/proc/{}/smaps_rollup", pid));
+  for (std::string line; std::getline(rollup, line);) {
+    if (line.rfind("Pss:", 0) == 0) u.pss = std::stod(line.substr(4)) / 1024.0;
+    if (line.rfind("Anonymous:", 0) == 0) u.anon = std::stod(line.substr(10)) / 1024.0;
+  }
+  return u;
 }
 
 template <class Pred>
@@ -100,19 +115,20 @@ Figures run_patina_cluster(int n, double idle_s) {
   std::this_thread::sleep_for(settle);
   std::vector<double> cpu0, bytes0;
   for (auto& a : agents) {
-    cpu0.push_back(cpu_and_rss(a->process().pid()).first);
+    cpu0.push_back(usage_of(a->process().pid()).cpu);
     bytes0.push_back(testing::metric_sum(a->metrics(), "patina_udp_tx_bytes_total"));
   }
   std::this_thread::sleep_for(std::chrono::duration<double>(idle_s));
-  double cpu = 0, rss = 0, bytes = 0;
+  double cpu = 0, bytes = 0;
   for (std::size_t i = 0; i < agents.size(); ++i) {
-    auto [c, r] = cpu_and_rss(agents[i]->process().pid());
-    cpu += c - cpu0[i];
-    rss += r;
+    auto u = usage_of(agents[i]->process().pid());
+    cpu += u.cpu - cpu0[i];
+    f.rss_mib += u.rss / n;
+    f.pss_mib += u.pss / n;
+    f.anon_mib += u.anon / n;
     bytes += testing::metric_sum(agents[i]->metrics(), "patina_udp_tx_bytes_total") - bytes0[i];
   }
   f.cpu_per_s = cpu / n / idle_s;
-  f.rss_mib = rss / n;
   f.bytes_per_s = bytes / n / idle_s;
 
   // kill -9 of the last member.
@@ -155,16 +171,17 @@ Figures run_serf_cluster(int n, double idle_s) {
   fmt::print("serf: full membership after {:.1f} s\n", f.formation_s);
   std::vector<double> cpu0;
   std::this_thread::sleep_for(settle);  // as for Patina
-  for (auto& p : procs) cpu0.push_back(cpu_and_rss(p->pid()).first);
+  for (auto& p : procs) cpu0.push_back(usage_of(p->pid()).cpu);
   std::this_thread::sleep_for(std::chrono::duration<double>(idle_s));
-  double cpu = 0, rss = 0;
+  double cpu = 0;
   for (std::size_t i = 0; i < procs.size(); ++i) {
-    auto [c, r] = cpu_and_rss(procs[i]->pid());
-    cpu += c - cpu0[i];
-    rss += r;
+    auto u = usage_of(procs[i]->pid());
+    cpu += u.cpu - cpu0[i];
+    f.rss_mib += u.rss / n;
+    f.pss_mib += u.pss / n;
+    f.anon_mib += u.anon / n;
   }
   f.cpu_per_s = cpu / n / idle_s;
-  f.rss_mib = rss / n;
   int victim = n - 1;
   auto t1 = Clock::now();
   procs[static_cast<std::size_t>(victim)]->signal(SIGKILL);
@@ -198,13 +215,15 @@ int main(int argc, char** argv) {
   Figures p = run_patina_cluster(n, idle);
   Figures s = serf ? run_serf_cluster(n, idle) : Figures{};
   auto cell = [](double v, const char* fmtspec) { return v < 0 ? std::string("-") : fmt::format(fmt::runtime(fmtspec), v); };
-  fmt::print("\n| system | N | formation s | kill -9 detected by all, s | idle CPU %/member | RSS MiB/member | bytes/s/member |\n"
-             "|---|---|---|---|---|---|---|\n");
-  fmt::print("| patina | {} | {} | {} | {:.2f} | {:.1f} | {} |\n", n, cell(p.formation_s, "{:.1f}"),
-             cell(p.detection_s, "{:.1f}"), p.cpu_per_s * 100, p.rss_mib, cell(p.bytes_per_s, "{:.0f}"));
+  fmt::print("\n| system | N | formation s | kill -9 detected by all, s | idle CPU %/member | RSS MiB/member | PSS MiB/member | anon MiB/member | bytes/s/member |\n"
+             "|---|---|---|---|---|---|---|---|---|\n");
+  fmt::print("| patina | {} | {} | {} | {:.2f} | {:.1f} | {:.1f} | {:.1f} | {} |\n", n, cell(p.formation_s, "{:.1f}"),
+             cell(p.detection_s, "{:.1f}"), p.cpu_per_s * 100, p.rss_mib, p.pss_mib, p.anon_mib,
+             cell(p.bytes_per_s, "{:.0f}"));
   if (serf) {
-    fmt::print("| serf | {} | {} | {} | {:.2f} | {:.1f} | not measured |\n", n, cell(s.formation_s, "{:.1f}"),
-               cell(s.detection_s, "{:.1f}"), s.cpu_per_s * 100, s.rss_mib);
+    fmt::print("| serf | {} | {} | {} | {:.2f} | {:.1f} | {:.1f} | {:.1f} | not measured |\n", n,
+               cell(s.formation_s, "{:.1f}"), cell(s.detection_s, "{:.1f}"), s.cpu_per_s * 100, s.rss_mib, s.pss_mib,
+               s.anon_mib);
   }
   return 0;
 }

@@ -44,9 +44,10 @@ Result<std::vector<Change>> query(CrrTables& tables, const SiteId& actor, const 
   if (!*ord) return std::vector<Change>{};
   // The site ordinal is ?9 so one prepared statement serves every actor:
   // this runs after every local commit (broadcast) and per sync request.
-  auto st = tables.cached_statement(
-      "SELECT \"table\", pk, cid, val, col_version, db_version, site_id, cl, seq, ts FROM (" +
-      tables.changes_select("c.site_id = ?9 AND " + clock_where) + ") " + tail);
+  auto st = tables.cached_statement("changes:" + clock_where + "|" + tail, [&] {
+    return "SELECT \"table\", pk, cid, val, col_version, db_version, site_id, cl, seq, ts FROM (" +
+           tables.changes_select("c.site_id = ?9 AND " + clock_where) + ") " + tail;
+  });
   if (!st) return tl::unexpected(st.error());
   detail::Reset reset(*st);
   bind(*st);

@@ -195,16 +195,21 @@ void CrrTables::on_rollback(void* self) {
 }
 
 Result<sqlite3_stmt*> CrrTables::cached_statement(const std::string& sql) {
+  return cached_statement(sql, [&sql] { return sql; });
+}
+
+Result<sqlite3_stmt*> CrrTables::cached_statement(const std::string& key,
+                                                  const std::function<std::string()>& build) {
   refresh_registry();
   if (statement_cache_epoch_ != schema_epoch_ || statement_cache_.size() >= statement_cache_max) {
     statement_cache_.clear();
     statement_cache_epoch_ = schema_epoch_;
   }
-  if (auto it = statement_cache_.find(sql); it != statement_cache_.end()) return it->second.get();
-  auto st = prepare(db_, sql, true);
+  if (auto it = statement_cache_.find(key); it != statement_cache_.end()) return it->second.get();
+  auto st = prepare(db_, build(), true);
   if (!st) return tl::unexpected(st.error());
   sqlite3_stmt* raw = st->release();
-  statement_cache_.emplace(sql, std::unique_ptr<sqlite3_stmt, StmtFinalizer>(raw));
+  statement_cache_.emplace(key, std::unique_ptr<sqlite3_stmt, StmtFinalizer>(raw));
   return raw;
 }
 

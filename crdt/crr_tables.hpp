@@ -54,6 +54,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -207,6 +208,10 @@ class CrrTables {
   // after every commit. The caller resets it after use. At most
   // statement_cache_max are kept.
   Result<sqlite3_stmt*> cached_statement(const std::string& sql);
+  // The same, found by a short key: |build| makes the SQL only when the key is
+  // not cached (the changes query spans every table and runs after each
+  // local commit, so building it each time cost more than running it).
+  Result<sqlite3_stmt*> cached_statement(const std::string& key, const std::function<std::string()>& build);
   static constexpr std::size_t statement_cache_max = 64;
 
   // Internal: per-table prepared statements, shared with Merger and capture.

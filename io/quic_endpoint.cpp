@@ -6,7 +6,10 @@
 
 #include <gnutls/crypto.h>
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <bit>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -40,6 +43,17 @@ constexpr std::size_t datagram_queue_max = 1024;
 // Short header (1 + 16-byte DCID + 4-byte packet number), AEAD tag (16),
 // DATAGRAM frame type and length (3), rounded up: what a datagram may not use.
 constexpr std::size_t datagram_overhead = 48;
+// A receive buffer holds the recvmsg header (io_uring_recvmsg_out and the
+// peer's address) and one datagram.
+constexpr std::size_t recv_header = 16 + sizeof(sockaddr_storage);
+
+// Receive buffers just big enough for the largest datagram we accept: the
+// larger of gossip.max_mtu and ngtcp2's path MTU probe ceiling (1452). Half of
+// the former 4 KiB, so an idle member's touched buffers cost 1 MiB, not 2.
+unsigned receive_buffer_size(const QuicConfig& c) {
+  std::size_t largest = std::max<std::size_t>(static_cast<std::size_t>(c.max_mtu.value_or(1452)), 1452);
+  return static_cast<unsigned>(std::bit_ceil(largest + recv_header));
+}
 
 ngtcp2_tstamp now_ts() {
   return static_cast<ngtcp2_tstamp>(
@@ -435,6 +449,8 @@ void QuicConnection::fill_settings(ngtcp2_settings& settings, ngtcp2_transport_p
   params.max_idle_timeout =
       static_cast<ngtcp2_duration>(std::chrono::duration_cast<std::chrono::nanoseconds>(cfg.idle_timeout).count());
   params.max_datagram_frame_size = 65535;
+  // What our receive buffers hold: a peer never sends us more (RFC 9000 §18.2).
+  params.max_udp_payload_size = receive_buffer_size(cfg) - recv_header;
 }
 
 Result<void> QuicConnection::init_client() {
@@ -1062,6 +1078,7 @@ Result<std::shared_ptr<QuicEndpoint>> QuicEndpoint::open(net::any_io_executor ex
   UdpRingOptions ropts;
   ropts.bind_addr = ep->config_.bind_addr;
   ropts.disable_gso = ep->config_.disable_gso;
+  ropts.buffer_size = receive_buffer_size(ep->config_);
   ropts.metric_labels = ep->config_.metric_labels;
   auto ring = UdpRing::open(ex, ropts, metrics);
   if (!ring) return tl::unexpected(ring.error());

@@ -43,6 +43,7 @@ Result<void> NodeState::save_members(core::Db& db, const std::vector<swim::Membe
     core::Blob blob;
     blob.bytes.resize(bytes.size());
     std::memcpy(blob.bytes.data(), bytes.data(), bytes.size());
+    st->reset();  // SQLite refuses to bind a statement stepped since its last reset
     if (auto r = st->bind(1, uuid_of(m.id.id)); !r) return r;
     if (auto r = st->bind(2, m.id.addr); !r) return r;
     if (auto r = st->bind(3, std::move(blob)); !r) return r;

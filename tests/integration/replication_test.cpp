@@ -316,22 +316,30 @@ TEST(Replication, a_restarted_node_rejoins_from_saved_members_without_bootstrap)
   ApiAgent a;
   ASSERT_TRUE(a.ready()) << a.process().log();
   ApiAgent b("", "", bootstrap_of(a));
+  ApiAgent c("", "", bootstrap_of(a));
   ASSERT_TRUE(b.ready());
-  ASSERT_TRUE(formed({&a, &b}));
-  ASSERT_EQ(b.stop(), 0);
-  // Drop the bootstrap line: only the saved member states can lead b back.
-  std::ifstream in(b.config_path());
+  ASSERT_TRUE(c.ready());
+  ASSERT_TRUE(formed({&a, &b, &c}));
+  ASSERT_EQ(c.stop(), 0);
+  // Every member was saved, not only the first (a statement left unreset
+  // once made the save fail from the second member on).
+  EXPECT_EQ(c.process().log().find("cannot save member states"), std::string::npos) << c.process().log();
+  // Drop the bootstrap line: only the saved member states can lead c back.
+  std::ifstream in(c.config_path());
   std::stringstream text;
   text << in.rdbuf();
   std::string config = std::regex_replace(text.str(), std::regex("bootstrap = .*\n"), "");
-  std::ofstream(b.config_path()) << config;
-  ASSERT_TRUE(b.start()) << b.process().log();
-  EXPECT_TRUE(b.process().wait_for_log("restored", 10s)) << b.process().log();
-  EXPECT_TRUE(wait_until([&] { return count_members(b) == 1 && count_members(a) == 1; }, 20s)) << b.process().log();
+  std::ofstream(c.config_path()) << config;
+  ASSERT_TRUE(c.start()) << c.process().log();
+  EXPECT_TRUE(c.process().wait_for_log("restored 2 saved member states", 10s)) << c.process().log();
+  EXPECT_TRUE(wait_until([&] { return count_members(c) == 2 && count_members(a) == 2 && count_members(b) == 2; },
+                         20s))
+      << c.process().log();
   ASSERT_TRUE(write(a, R"J(["INSERT INTO tests (id, text) VALUES (1, 'after restart')"])J"));
-  EXPECT_TRUE(wait_until([&] { return count_rows(b) == 1; }, 20s));
+  EXPECT_TRUE(wait_until([&] { return count_rows(c) == 1; }, 20s));
   EXPECT_EQ(a.stop(), 0);
   EXPECT_EQ(b.stop(), 0);
+  EXPECT_EQ(c.stop(), 0);
 }
 
 }  // namespace

@@ -44,6 +44,7 @@ swim::Instant MembershipDriver::now() {
 Result<void> MembershipDriver::start(core::TaskGroup& tasks, swim::Identity self, swim::Config config,
                                      std::uint64_t seed, std::vector<std::string> bootstrap,
                                      std::vector<swim::MemberUpdate> persisted) {
+  rng_.seed(static_cast<std::uint32_t>(seed ^ (seed >> 32)));
   auto m = swim::Membership::create(std::move(self), config, seed);
   if (!m) return make_error(Errc::invalid_argument, fmt::format("swim: {}", swim::to_string(m.error().code)));
   membership_ = std::make_unique<swim::Membership>(std::move(*m));
@@ -207,10 +208,23 @@ void MembershipDriver::announce_to(const std::vector<std::string>& addrs) {
 net::awaitable<void> MembershipDriver::announce_loop() {
   auto timer = announce_timer_;
   auto backoff = std::chrono::seconds(1);
+  // Members that join at the same moment as we do are in no feed we get, and
+  // the gossip of their joins can miss us (each update is retransmitted a
+  // bounded number of times): at 32 agents started at once, one or two
+  // members lacked one or two others for 10 s, until a probe found them. So,
+  // about 1, 3 and 7 s after we became active, we announce once more to one
+  // random member, whose feed leads with the members our digest lacks (as
+  // Serf's push-pull at join).
+  int settle_announces = 0;
   for (;;) {
     if (!left_ && membership_->num_active() == 0 && !bootstrap_.empty()) {
       resolved_ = co_await resolve_bootstrap();
       announce_to(resolved_);
+      settle_announces = 3;
+    } else if (!left_ && settle_announces > 0 && membership_->num_active() > 0) {
+      --settle_announces;
+      const auto peers = membership_->active_peers();
+      announce_to({peers[std::uniform_int_distribution<std::size_t>(0, peers.size() - 1)(rng_)].addr});
     }
     timer->expires_after(backoff);
     auto [ec] = co_await timer->async_wait(use_nothrow);

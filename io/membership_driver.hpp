@@ -12,6 +12,7 @@
 
 #include <map>
 #include <memory>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -70,6 +71,7 @@ class MembershipDriver {
   std::shared_ptr<boost::asio::steady_timer> announce_timer_;
   bool reset_backoff_ = false;
   bool left_ = false;
+  std::minstd_rand rng_;  // picks the members of the settle announces
   LogRateLimit bad_packets_log_;
   core::Gauge& members_gauge_;
   core::Gauge& alive_gauge_;

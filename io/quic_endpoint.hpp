@@ -85,6 +85,7 @@
 #include "io/quic_tls.hpp"
 #include "io/udp_ring.hpp"
 
+struct ngtcp2_cid;
 struct ngtcp2_version_cid;
 
 namespace patina::io {
@@ -279,6 +280,8 @@ class QuicEndpoint : public std::enable_shared_from_this<QuicEndpoint> {
   boost::asio::awaitable<Result<std::shared_ptr<QuicStream>>> open_stream(UdpEndpoint peer, bool bidi);
   void register_cid(const std::string& cid, QuicConnection* conn);
   void unregister_cid(const std::string& cid);
+  // A random connection ID of |len| bytes that none of ours uses.
+  ngtcp2_cid fresh_cid(std::size_t len) const;
   void forget(QuicConnection* conn);
   void bad_packet(const char* reason, const UdpEndpoint& from);
   void send_version_negotiation(const UdpEndpoint& to, const ngtcp2_version_cid& vc, std::size_t datagram_size);

@@ -86,7 +86,6 @@ struct ApplyItem {
   Source source = Source::broadcast;
   std::string from;               // the peer's gossip address, for logs
   std::vector<std::byte> frame;   // broadcast only: forwarded verbatim if new
-  bool forwarded = false;         // a tree frame already passed on at receipt
 };
 
 // What the composition root does with batches: merge them (on the writer),

@@ -641,7 +641,6 @@ class Agent final : public api::AdminService, public io::ApplySink {
     if (auto range = io::wire::tree_range_of(frame);
         broadcaster_ && !shutting_down_ && range && range->first <= range->second) {
       broadcaster_->forward_tree(frame, from);
-      item.forwarded = true;
     }
     item.incoming.changeset = std::move(decoded->changeset);
     item.source = io::ApplyItem::Source::broadcast;
@@ -680,16 +679,13 @@ class Agent final : public api::AdminService, public io::ApplySink {
     if (!broadcaster_ || shutting_down_) return;
     for (std::size_t i = 0; i < items.size() && i < outcome.novel.size(); ++i) {
       auto& item = items[i];
-      if (!outcome.novel[i] || item.forwarded || item.source != io::ApplyItem::Source::broadcast ||
-          item.frame.empty())
-        continue;
-      // A tree frame carries the range this node forwards to (none for a
-      // leaf); a gossip-method frame carries hops (counted when spent).
+      if (!outcome.novel[i] || item.source != io::ApplyItem::Source::broadcast || item.frame.empty()) continue;
+      // A tree frame with a range to serve went on at receipt (apply_frame);
+      // a gossip-method frame carries hops (counted when spent).
       auto range = io::wire::tree_range_of(item.frame);
-      if (range && range->first <= range->second) {
-        broadcaster_->forward_tree(item.frame, item.from);
-      } else if (io::wire::hops_of(item.frame).value_or(0) > 0 ||
-                 rc_.config.gossip.broadcast == core::GossipConfig::Broadcast::gossip) {
+      if (range && range->first <= range->second) continue;
+      if (io::wire::hops_of(item.frame).value_or(0) > 0 ||
+          rc_.config.gossip.broadcast == core::GossipConfig::Broadcast::gossip) {
         broadcaster_->rebroadcast(std::move(item.frame), item.from);
       }
     }

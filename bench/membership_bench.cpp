@@ -1,28 +1,39 @@
 // Membership at N agents on loopback, Patina beside HashiCorp Serf
 // (issue 5 benchmark).
 //
-//   build/bench/membership_bench [--nodes N] [--idle SECONDS] [--no-serf]
+//   build/bench/membership_bench [--nodes N] [--idle SECONDS] [--settle SECONDS] [--no-serf]
 //
 // For each system, with N members (default 16) joining through the first:
 //   - formation: start of the first process to every member seeing N-1 alive
 //   - detection: kill -9 of one member to every other seeing it gone
 //   - idle cost per member over an idle window (default 20 s, starting 15 s
 //     after formation so that the joins have settled): CPU
-//     seconds/s, RSS, PSS and anonymous memory, and (Patina only: its UDP
-//     counters) bytes sent/s.
+//     seconds/s, RSS, PSS and anonymous memory, and bytes sent/s: Patina's
+//     from its UDP counters (QUIC packets: SWIM datagrams and their
+//     acknowledgements), Serf's from its own statsd metrics
+//     (memberlist.udp.sent plus memberlist.tcp.sent, which every member
+//     sends to a listener of this bench). Both count UDP/TCP payload bytes.
+//     A longer --settle measures the steady state: Patina's members open QUIC
+//     connections (1,200-byte handshake packets) until each has probed every
+//     other once, about N x 5 s after start.
 // Both run the WAN timing profile (5 s probes, 3 s probe timeout, suspicion
 // 6 x log10(n) x probe period): Serf with -profile=wan, Patina's SWIM with
 // its defaults, which are foca's new_wan — "equal probe settings".
 // Serf comes from the Debian package `serf`; without it, --no-serf.
 
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -39,7 +50,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr auto settle = std::chrono::seconds(15);
+// Seconds from formation to the idle window (--settle).
+double settle_s = 15;
 
 struct Figures {
   double formation_s = -1;
@@ -49,6 +61,66 @@ struct Figures {
   double pss_mib = 0;    // RSS with pages shared between members divided among them
   double anon_mib = 0;   // the member's own heap and stacks
   double bytes_per_s = -1;
+};
+
+// Receives the statsd lines Serf members send ("statsd_addr" in their config
+// file) and sums the bytes memberlist reports sent over UDP and TCP.
+class SerfBytesSent {
+ public:
+  SerfBytesSent() {
+    fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    timeval tv{0, 200'000};
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0 ||
+        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) {
+      return;
+    }
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { receive(); });
+  }
+  ~SerfBytesSent() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int port() const { return port_; }  // 0: not listening
+  double total() {
+    std::lock_guard lock(mu_);
+    return bytes_;
+  }
+
+ private:
+  void receive() {
+    std::string buf(65536, '\0');
+    // Bounded: one hour of 200 ms receive timeouts at most.
+    for (int i = 0; i < 10'000'000 && !stop_; ++i) {
+      ssize_t got = ::recv(fd_, buf.data(), buf.size(), 0);
+      if (got <= 0) continue;
+      std::istringstream lines(buf.substr(0, static_cast<std::size_t>(got)));
+      double sum = 0;
+      for (std::string line; std::getline(lines, line);) {
+        // serf-agent.memberlist.udp.sent:148.000000|c
+        auto colon = line.find(':');
+        if (colon == std::string::npos || line.find("|c", colon) == std::string::npos) continue;
+        auto name = line.substr(0, colon);
+        if (!name.ends_with("memberlist.udp.sent") && !name.ends_with("memberlist.tcp.sent")) continue;
+        sum += std::strtod(line.c_str() + colon + 1, nullptr);
+      }
+      std::lock_guard lock(mu_);
+      bytes_ += sum;
+    }
+  }
+
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  double bytes_ = 0;
+  std::thread thread_;
 };
 
 // CPU seconds of every thread of |pid|, in nanoseconds from schedstat: the
@@ -112,14 +184,16 @@ Figures run_patina_cluster(int n, double idle_s) {
 
   // Idle window, after the joins' announces and feeds have settled (the
   // first periodic announce comes two probe periods after start).
-  std::this_thread::sleep_for(settle);
-  std::vector<double> cpu0, bytes0;
+  std::this_thread::sleep_for(std::chrono::duration<double>(settle_s));
+  std::vector<double> cpu0, bytes0, pk0, dg0;
   for (auto& a : agents) {
     cpu0.push_back(usage_of(a->process().pid()).cpu);
     bytes0.push_back(testing::metric_sum(a->metrics(), "patina_udp_tx_bytes_total"));
+    pk0.push_back(testing::metric_sum(a->metrics(), "patina_udp_tx_datagrams_total"));
+    dg0.push_back(testing::metric_sum(a->metrics(), "patina_quic_datagrams_sent_total"));
   }
   std::this_thread::sleep_for(std::chrono::duration<double>(idle_s));
-  double cpu = 0, bytes = 0;
+  double cpu = 0, bytes = 0, pk = 0, dg = 0, conns = 0;
   for (std::size_t i = 0; i < agents.size(); ++i) {
     auto u = usage_of(agents[i]->process().pid());
     cpu += u.cpu - cpu0[i];
@@ -127,7 +201,12 @@ Figures run_patina_cluster(int n, double idle_s) {
     f.pss_mib += u.pss / n;
     f.anon_mib += u.anon / n;
     bytes += testing::metric_sum(agents[i]->metrics(), "patina_udp_tx_bytes_total") - bytes0[i];
+    pk += testing::metric_sum(agents[i]->metrics(), "patina_udp_tx_datagrams_total") - pk0[i];
+    dg += testing::metric_sum(agents[i]->metrics(), "patina_quic_datagrams_sent_total") - dg0[i];
+    conns += testing::metric_sum(agents[i]->metrics(), "patina_quic_connections");
   }
+  fmt::print("patina: per member {:.2f} UDP packets/s ({:.2f} SWIM datagrams/s), {:.1f} QUIC connections\n", pk / n / idle_s,
+             dg / n / idle_s, conns / n);
   f.cpu_per_s = cpu / n / idle_s;
   f.bytes_per_s = bytes / n / idle_s;
 
@@ -144,6 +223,9 @@ Figures run_patina_cluster(int n, double idle_s) {
 Figures run_serf_cluster(int n, double idle_s) {
   Figures f;
   testing::ScratchDir dir;
+  SerfBytesSent sent;
+  const std::string config = dir.file("statsd.json");
+  std::ofstream(config) << fmt::format(R"({{"statsd_addr": "127.0.0.1:{}"}})", sent.port());
   const int base = 20000 + static_cast<int>(::getpid() % 1000) * 20;
   std::vector<std::unique_ptr<testing::Process>> procs;
   auto t0 = Clock::now();
@@ -151,6 +233,7 @@ Figures run_serf_cluster(int n, double idle_s) {
     std::vector<std::string> argv = {"serf", "agent", "-profile=wan", fmt::format("-node=n{}", i),
                                      fmt::format("-bind=127.0.0.1:{}", base + 2 * i),
                                      fmt::format("-rpc-addr=127.0.0.1:{}", base + 2 * i + 1)};
+    if (sent.port() != 0) argv.push_back("-config-file=" + config);
     if (i > 0) argv.push_back(fmt::format("-join=127.0.0.1:{}", base));
     procs.push_back(std::make_unique<testing::Process>(argv, dir.path(), dir.file(fmt::format("serf{}.log", i))));
     if (i == 0) std::this_thread::sleep_for(300ms);  // the first must listen before others join
@@ -170,9 +253,12 @@ Figures run_serf_cluster(int n, double idle_s) {
   f.formation_s = seconds_until([&] { return all_see(static_cast<std::size_t>(n), -1); }, t0, 120s);
   fmt::print("serf: full membership after {:.1f} s\n", f.formation_s);
   std::vector<double> cpu0;
-  std::this_thread::sleep_for(settle);  // as for Patina
+  std::this_thread::sleep_for(std::chrono::duration<double>(settle_s));  // as for Patina
   for (auto& p : procs) cpu0.push_back(usage_of(p->pid()).cpu);
+  const double bytes0 = sent.total();
   std::this_thread::sleep_for(std::chrono::duration<double>(idle_s));
+  // Serf's statsd sink flushes every 100 ms: both ends of the window lag alike.
+  if (sent.port() != 0) f.bytes_per_s = (sent.total() - bytes0) / n / idle_s;
   double cpu = 0;
   for (std::size_t i = 0; i < procs.size(); ++i) {
     auto u = usage_of(procs[i]->pid());
@@ -205,6 +291,7 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--nodes" && i + 1 < argc) n = std::max(3, std::stoi(argv[++i]));
     else if (a == "--idle" && i + 1 < argc) idle = std::max(1.0, std::stod(argv[++i]));
+    else if (a == "--settle" && i + 1 < argc) settle_s = std::max(0.0, std::stod(argv[++i]));
     else if (a == "--no-serf") serf = false;
   }
   if (serf && testing::run_command({"serf", "version"}, "/tmp").exit_code != 0) {
@@ -221,9 +308,9 @@ int main(int argc, char** argv) {
              cell(p.detection_s, "{:.1f}"), p.cpu_per_s * 100, p.rss_mib, p.pss_mib, p.anon_mib,
              cell(p.bytes_per_s, "{:.0f}"));
   if (serf) {
-    fmt::print("| serf | {} | {} | {} | {:.2f} | {:.1f} | {:.1f} | {:.1f} | not measured |\n", n,
+    fmt::print("| serf | {} | {} | {} | {:.2f} | {:.1f} | {:.1f} | {:.1f} | {} |\n", n,
                cell(s.formation_s, "{:.1f}"), cell(s.detection_s, "{:.1f}"), s.cpu_per_s * 100, s.rss_mib, s.pss_mib,
-               s.anon_mib);
+               s.anon_mib, cell(s.bytes_per_s, "{:.0f}"));
   }
   return 0;
 }

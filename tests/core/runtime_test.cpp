@@ -1,7 +1,5 @@
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include <boost/asio/detached.hpp>
@@ -20,32 +18,6 @@ TEST(Runtime, io_uring_is_usable_here_or_the_reason_is_named) {
     EXPECT_NE(r.error().message.find("io_uring is not usable"), std::string::npos);
     GTEST_SKIP() << r.error().message;
   }
-}
-
-// Asio's own ring would map 1.5 MiB of kernel memory into every process;
-// the link-time wrap in core/asio_impl.cpp caps it.
-TEST(Runtime, the_io_context_ring_is_small) {
-  if (!check_io_uring()) GTEST_SKIP() << "no io_uring here";
-  net::io_context ioc;
-  net::steady_timer t(ioc, std::chrono::milliseconds(1));
-  bool fired = false;
-  t.async_wait([&](boost::system::error_code) { fired = true; });
-  ioc.run_for(std::chrono::seconds(5));
-  ASSERT_TRUE(fired);
-  std::ifstream smaps("/proc/self/smaps");
-  std::size_t ring_kib = 0, rings = 0;
-  bool in_ring = false;
-  for (std::string line; std::getline(smaps, line);) {
-    if (line.find("anon_inode:[io_uring]") != std::string::npos) {
-      in_ring = true;
-      ++rings;
-    } else if (line.rfind("Size:", 0) == 0) {
-      if (in_ring) ring_kib += std::stoul(line.substr(5));
-      in_ring = false;
-    }
-  }
-  EXPECT_GE(rings, 1u);
-  EXPECT_LE(ring_kib, 256u) << "io_uring mappings of this process, KiB";
 }
 
 // Parameters by value (CP.53): the counters outlive every task.

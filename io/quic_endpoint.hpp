@@ -27,7 +27,8 @@
 //
 // Timers. Each connection has one timer, re-armed from ngtcp2_conn_get_expiry
 // after every read or write. Idle timeout is gossip.idle_timeout_secs; client
-// connections send keep-alive PINGs every 2/3 of the timeout so idle caches stay warm.
+// connections send a keep-alive PING after 5/6 of the timeout without traffic
+// so idle caches stay warm.
 //
 // Flow control. Stream data handed to write() is kept until acknowledged;
 // write() resumes only once the unacknowledged backlog of its stream is below

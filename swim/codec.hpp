@@ -1,20 +1,35 @@
 // swim/codec.hpp — the versioned, bounds-checked binary format of SWIM packets.
 //
-// Layout (little-endian throughout):
+// Layout, version 2 (fixed-width integers little-endian; "var" is an
+// unsigned LEB128 varint in its shortest form):
 //
-//   u8  version (= protocol_version)     u16 cluster_id      u8 kind
-//   Identity src                          u64 src_incarnation
-//   u8  has_dst  [Identity dst]
+//   u8  version (= protocol_version)     u16 cluster_id
+//   u8  kind | 0x80 when a dst follows
+//   Identity src                          var src_incarnation
+//   [Identity dst]
 //   kind-specific body:
-//     ping, ack, indirect_*, forwarded_ack, ping_req:  u32 probe_number
+//     ping, ack, indirect_*, forwarded_ack, ping_req:  var probe_number (u32)
 //     ping_req, indirect_ping, indirect_ack, forwarded_ack: Identity other
-//     feed:   u16 n, n × MemberUpdate
-//     announce: u16 len, len bytes of AddrDigest (members the sender knows)
-//   u16 n, n × MemberUpdate               (piggy-backed updates, every kind)
+//     feed:   var n, n × MemberUpdate
+//     announce: var len, len bytes of AddrDigest (members the sender knows)
+//   var n, n × MemberUpdate               (piggy-backed updates, every kind)
 //
-//   Identity     = 16 B id, u8 addr_len (1..255), addr bytes, u64 ts,
-//                  u16 cluster_id, u8 has_member_id [u16 member_id]
-//   MemberUpdate = Identity, u64 incarnation, u8 state (0 alive, 1 suspect, 2 down)
+//   Identity     = 16 B id, u8 flags, addr, u64 ts,
+//                  [u16 cluster_id when flags & 0x08],
+//                  [u16 member_id when flags & 0x04]
+//     flags & 0x03 is the address form: 1 = "a.b.c.d:port" as 4 B address
+//     + u16 port, 2 = "[v6]:port" as 16 B address + u16 port, 0 = any other
+//     text as u8 len (1..255) + bytes. The binary forms are used exactly when
+//     the text is what inet_ntop prints, so decoding gives back the same
+//     string. cluster_id is written only when it differs from the packet's
+//     (members of one cluster share it). Other flag bits are invalid.
+//   MemberUpdate = Identity, var incarnation, u8 state (0 alive, 1 suspect, 2 down)
+//
+// Version 1 spelled every Identity out (text address, cluster_id, a member_id
+// byte) and used fixed-width integers: a ping was 105 bytes, now about 70,
+// which is most of an idle member's traffic (a ping and an ack per probe).
+//
+// Snapshots (persisted, local) keep the version-1 Identity and MemberUpdate.
 //
 // Invariants:
 //  (1) decode() never reads past the span and never trusts a count for
@@ -35,7 +50,7 @@
 
 namespace patina::swim {
 
-inline constexpr std::uint8_t protocol_version = 1;
+inline constexpr std::uint8_t protocol_version = 2;
 /// Largest datagram handle_datagram() accepts (the UDP payload limit).
 inline constexpr std::size_t packet_size_accept_max = 65507;
 inline constexpr std::uint8_t snapshot_version = 1;
@@ -74,13 +89,14 @@ struct Packet {
   bool operator==(const Packet&) const = default;
 };
 
-/// Exact encoded sizes, used to trim updates to the packet budget.
-std::size_t encoded_size(const Identity& id);
-std::size_t encoded_size(const MemberUpdate& u);
+/// Exact encoded sizes in a packet of cluster |packet_cluster_id|, used to
+/// trim updates to the packet budget.
+std::size_t encoded_size(const Identity& id, std::uint16_t packet_cluster_id);
+std::size_t encoded_size(const MemberUpdate& u, std::uint16_t packet_cluster_id);
 /// Size of |p| encoded without its feed and updates (their u16 counts included).
 std::size_t encoded_size_without_lists(const Packet& p);
 
-/// Appends |p| to |out|. Asserts addr lengths fit (1..255) and list counts fit u16.
+/// Appends |p| to |out|. Asserts text addr lengths fit (1..255) and list counts fit u16.
 void encode(const Packet& p, Bytes& out);
 Bytes encode(const Packet& p);
 
@@ -88,7 +104,9 @@ Bytes encode(const Packet& p);
 Result<Packet> decode(std::span<const std::byte> bytes);
 
 /// Snapshot of member states for persistence (fast rejoin after restart):
-///   u8 snapshot_version, u32 n, n × MemberUpdate.
+///   u8 snapshot_version, u32 n, n × (Identity, u64 incarnation, u8 state),
+///   Identity = 16 B id, u8 addr_len, addr, u64 ts, u16 cluster_id,
+///              u8 has_member_id [u16 member_id]   (the version-1 wire form).
 Bytes encode_snapshot(std::span<const MemberUpdate> members);
 Result<std::vector<MemberUpdate>> decode_snapshot(std::span<const std::byte> bytes);
 

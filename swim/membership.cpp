@@ -718,7 +718,7 @@ void Membership::send(const std::string& to, const std::optional<Identity>& dst,
     // Take feed entries from the back while they fit; the caller sends more
     // feed packets for the rest.
     while (!feed->empty()) {
-      const std::size_t n = encoded_size(feed->back());
+      const std::size_t n = encoded_size(feed->back(), p.cluster_id);
       if (size + n > config_.max_packet_size) break;
       size += n;
       p.feed.push_back(std::move(feed->back()));
@@ -736,7 +736,7 @@ void Membership::send(const std::string& to, const std::optional<Identity>& dst,
   //    heard it, so the origin sees a refutation along with the ack.
   auto add_priority = [&](const Member* m) {
     MemberUpdate u{m->id, m->incarnation, m->state};
-    const std::size_t n = encoded_size(u);
+    const std::size_t n = encoded_size(u, p.cluster_id);
     if (size + n > config_.max_packet_size) return;
     size += n;
     p.updates.push_back(std::move(u));
@@ -765,7 +765,7 @@ void Membership::send(const std::string& to, const std::optional<Identity>& dst,
     if (std::find(p.updates.begin(), p.updates.begin() + static_cast<std::ptrdiff_t>(priority_count),
                   pending_[i].update) != p.updates.begin() + static_cast<std::ptrdiff_t>(priority_count))
       continue;  // already sent as a priority update
-    const std::size_t n = encoded_size(pending_[i].update);
+    const std::size_t n = encoded_size(pending_[i].update, p.cluster_id);
     if (size + n > config_.max_packet_size) {
       ++counters_.updates_dropped_for_size;
       continue;  // a smaller one may still fit

@@ -50,8 +50,8 @@ TEST(SwimCodec, round_trips_every_message_kind) {
         b.size(), encoded_size_without_lists(p) +
                       [&] {
                         std::size_t n = 0;
-                        for (auto& u : p.feed) n += encoded_size(u);
-                        for (auto& u : p.updates) n += encoded_size(u);
+                        for (auto& u : p.feed) n += encoded_size(u, p.cluster_id);
+                        for (auto& u : p.updates) n += encoded_size(u, p.cluster_id);
                         return n;
                       }())
         << to_string(kind);
@@ -68,7 +68,93 @@ TEST(SwimCodec, header_is_little_endian_with_leading_version) {
   EXPECT_EQ(std::to_integer<int>(b[0]), protocol_version);
   EXPECT_EQ(std::to_integer<int>(b[1]), 7);  // cluster_id low byte
   EXPECT_EQ(std::to_integer<int>(b[2]), 0);
-  EXPECT_EQ(std::to_integer<int>(b[3]), static_cast<int>(MessageKind::ping));
+  EXPECT_EQ(std::to_integer<int>(b[3]), static_cast<int>(MessageKind::ping) | 0x80);  // + has dst
+  const Bytes announce = encode(sample_packet(MessageKind::announce));
+  EXPECT_EQ(std::to_integer<int>(announce[3]), static_cast<int>(MessageKind::announce));
+}
+
+// What an idle member sends most: a ping and an ack per probe period. Both
+// identities have IPv4 addresses and the packet's cluster id.
+TEST(SwimCodec, a_ping_between_ipv4_members_is_compact) {
+  Packet p;
+  p.cluster_id = 7;
+  p.kind = MessageKind::ping;
+  p.src = make_identity(1, 111, 7);
+  p.dst = make_identity(2, 222, 7);
+  p.src_incarnation = 3;
+  p.probe_number = 100;
+  const Bytes b = encode(p);
+  // header 4 + 2 × (16 id + 1 flags + 6 addr + 8 ts) + 1 inc + 1 probe + 2 count
+  EXPECT_EQ(b.size(), 4u + 2 * 31 + 1 + 1 + 2);
+  auto d = decode(b);
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->src.addr, "10.0.0.2:4001");
+  EXPECT_EQ(*d, p);
+}
+
+TEST(SwimCodec, addresses_round_trip_in_every_form) {
+  const std::vector<std::string> addrs{
+      "127.0.0.1:8787",   "0.0.0.0:0",        "255.255.255.255:65535", "[::1]:4001",
+      "[2001:db8::7]:80", "[::ffff:10.0.0.1]:9", "[fe80::1%eth0]:4001",  "node-1.example:4001",
+      "127.000.0.1:1",    "127.0.0.1:01",     "[2001:DB8::7]:80",      "1.2.3.4:65536",
+      "1.2.3.4",          "x",                "[::1]",                 ":1"};
+  for (const auto& addr : addrs) {
+    Packet p = sample_packet(MessageKind::gossip);
+    p.src.addr = addr;
+    const Bytes b = encode(p);
+    auto d = decode(b);
+    ASSERT_TRUE(d.has_value()) << addr;
+    EXPECT_EQ(d->src.addr, addr);
+    EXPECT_EQ(encode(*d), b) << addr;
+    EXPECT_EQ(b.size(), encoded_size_without_lists(p) + encoded_size(p.updates[0], p.cluster_id) +
+                            encoded_size(p.updates[1], p.cluster_id))
+        << addr;
+  }
+}
+
+// Invariant 3 needs one spelling per packet: the longer ones are rejected.
+TEST(SwimCodec, non_canonical_spellings_are_rejected) {
+  Packet p = sample_packet(MessageKind::gossip);
+  p.updates.clear();
+  p.src.addr = "10.0.0.9:4001";
+  const Bytes b = encode(p);
+  const std::size_t flags_at = 4 + 16;
+  ASSERT_EQ(std::to_integer<int>(b[flags_at]) & 0x03, 1);  // binary IPv4
+  // The same address as text.
+  Bytes as_text(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(flags_at));
+  as_text.push_back(std::byte{static_cast<unsigned char>(std::to_integer<int>(b[flags_at]) & ~0x03)});
+  as_text.push_back(std::byte{static_cast<unsigned char>(p.src.addr.size())});
+  for (char c : p.src.addr) as_text.push_back(static_cast<std::byte>(c));
+  as_text.insert(as_text.end(), b.begin() + static_cast<std::ptrdiff_t>(flags_at + 1 + 6), b.end());
+  EXPECT_EQ(decode(as_text).error().code, Errc::malformed_packet);
+  // The packet's own cluster id written out.
+  Bytes with_cluster = b;
+  with_cluster[flags_at] = std::byte{static_cast<unsigned char>(std::to_integer<int>(b[flags_at]) | 0x08)};
+  const std::size_t after_ts = flags_at + 1 + 6 + 8;
+  const std::byte cluster[2] = {std::byte{7}, std::byte{0}};
+  with_cluster.insert(with_cluster.begin() + static_cast<std::ptrdiff_t>(after_ts), cluster, cluster + 2);
+  EXPECT_EQ(decode(with_cluster).error().code, Errc::malformed_packet);
+  // An overlong varint: incarnation 42 as two bytes.
+  const std::size_t inc_at = flags_at + 1 + 6 + 8 + 2;  // sample src has a member_id
+  ASSERT_EQ(std::to_integer<int>(b[inc_at]), 42);
+  Bytes overlong = b;
+  overlong[inc_at] = std::byte{42 | 0x80};
+  overlong.insert(overlong.begin() + static_cast<std::ptrdiff_t>(inc_at + 1), std::byte{0});
+  EXPECT_EQ(decode(overlong).error().code, Errc::malformed_packet);
+  // Unknown identity flag bits.
+  Bytes bad_flags = b;
+  bad_flags[flags_at] = std::byte{static_cast<unsigned char>(std::to_integer<int>(b[flags_at]) | 0x10)};
+  EXPECT_EQ(decode(bad_flags).error().code, Errc::malformed_packet);
+  ASSERT_TRUE(decode(b).has_value());
+}
+
+TEST(SwimCodec, identities_of_another_cluster_keep_their_cluster_id) {
+  Packet p = sample_packet(MessageKind::feed);
+  p.feed[0].id.cluster_id = 9;
+  p.feed[1].id.cluster_id = 0;
+  auto d = decode(encode(p));
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(*d, p);
 }
 
 TEST(SwimCodec, every_truncation_is_an_error) {
@@ -92,7 +178,7 @@ TEST(SwimCodec, trailing_bytes_are_an_error) {
 
 TEST(SwimCodec, unknown_version_is_rejected_before_parsing) {
   Bytes b = encode(sample_packet(MessageKind::ping));
-  b[0] = std::byte{2};
+  b[0] = std::byte{1};  // the previous format
   auto d = decode(b);
   ASSERT_FALSE(d.has_value());
   EXPECT_EQ(d.error().code, Errc::unsupported_version);
@@ -107,6 +193,9 @@ TEST(SwimCodec, out_of_range_enums_and_flags_are_rejected) {
   EXPECT_EQ(decode(bad_kind).error().code, Errc::malformed_packet);
   bad_kind[3] = std::byte{message_kind_max + 1};
   EXPECT_EQ(decode(bad_kind).error().code, Errc::malformed_packet);
+  Bytes bad_kind_bits = b;
+  bad_kind_bits[3] = std::byte{static_cast<int>(MessageKind::gossip) | 0x40};
+  EXPECT_EQ(decode(bad_kind_bits).error().code, Errc::malformed_packet);
   // The last byte is the state of the last update.
   Bytes bad_state = b;
   bad_state.back() = std::byte{3};
@@ -196,8 +285,8 @@ TEST(SwimCodec, random_packets_round_trip) {
     p.updates = random_updates(r, 5);
     const Bytes b = encode(p);
     std::size_t expected = encoded_size_without_lists(p);
-    for (const auto& u : p.feed) expected += encoded_size(u);
-    for (const auto& u : p.updates) expected += encoded_size(u);
+    for (const auto& u : p.feed) expected += encoded_size(u, p.cluster_id);
+    for (const auto& u : p.updates) expected += encoded_size(u, p.cluster_id);
     ASSERT_EQ(b.size(), expected);
     auto d = decode(b);
     ASSERT_TRUE(d.has_value()) << i;

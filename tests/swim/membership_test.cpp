@@ -562,7 +562,7 @@ TEST(Membership, other_cluster_and_member_id_are_isolated) {
 TEST(Membership, junk_and_own_packets_are_errors_without_state_change) {
   Harness h;
   Node& a = h.add(make_identity(1));
-  const Bytes junk{std::byte{1}, std::byte{0}};
+  const Bytes junk{std::byte{protocol_version}, std::byte{0}};
   EXPECT_EQ(a.m.handle_datagram(h.now(), junk, a.fx).error().code, Errc::malformed_packet);
   const Bytes big(packet_size_accept_max + 1, std::byte{1});
   EXPECT_EQ(a.m.handle_datagram(h.now(), big, a.fx).error().code, Errc::packet_too_large);

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <random>
 #include <thread>
@@ -208,7 +209,11 @@ class Agent final : public api::AdminService, public io::ApplySink {
       return 1;
     }
     core::spawn(ioc_.get_executor(), "reactor-heartbeat", reactor_heartbeat());
-    core::spawn(ioc_.get_executor(), "signals", signal_loop());
+    // Installed here, not in the coroutine (which starts only after this
+    // function returns): a SIGTERM right after "ready:" must be handled, not
+    // kill the process with the default action.
+    auto signals = std::make_shared<net::signal_set>(ioc_.get_executor(), SIGINT, SIGTERM, SIGHUP);
+    core::spawn(ioc_.get_executor(), "signals", signal_loop(std::move(signals)));
     log_->info("ready: pid={} api={} metrics={} admin={} db={} gossip={} watchdog_stall_ms={}", ::getpid(),
                fmt::join(http_.local_addresses(), ","), fmt::join(prometheus_.local_addresses(), ","),
                rc_.config.admin.uds_path, rc_.config.db.path, gossip_addr_,
@@ -891,10 +896,10 @@ class Agent final : public api::AdminService, public io::ApplySink {
     }
   }
 
-  net::awaitable<void> signal_loop() {
-    net::signal_set signals(co_await net::this_coro::executor, SIGINT, SIGTERM, SIGHUP);
+  // By value (CP.53): the set lives as long as the loop.
+  net::awaitable<void> signal_loop(std::shared_ptr<net::signal_set> signals) {
     while (!stopped_) {
-      auto [ec, sig] = co_await signals.async_wait(use_nothrow);
+      auto [ec, sig] = co_await signals->async_wait(use_nothrow);
       if (ec) co_return;
       if (sig == SIGHUP) {
         log_->info("SIGHUP: reloading");

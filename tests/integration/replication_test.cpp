@@ -262,11 +262,22 @@ TEST(Replication, the_tree_broadcast_reaches_each_of_8_members_once_through_forw
   }
   for (const auto& a : agents) EXPECT_TRUE(wait_until([&] { return count_rows(*a) == writes; }, 30s));
   double received = 0, sent = 0, forwarded = 0;
-  for (const auto& a : agents) {
-    received += metric(*a, "patina_broadcast_frames_received_total");
-    sent += metric(*a, "patina_broadcast_frames_sent_total");
-    forwarded += metric(*a, "patina_broadcast_tree_forwarded_total");
-  }
+  auto read_counters = [&] {
+    received = sent = forwarded = 0;
+    for (const auto& a : agents) {
+      received += metric(*a, "patina_broadcast_frames_received_total");
+      sent += metric(*a, "patina_broadcast_frames_sent_total");
+      forwarded += metric(*a, "patina_broadcast_tree_forwarded_total");
+    }
+  };
+  // A frame counts as sent when its stream is acknowledged, which can come
+  // after the receiver applied it; more than 7 per write would be a repeat.
+  wait_until(
+      [&] {
+        read_counters();
+        return sent >= writes * 7.0;
+      },
+      10s);
   EXPECT_EQ(received, writes * 7.0);
   EXPECT_EQ(sent, writes * 7.0);
   EXPECT_GT(forwarded, 0);

@@ -79,7 +79,7 @@ struct Packet {
   MessageKind kind = MessageKind::gossip;
   Identity src;
   std::uint64_t src_incarnation = 0;
-  std::optional<Identity> dst;        ///< absent for announce (we only know an address)
+  std::optional<Identity> dst;        ///< absent for announce (we only know an address) and ack
   std::uint32_t probe_number = 0;     ///< when has_probe_number(kind)
   Identity other;                     ///< when has_other(kind)
   std::vector<MemberUpdate> feed;     ///< kind == feed only

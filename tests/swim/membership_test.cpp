@@ -179,6 +179,30 @@ TEST(Membership, probe_and_ack_measure_rtt) {
   EXPECT_EQ(view(a, b)->state, MemberState::alive);
 }
 
+// The ack is matched by probe number: it leaves out the prober's identity
+// (the bulk of an idle member's bytes is pings and acks).
+TEST(Membership, an_ack_names_no_destination_and_still_answers_the_probe) {
+  Harness h;
+  Node& a = h.add(make_identity(1));
+  Node& b = h.add(make_identity(2));
+  join(h, a, b);
+  ASSERT_TRUE(a.m.handle_timer(h.now(), timer::ProbeRandomMember{1}, a.fx).has_value());
+  auto pings = effects_of<SendTo>(a.fx);
+  ASSERT_EQ(pings.size(), 1u);
+  ASSERT_TRUE(decode(pings[0].payload)->dst.has_value());
+  b.fx.clear();
+  ASSERT_TRUE(b.m.handle_datagram(h.now(), pings[0].payload, b.fx).has_value());
+  auto acks = effects_of<SendTo>(b.fx);
+  ASSERT_EQ(acks.size(), 1u);
+  auto ack = decode(acks[0].payload);
+  ASSERT_TRUE(ack.has_value());
+  EXPECT_EQ(ack->kind, MessageKind::ack);
+  EXPECT_FALSE(ack->dst.has_value());
+  const auto acked = a.m.counters().probes_acked;
+  ASSERT_TRUE(a.m.handle_datagram(h.now(), acks[0].payload, a.fx).has_value());
+  EXPECT_EQ(a.m.counters().probes_acked, acked + 1);
+}
+
 TEST(Membership, indirect_probe_through_a_third_member_prevents_suspicion) {
   Harness h;
   Node& a = h.add(make_identity(1));

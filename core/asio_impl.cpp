@@ -27,10 +27,10 @@ extern "C" int __real_io_uring_queue_init(unsigned entries, io_uring* ring, unsi
 // carries the user_data of whatever last used its ring slot. Its completion
 // then reads as the completion of that earlier operation's queue: a pending
 // receive or wait is completed by mistake, and its real completion is lost
-// (a connection hangs). In a ring of N entries this starts after N
-// submissions: hours into an agent's life at Asio's 16,384, at once in a
-// test with a small ring. An entry handed out with user_data 0 completes as
-// Asio's "nothing to do".
+// (a connection hangs). In a ring of N entries this can start after N
+// submissions: at Asio's 16,384 later in an agent's life (its reactor uses
+// run(), so only cancels take this path), at once with a small ring. An
+// entry handed out with user_data 0 completes as Asio's "nothing to do".
 extern "C" io_uring_sqe* __wrap_io_uring_get_sqe(io_uring* ring) {
   io_uring_sqe* sqe = __real_io_uring_get_sqe(ring);
   if (sqe != nullptr) sqe->user_data = 0;

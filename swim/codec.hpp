@@ -10,9 +10,9 @@
 //   kind-specific body:
 //     ping, ack, indirect_*, forwarded_ack, ping_req:  var probe_number (u32)
 //     ping_req, indirect_ping, indirect_ack, forwarded_ack: Identity other
-//     feed:   var n, n × MemberUpdate
-//     announce: var len, len bytes of AddrDigest (members the sender knows)
-//   var n, n × MemberUpdate               (piggy-backed updates, every kind)
+//     feed:   u16 n, n × MemberUpdate
+//     announce: u16 len, len bytes of AddrDigest (members the sender knows)
+//   u16 n, n × MemberUpdate               (piggy-backed updates, every kind)
 //
 //   Identity     = 16 B id, u8 flags, addr, u64 ts,
 //                  [u16 cluster_id when flags & 0x08],

@@ -9,6 +9,9 @@
 #include "core/log.hpp"
 
 namespace patina::core {
+namespace {
+constexpr int busy_timeout_ms = 5000;
+}  // namespace
 
 Writer::Writer(WriterOptions options, Metrics& metrics, Watchdog& watchdog)
     : options_(std::move(options)),
@@ -19,7 +22,9 @@ Writer::Writer(WriterOptions options, Metrics& metrics, Watchdog& watchdog)
                                     {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024})),
       commit_seconds_(metrics.histogram("patina_writer_commit_seconds", "Duration of writer COMMITs")),
       jobs_ok_(metrics.counter("patina_writer_jobs_total", "Writer jobs run", {{"result", "ok"}})),
-      jobs_failed_(metrics.counter("patina_writer_jobs_total", "Writer jobs run", {{"result", "error"}})) {}
+      jobs_failed_(metrics.counter("patina_writer_jobs_total", "Writer jobs run", {{"result", "error"}})),
+      wal_restarts_(metrics.counter("patina_wal_checkpoints_total", "WAL checkpoints run off the writer",
+                                    {{"mode", "restart"}})) {}
 
 Writer::~Writer() { stop(); }
 
@@ -39,15 +44,17 @@ Result<void> Writer::start(std::function<Result<void>(Db&)> init) {
                              std::string("PRAGMA journal_size_limit = 1073741824"),
                              std::string("PRAGMA recursive_triggers = OFF"), std::string("PRAGMA temp_store = MEMORY"),
                              fmt::format("PRAGMA cache_size = {}", options_.cache_size_kib),
-                             std::string("PRAGMA busy_timeout = 5000"),
+                             fmt::format("PRAGMA busy_timeout = {}", busy_timeout_ms),
                              fmt::format("PRAGMA wal_autocheckpoint = {}", options_.wal_autocheckpoint_pages)}) {
     if (auto r = db_.exec(pragma); !r) return tl::unexpected(r.error());
   }
-  if (options_.on_wal_commit) {
+  if (options_.on_wal_commit || options_.wal_restart_frames > 0) {
     sqlite3_wal_hook(
         db_.get(),
-        [](void* self, sqlite3*, const char*, int) {
-          static_cast<Writer*>(self)->options_.on_wal_commit();
+        [](void* self, sqlite3*, const char*, int frames) {
+          auto* w = static_cast<Writer*>(self);
+          w->wal_frames_ = frames;
+          if (w->options_.on_wal_commit) w->options_.on_wal_commit();
           return SQLITE_OK;
         },
         this);
@@ -172,6 +179,7 @@ void Writer::run_loop() {
     } else {
       run_batch(std::move(job));
     }
+    restart_wal_if_long();
   }
   // Every accepted job has run. Checkpoint so the database file alone holds
   // everything and the WAL is empty for the next start or a plain copy.
@@ -182,6 +190,25 @@ void Writer::run_loop() {
   for (Stmt* s : {&begin_, &commit_, &rollback_, &savepoint_, &release_, &rollback_to_}) *s = Stmt();
   db_ = Db();
   log->info("writer stopped; database checkpointed and closed");
+}
+
+void Writer::restart_wal_if_long() {
+  if (options_.wal_restart_frames <= 0 || wal_frames_ <= options_.wal_restart_frames) return;
+  heartbeat_->begin_job("wal restart");
+  heartbeat_->set_grace(60000);  // I/O, not a stall
+  sqlite3_busy_timeout(db_.get(), static_cast<int>(options_.wal_restart_busy.count()));
+  int frames = 0, copied = 0;
+  int rc = sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_RESTART, &frames, &copied);
+  sqlite3_busy_timeout(db_.get(), busy_timeout_ms);
+  heartbeat_->set_grace(0);
+  heartbeat_->end_job();
+  if (rc == SQLITE_OK) {
+    wal_restarts_.inc();
+    wal_frames_ = 0;
+  } else if (rc != SQLITE_BUSY) {
+    log::get("db")->warn("WAL restart checkpoint failed: {}", sqlite3_errmsg(db_.get()));
+    wal_frames_ = 0;  // not before the next COMMIT says the WAL is still long
+  }
 }
 
 bool Writer::run_one(Job& job) {

@@ -60,6 +60,18 @@ struct WriterOptions {
   // (SQLite's WAL hook; set only with wal_autocheckpoint_pages = 0, whose
   // hook it replaces): how a Checkpointer learns there is work.
   std::function<void()> on_wal_commit;
+  // With the Checkpointer's PASSIVE checkpoints only, a writer that never
+  // pauses keeps the WAL from ever being complete, so SQLite never starts it
+  // over and it grows by every page written (363 MiB after a few minutes of
+  // bench/http_bench) up to perf.wal_threshold_mb. Once a COMMIT leaves more
+  // than this many frames in the WAL, the writer runs a RESTART checkpoint
+  // between two batches: the Checkpointer has already copied nearly all of
+  // them, and the writer holds the write lock anyway, so it costs the copy
+  // of the last few frames and an fsync; readers still on the WAL are waited
+  // for at most wal_restart_busy (then it is tried after a later batch).
+  // 0 = never.
+  int wal_restart_frames = 0;
+  std::chrono::milliseconds wal_restart_busy{10};
 };
 
 struct JobOptions {
@@ -136,6 +148,7 @@ class Writer {
   void run_loop();
   void run_batch(std::unique_ptr<Job> first);
   void run_standalone(std::unique_ptr<Job> job);
+  void restart_wal_if_long();
   std::unique_ptr<Job> pop_next(bool standalone_ok);
   bool run_one(Job& job);
   void check_fatal(const Error& e);
@@ -165,6 +178,8 @@ class Writer {
   Histogram& commit_seconds_;
   Counter& jobs_ok_;
   Counter& jobs_failed_;
+  Counter& wal_restarts_;
+  int wal_frames_ = 0;  // frames in the WAL after the last COMMIT (WAL hook)
 };
 
 template <class T, class Fn>

@@ -303,6 +303,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
     o.batch_time_max = std::chrono::milliseconds(c.perf.writer_batch_ms_max);
     o.wal_autocheckpoint_pages = 0;  // checkpointer_ does it off the writer
     o.on_wal_commit = [this] { checkpointer_.note_commit(); };
+    o.wal_restart_frames = 8192;  // 32 MiB of 4 KiB pages
     return o;
   }
   static io::ApplyBatchOptions apply_options(const core::Config& c) {

@@ -7,6 +7,9 @@
 #include <regex>
 #include <thread>
 
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+
 #include "core/checkpointer.hpp"
 #include "core/writer.hpp"
 #include "tests/core/coro_test_util.hpp"
@@ -142,6 +145,57 @@ TEST_F(CheckpointerTest, it_sleeps_until_the_writer_commits_and_then_checkpoints
   EXPECT_TRUE(eventually([&] { return metric(R"(patina_wal_checkpoints_total{mode="passive"})") > after_start; }));
   ckpt.stop();
   EXPECT_EQ(count_rows(), 55);
+}
+
+TEST_F(CheckpointerTest, under_writes_without_pause_the_writer_starts_the_wal_over_instead_of_growing_it) {
+  // Eight submitters keep the writer's queue full, so a commit lands while
+  // every PASSIVE checkpoint copies and none of them completes the WAL: the
+  // writer's RESTART checkpoints (WriterOptions::wal_restart_frames) are
+  // what keeps it short.
+  Checkpointer ckpt(CheckpointerOptions{.path = path_, .interval = std::chrono::milliseconds(5)}, metrics_);
+  writer_.reset();
+  WriterOptions o;
+  o.path = path_;
+  o.cache_size_kib = -2048;
+  o.wal_autocheckpoint_pages = 0;
+  o.on_wal_commit = [&ckpt] { ckpt.note_commit(); };
+  o.wal_restart_frames = 128;  // 512 KiB
+  writer_ = std::make_unique<Writer>(o, metrics_, watchdog_);
+  ASSERT_TRUE(writer_->start());
+  ASSERT_TRUE(ckpt.start());
+  constexpr int submitters = 8, rows_each = 400;
+  testing::run_coro([&](net::io_context& io) -> net::awaitable<void> {
+    int done = 0;
+    for (int s = 0; s < submitters; ++s) {
+      net::co_spawn(
+          io,
+          [&, s]() -> net::awaitable<void> {
+            for (int i = 0; i < rows_each; ++i) {
+              int id = s * rows_each + i;
+              auto r = co_await writer_->submit<int>("insert", [id](Db& db) -> Result<int> {
+                if (auto e = db.exec(fmt::format("INSERT INTO t (id, v) VALUES ({}, printf('%.3000c', 'x'))", id)); !e)
+                  return tl::unexpected(e.error());
+                return id;
+              });
+              EXPECT_TRUE(r);
+            }
+            ++done;
+          },
+          net::detached);
+    }
+    net::steady_timer t(io);
+    for (int i = 0; i < 6000 && done < submitters; ++i) {
+      t.expires_after(std::chrono::milliseconds(10));
+      co_await t.async_wait(net::use_awaitable);
+    }
+    EXPECT_EQ(done, submitters);
+  });
+  // 3,200 rows of 3 KB wrote about 40 MiB of frames (each batch rewrites
+  // its leaf pages); the WAL file stayed within a few restart lengths.
+  EXPECT_GE(metric(R"(patina_wal_checkpoints_total{mode="restart"})"), 1);
+  EXPECT_LT(wal_size(), 4u * 1024 * 1024);
+  ckpt.stop();
+  EXPECT_EQ(count_rows(), submitters * rows_each);
 }
 
 TEST_F(CheckpointerTest, stop_is_idempotent_and_a_missing_database_is_an_error_at_start) {

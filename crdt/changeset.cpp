@@ -63,8 +63,13 @@ Result<std::vector<Change>> query(CrrTables& tables, const SiteId& actor, const 
 
 Result<std::vector<Change>> changes_for_version(CrrTables& tables, const SiteId& actor,
                                                 std::int64_t version) {
-  return query(tables, actor, "c.db_version = ?1", "ORDER BY seq",
-               [&](sqlite3_stmt* s) { sqlite3_bind_int64(s, 1, version); });
+  // Sorted here rather than by SQLite: an ORDER BY builds a temporary b-tree
+  // per call, and this runs after every local commit (a fifth of a one-row
+  // API write's time on the writer went to this query with it).
+  auto rows = query(tables, actor, "c.db_version = ?1", "",
+                    [&](sqlite3_stmt* s) { sqlite3_bind_int64(s, 1, version); });
+  if (rows) std::sort(rows->begin(), rows->end(), [](const Change& a, const Change& b) { return a.seq < b.seq; });
+  return rows;
 }
 
 Result<std::vector<Change>> changes_since(CrrTables& tables, const SiteId& actor, std::int64_t after,

@@ -102,6 +102,17 @@ net::awaitable<void> Responder::end_stream() {
   if (ec) broken_ = true;
 }
 
+net::awaitable<void> Responder::whole_stream(http::status status, std::string body) {
+  responded_ = true;
+  status_ = static_cast<unsigned>(status);
+  http::response<http::string_body> res{status, version_};
+  res.keep_alive(keep_alive_);
+  res.body() = std::move(body);
+  res.chunked(true);  // no prepare_payload(): it would turn this into Content-Length
+  auto [ec, n] = co_await http::async_write(stream_, res, use_nothrow);
+  if (ec) broken_ = true;
+}
+
 // ---- HttpServer ----------------------------------------------------------
 
 HttpServer::HttpServer(net::any_io_executor ex, HttpOptions options, core::Metrics& metrics)

@@ -47,6 +47,8 @@ class Responder {
                                             std::vector<std::pair<std::string, std::string>> headers = {});
   boost::asio::awaitable<bool> chunk(std::string_view data);
   boost::asio::awaitable<void> end_stream();
+  // The same chunked stream when all of it is at hand: one write.
+  boost::asio::awaitable<void> whole_stream(http::status status, std::string body);
 
   // A streaming handler stops counting against its route's concurrency
   // limit once its stream has begun (a subscription lives for hours).

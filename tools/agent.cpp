@@ -22,6 +22,7 @@
 #include "api/admin_server.hpp"
 #include "api/http_server.hpp"
 #include "api/routes.hpp"
+#include "api/sql_functions.hpp"
 #include "api/sub_routes.hpp"
 #include "api/subscriptions.hpp"
 #include "api/update_feeds.hpp"
@@ -1027,6 +1028,7 @@ int run_agent(const GlobalOptions& options) {
     return 2;
   }
   core::log::init(rc->config.log.format, rc->config.log.colors && ::isatty(2));
+  api::register_sql_functions_for_every_connection();  // before the first connection opens
   auto filter = Agent::initial_filter(rc->config.log);
   if (auto r = core::log::set_filter(filter); !r) {
     fmt::print(stderr, "patina: config error: log filter '{}': {}\n", filter, r.error().message);

@@ -109,6 +109,33 @@ TEST_F(Api, every_statement_form_and_parameter_type_round_trips) {
   EXPECT_TRUE(events[6].at("eoq").at("time").is_double());
 }
 
+TEST_F(Api, corrosions_sql_functions_work_in_writes_and_queries) {
+  auto w = post("/v1/transactions",
+                R"J(["INSERT INTO tests (id, text) SELECT value, 'row ' || value FROM generate_series(1001, 1100)"])J");
+  ASSERT_EQ(w.status, 200) << w.body;
+  EXPECT_EQ(parse(w.body).at("results").as_array()[0].at("rows_affected").as_int64(), 100);
+  auto q = post("/v1/queries", R"J("SELECT count(*), min(id), max(id) FROM tests WHERE id BETWEEN 1001 AND 1100")J");
+  ASSERT_EQ(q.status, 200) << q.body;
+  EXPECT_EQ(json::serialize(q.ndjson().at(1).at("row").as_array()[1]), "[100,1001,1100]");
+
+  auto j = post("/v1/transactions", R"J([
+    ["INSERT INTO tests (id, text) VALUES (?, ?)", [1201, "{\"app\": \"web\", \"region\": \"ams\", \"meta\": {\"v\": 1, \"w\": 2}}"]],
+    ["INSERT INTO tests (id, text) VALUES (?, ?)", [1202, "{\"app\": \"db\", \"region\": \"ams\"}"]]
+  ])J");
+  ASSERT_EQ(j.status, 200) << j.body;
+  auto sel = post("/v1/queries", R"J(["SELECT id FROM tests WHERE id IN (1201, 1202) AND corro_json_contains(?, text) ORDER BY id",
+                                      ["{\"region\": \"ams\", \"meta\": {\"v\": 1}}"]])J");
+  ASSERT_EQ(sel.status, 200) << sel.body;
+  auto events = sel.ndjson();
+  ASSERT_EQ(events.size(), 3u) << sel.body;
+  EXPECT_EQ(json::serialize(events[1].at("row").as_array()[1]), "[1201]");
+
+  // Invalid JSON is an error in the stream, as Corrosion's function raises one.
+  auto bad = post("/v1/queries", R"J("SELECT corro_json_contains('{', '{}')")J");
+  ASSERT_EQ(bad.status, 200) << bad.body;
+  EXPECT_NE(bad.body.find("not valid JSON"), std::string::npos) << bad.body;
+}
+
 TEST_F(Api, client_errors_get_clear_status_codes_and_json_bodies) {
   auto malformed = post("/v1/transactions", "[\"INSERT INTO tests");
   EXPECT_EQ(malformed.status, 400);

@@ -120,7 +120,11 @@ int series_filter(sqlite3_vtab_cursor* base, int mask, const char*, int argc, sq
   cur->step = step;
   if (start > stop) return SQLITE_OK;
   const __int128 span = static_cast<__int128>(stop) - start;
-  cur->count = static_cast<std::int64_t>(span / step + 1);
+  // Up to 2^64 values (the whole range by 1): more than anyone reads, but
+  // the count must not wrap to zero.
+  const __int128 count = span / step + 1;
+  cur->count = count > std::numeric_limits<std::int64_t>::max() ? std::numeric_limits<std::int64_t>::max()
+                                                                  : static_cast<std::int64_t>(count);
   return SQLITE_OK;
 }
 

@@ -57,6 +57,11 @@ TEST_F(SqlFunctions, generate_series_counts_from_start_to_stop_by_step) {
   EXPECT_EQ(rows("SELECT value FROM generate_series(9223372036854775806, 9223372036854775807)"),
             (V{"9223372036854775806", "9223372036854775807"}));
   EXPECT_EQ(rows("SELECT count(*) FROM generate_series(9223372036854775800, 9223372036854775807, 5)"), V{"2"});
+  EXPECT_EQ(rows("SELECT value FROM generate_series(-9223372036854775808, 9223372036854775807) LIMIT 2"),
+            (V{"-9223372036854775808", "-9223372036854775807"}));
+  EXPECT_EQ(rows("SELECT value FROM generate_series(-9223372036854775808, 9223372036854775807, "
+                 "-9223372036854775808) "),
+            (V{"9223372036854775806", "-1", "-9223372036854775808"}));
 }
 
 TEST_F(SqlFunctions, generate_series_takes_its_arguments_as_hidden_columns_and_joins) {

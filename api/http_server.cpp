@@ -193,10 +193,17 @@ HttpServer::RouteState* HttpServer::find_route(const Request& request, bool& pat
 }
 
 void HttpServer::observe(const std::string& route, unsigned status, std::chrono::steady_clock::time_point started) {
-  core::Labels labels{{"route", route}, {"status", std::to_string(status)}};
-  metrics_.counter("patina_http_requests_total", "HTTP requests by route and status", labels).inc();
-  metrics_.histogram("patina_http_request_seconds", "HTTP request latency by route and status", labels)
-      .observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  auto& by_route = observed_[status];
+  auto it = by_route.find(std::string_view(route));
+  if (it == by_route.end()) {
+    core::Labels labels{{"route", route}, {"status", std::to_string(status)}};
+    auto* count = &metrics_.counter("patina_http_requests_total", "HTTP requests by route and status", labels);
+    auto* latency =
+        &metrics_.histogram("patina_http_request_seconds", "HTTP request latency by route and status", labels);
+    it = by_route.emplace(route, std::pair{count, latency}).first;
+  }
+  it->second.first->inc();
+  it->second.second->observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
 }
 
 namespace {

@@ -6,6 +6,8 @@
 // Starts build/patina on a scratch directory with ephemeral ports, then:
 //   - single-row transactions at 1, 16 and 64 keep-alive connections
 //   - point-read queries at 16 connections
+//   - the write and read scenarios again with wrk (`apt install wrk`), whose
+//     two epoll threads leave more of the machine to the agent
 //   - raw SQLite: one row per transaction, and 64 rows per transaction
 // Prints transactions/s and p50/p99 latency. Targets (issue 4): >= 40,000
 // single-row transactions/s at 64 connections with p99 <= 10 ms.
@@ -16,6 +18,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -72,6 +75,59 @@ Figures load(const std::string& addr, int connections, double seconds, bool writ
     f.p50_ms = all[all.size() / 2];
     f.p99_ms = all[std::min(all.size() - 1, all.size() * 99 / 100)];
   }
+  return f;
+}
+
+// The same scenarios driven by wrk (Debian package `wrk`, if installed): an
+// epoll client in two threads, so less of the machine goes to the load
+// generator than with one blocking thread per connection above.
+constexpr const char* wrk_write_script = R"LUA(
+local n = 0
+function setup(thread)
+  thread:set("base", BASE + thread_count * 100000000)
+  thread_count = thread_count + 1
+end
+thread_count = 0
+request = function()
+  n = n + 1
+  local body = string.format('[["INSERT INTO bench (id, v) VALUES (?, \'x\')", [%d]]]', base + n)
+  return wrk.format("POST", "/v1/transactions", {["Content-Type"] = "application/json"}, body)
+end
+)LUA";
+
+constexpr const char* wrk_read_script = R"LUA(
+local n = 0
+request = function()
+  n = n + 1
+  local body = string.format('["SELECT id, v FROM bench WHERE id = ?", [%d]]', n % 1000 + 1)
+  return wrk.format("POST", "/v1/queries", {["Content-Type"] = "application/json"}, body)
+end
+)LUA";
+
+// Milliseconds from wrk's "50%    1.23ms" (or us / s) line.
+double wrk_ms(const std::string& out, const std::string& label) {
+  auto at = out.find(label);
+  if (at == std::string::npos) return -1;
+  std::size_t end = 0;
+  double v = std::stod(out.substr(at + label.size()), &end);
+  std::string unit = out.substr(at + label.size() + end, 2);
+  return unit == "us" ? v / 1000 : unit == "ms" ? v : v * 1000;
+}
+
+std::optional<Figures> wrk_load(const testing::ScratchDir& dir, const std::string& addr, int connections,
+                                double seconds, const std::string& script) {
+  auto r = testing::run_command({"wrk", "-t2", fmt::format("-c{}", connections), fmt::format("-d{}s", seconds),
+                                 "--latency", "-s", script, "http://" + addr},
+                                dir.path(), std::chrono::seconds(static_cast<int>(seconds) + 30));
+  if (r.exit_code != 0) return std::nullopt;
+  Figures f;
+  auto rps = r.out.find("Requests/sec:");
+  if (rps == std::string::npos) return std::nullopt;
+  f.per_second = std::stod(r.out.substr(rps + 13));
+  f.p50_ms = wrk_ms(r.out, " 50%");
+  f.p99_ms = wrk_ms(r.out, " 99%");
+  if (auto bad = r.out.find("Non-2xx or 3xx responses:"); bad != std::string::npos)
+    f.errors = std::stoul(r.out.substr(bad + 26));
   return f;
 }
 
@@ -137,6 +193,26 @@ filter = "warn,agent=info"
   auto reads = load(addr, 16, seconds, false, next_id);
   fmt::print("{:<40} {:>12.0f} {:>9.2f} {:>9.2f} {:>7}\n", "point-read queries, 16 conns", reads.per_second,
              reads.p50_ms, reads.p99_ms, reads.errors);
+  if (testing::run_command({"wrk", "--version"}, dir.path()).out.find("wrk ") != std::string::npos) {
+    dir.write("reads.lua", wrk_read_script);
+    for (int conns : {2, 16, 64}) {
+      // Ids above every id written so far: a range per run and per wrk thread.
+      std::string writes = wrk_write_script;
+      writes.replace(writes.find("BASE"), 4, std::to_string(next_id.load() + std::int64_t{conns} * 1'000'000'000));
+      dir.write("writes.lua", writes);
+      if (auto f = wrk_load(dir, addr, conns, seconds, dir.file("writes.lua"))) {
+        fmt::print("{:<40} {:>12.0f} {:>9.2f} {:>9.2f} {:>7}\n",
+                   fmt::format("wrk: single-row transactions, {} conns", conns), f->per_second, f->p50_ms, f->p99_ms,
+                   f->errors);
+      }
+    }
+    if (auto f = wrk_load(dir, addr, 16, seconds, dir.file("reads.lua"))) {
+      fmt::print("{:<40} {:>12.0f} {:>9.2f} {:>9.2f} {:>7}\n", "wrk: point-read queries, 16 conns", f->per_second,
+                 f->p50_ms, f->p99_ms, f->errors);
+    }
+  } else {
+    fmt::print("(wrk not installed: apt install wrk for the same scenarios with an epoll load generator)\n");
+  }
   agent.signal(SIGTERM);
   agent.wait_exit();
 

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -24,7 +25,9 @@ Writer::Writer(WriterOptions options, Metrics& metrics, Watchdog& watchdog)
       jobs_ok_(metrics.counter("patina_writer_jobs_total", "Writer jobs run", {{"result", "ok"}})),
       jobs_failed_(metrics.counter("patina_writer_jobs_total", "Writer jobs run", {{"result", "error"}})),
       wal_restarts_(metrics.counter("patina_wal_checkpoints_total", "WAL checkpoints run off the writer",
-                                    {{"mode", "restart"}})) {}
+                                    {{"mode", "restart"}})),
+      wal_restarts_busy_(metrics.counter("patina_wal_restarts_busy_total",
+                                         "WAL restart checkpoints given up because readers still used the WAL")) {}
 
 Writer::~Writer() { stop(); }
 
@@ -194,6 +197,8 @@ void Writer::run_loop() {
 
 void Writer::restart_wal_if_long() {
   if (options_.wal_restart_frames <= 0 || wal_frames_ <= options_.wal_restart_frames) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < wal_restart_not_before_) return;
   heartbeat_->begin_job("wal restart");
   heartbeat_->set_grace(60000);  // I/O, not a stall
   sqlite3_busy_timeout(db_.get(), static_cast<int>(options_.wal_restart_busy.count()));
@@ -205,7 +210,13 @@ void Writer::restart_wal_if_long() {
   if (rc == SQLITE_OK) {
     wal_restarts_.inc();
     wal_frames_ = 0;
-  } else if (rc != SQLITE_BUSY) {
+    wal_restart_backoff_ = std::chrono::milliseconds(0);
+  } else if (rc == SQLITE_BUSY) {
+    wal_restarts_busy_.inc();
+    wal_restart_backoff_ = std::clamp(wal_restart_backoff_ * 2, options_.wal_restart_backoff_min,
+                                      options_.wal_restart_backoff_max);
+    wal_restart_not_before_ = now + wal_restart_backoff_;
+  } else {
     log::get("db")->warn("WAL restart checkpoint failed: {}", sqlite3_errmsg(db_.get()));
     wal_frames_ = 0;  // not before the next COMMIT says the WAL is still long
   }

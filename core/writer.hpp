@@ -68,10 +68,15 @@ struct WriterOptions {
   // between two batches: the Checkpointer has already copied nearly all of
   // them, and the writer holds the write lock anyway, so it costs the copy
   // of the last few frames and an fsync; readers still on the WAL are waited
-  // for at most wal_restart_busy (then it is tried after a later batch).
-  // 0 = never.
+  // for at most wal_restart_busy. After a wait in vain (the Checkpointer was
+  // copying, or a long query holds its snapshot) the next try comes after a
+  // backoff that doubles from wal_restart_backoff_min up to _max while
+  // tries keep failing, so a long reader costs the writer one short wait a
+  // second, not one a batch. 0 = never.
   int wal_restart_frames = 0;
   std::chrono::milliseconds wal_restart_busy{10};
+  std::chrono::milliseconds wal_restart_backoff_min{10};
+  std::chrono::milliseconds wal_restart_backoff_max{1000};
 };
 
 struct JobOptions {
@@ -179,7 +184,10 @@ class Writer {
   Counter& jobs_ok_;
   Counter& jobs_failed_;
   Counter& wal_restarts_;
+  Counter& wal_restarts_busy_;
   int wal_frames_ = 0;  // frames in the WAL after the last COMMIT (WAL hook)
+  std::chrono::steady_clock::time_point wal_restart_not_before_{};
+  std::chrono::milliseconds wal_restart_backoff_{0};
 };
 
 template <class T, class Fn>

@@ -27,13 +27,22 @@ class CheckpointerTest : public ::testing::Test {
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     path_ = (dir_ / "state.db").string();
+    writer_ = std::make_unique<Writer>(writer_options(), metrics_, watchdog_);
+    auto r = writer_->start([](Db& db) { return db.exec("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)"); });
+    ASSERT_TRUE(r) << r.error().message;
+  }
+  // The writer the agent runs beside a Checkpointer: no automatic checkpoint.
+  WriterOptions writer_options() {
     WriterOptions o;
     o.path = path_;
     o.cache_size_kib = -2048;
     o.wal_autocheckpoint_pages = 0;
-    writer_ = std::make_unique<Writer>(o, metrics_, watchdog_);
-    auto r = writer_->start([](Db& db) { return db.exec("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)"); });
-    ASSERT_TRUE(r) << r.error().message;
+    return o;
+  }
+  void reopen_writer(WriterOptions o) {
+    writer_.reset();
+    writer_ = std::make_unique<Writer>(std::move(o), metrics_, watchdog_);
+    ASSERT_TRUE(writer_->start());
   }
   void TearDown() override {
     writer_.reset();
@@ -125,14 +134,9 @@ TEST_F(CheckpointerTest, it_sleeps_until_the_writer_commits_and_then_checkpoints
   write_rows(0, 50);
   Checkpointer ckpt(CheckpointerOptions{.path = path_, .interval = std::chrono::milliseconds(10)}, metrics_);
   // The writer's WAL hook tells it about commits (the agent's wiring).
-  writer_.reset();
-  WriterOptions o;
-  o.path = path_;
-  o.cache_size_kib = -2048;
-  o.wal_autocheckpoint_pages = 0;
+  WriterOptions o = writer_options();
   o.on_wal_commit = [&ckpt] { ckpt.note_commit(); };
-  writer_ = std::make_unique<Writer>(o, metrics_, watchdog_);
-  ASSERT_TRUE(writer_->start());
+  reopen_writer(std::move(o));
   ASSERT_TRUE(ckpt.start());
   // The WAL left from before start is checkpointed once...
   ASSERT_TRUE(eventually([&] { return metric(R"(patina_wal_checkpoints_total{mode="passive"})") >= 1; }));
@@ -153,14 +157,9 @@ TEST_F(CheckpointerTest, under_writes_without_pause_the_writer_starts_the_wal_ov
   // complete one). The writer's own RESTART checkpoints keep it short; the
   // Checkpointer is left out so that nothing contends for the checkpoint
   // lock and the bound below holds on any machine.
-  writer_.reset();
-  WriterOptions o;
-  o.path = path_;
-  o.cache_size_kib = -2048;
-  o.wal_autocheckpoint_pages = 0;
+  WriterOptions o = writer_options();
   o.wal_restart_frames = 128;  // 512 KiB
-  writer_ = std::make_unique<Writer>(o, metrics_, watchdog_);
-  ASSERT_TRUE(writer_->start());
+  reopen_writer(std::move(o));
   constexpr int submitters = 8, rows_each = 400;
   testing::run_coro([&](net::io_context& io) -> net::awaitable<void> {
     int done = 0;
@@ -197,17 +196,12 @@ TEST_F(CheckpointerTest, under_writes_without_pause_the_writer_starts_the_wal_ov
 }
 
 TEST_F(CheckpointerTest, a_reader_holding_the_wal_costs_the_writer_one_restart_attempt_per_backoff_not_one_per_batch) {
-  writer_.reset();
-  WriterOptions o;
-  o.path = path_;
-  o.cache_size_kib = -2048;
-  o.wal_autocheckpoint_pages = 0;
+  WriterOptions o = writer_options();
   o.wal_restart_frames = 16;
   o.wal_restart_busy = std::chrono::milliseconds(1);
   o.wal_restart_backoff_min = std::chrono::hours(1);
   o.wal_restart_backoff_max = std::chrono::hours(1);
-  writer_ = std::make_unique<Writer>(o, metrics_, watchdog_);
-  ASSERT_TRUE(writer_->start());
+  reopen_writer(std::move(o));
   // A reader in the middle of a long query: its snapshot pins the WAL.
   auto reader = Db::open(path_, Db::Mode::read_only);
   ASSERT_TRUE(reader);

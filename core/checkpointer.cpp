@@ -20,9 +20,9 @@ std::uint64_t file_size(const std::string& path) {
 
 Checkpointer::Checkpointer(CheckpointerOptions options, Metrics& metrics)
     : options_(std::move(options)),
-      passive_(metrics.counter("patina_wal_checkpoints_total", "WAL checkpoints run off the writer",
+      passive_(metrics.counter("patina_wal_checkpoints_total", "WAL checkpoints by mode (restart: by the writer between batches; the others: by the checkpointer thread)",
                                {{"mode", "passive"}})),
-      truncated_(metrics.counter("patina_wal_checkpoints_total", "WAL checkpoints run off the writer",
+      truncated_(metrics.counter("patina_wal_checkpoints_total", "WAL checkpoints by mode (restart: by the writer between batches; the others: by the checkpointer thread)",
                                  {{"mode", "truncate"}})),
       failures_(metrics.counter("patina_wal_checkpoint_failures_total", "WAL checkpoints that failed")),
       seconds_(metrics.histogram("patina_wal_checkpoint_seconds", "Time per WAL checkpoint that copied pages")) {}

@@ -24,10 +24,10 @@ Writer::Writer(WriterOptions options, Metrics& metrics, Watchdog& watchdog)
       commit_seconds_(metrics.histogram("patina_writer_commit_seconds", "Duration of writer COMMITs")),
       jobs_ok_(metrics.counter("patina_writer_jobs_total", "Writer jobs run", {{"result", "ok"}})),
       jobs_failed_(metrics.counter("patina_writer_jobs_total", "Writer jobs run", {{"result", "error"}})),
-      wal_restarts_(metrics.counter("patina_wal_checkpoints_total", "WAL checkpoints run off the writer",
+      wal_restarts_(metrics.counter("patina_wal_checkpoints_total", "WAL checkpoints by mode (restart: by the writer between batches; the others: by the checkpointer thread)",
                                     {{"mode", "restart"}})),
       wal_restarts_busy_(metrics.counter("patina_wal_restarts_busy_total",
-                                         "WAL restart checkpoints given up because readers still used the WAL")) {}
+                                         "WAL restart checkpoints that found readers or the checkpointer in the way (tried again after a backoff)")) {}
 
 Writer::~Writer() { stop(); }
 
@@ -51,7 +51,9 @@ Result<void> Writer::start(std::function<Result<void>(Db&)> init) {
                              fmt::format("PRAGMA wal_autocheckpoint = {}", options_.wal_autocheckpoint_pages)}) {
     if (auto r = db_.exec(pragma); !r) return tl::unexpected(r.error());
   }
-  if (options_.on_wal_commit || options_.wal_restart_frames > 0) {
+  // A WAL hook replaces SQLite's automatic checkpoint: the restart needs
+  // wal_autocheckpoint_pages = 0 (with it on, the WAL starts over anyway).
+  if (options_.on_wal_commit || (options_.wal_restart_frames > 0 && options_.wal_autocheckpoint_pages == 0)) {
     sqlite3_wal_hook(
         db_.get(),
         [](void* self, sqlite3*, const char*, int frames) {

@@ -72,7 +72,8 @@ struct WriterOptions {
   // copying, or a long query holds its snapshot) the next try comes after a
   // backoff that doubles from wal_restart_backoff_min up to _max while
   // tries keep failing, so a long reader costs the writer one short wait a
-  // second, not one a batch. 0 = never.
+  // second, not one a batch. Only with wal_autocheckpoint_pages = 0 (SQLite's
+  // own checkpoint restarts the WAL otherwise). 0 = never.
   int wal_restart_frames = 0;
   std::chrono::milliseconds wal_restart_busy{10};
   std::chrono::milliseconds wal_restart_backoff_min{10};

@@ -52,17 +52,21 @@ int series_disconnect(sqlite3_vtab* tab) {
 // impossible (SQLITE_CONSTRAINT), so SQLite never runs it with a default.
 int series_best_index(sqlite3_vtab* tab, sqlite3_index_info* info) {
   int use[3] = {-1, -1, -1};
-  bool unusable = false;
+  bool unusable[3] = {false, false, false};
   for (int i = 0; i < info->nConstraint; ++i) {
     const auto& c = info->aConstraint[i];
     if (c.iColumn < col_start) continue;
     const int which = c.iColumn - col_start;
     if (!c.usable) {
-      unusable = true;
+      unusable[which] = true;
       continue;
     }
     if (c.op == SQLITE_INDEX_CONSTRAINT_EQ) use[which] = i;
   }
+  // An argument that is given but not available in this plan (a join's
+  // other side supplies it): only plans that have it may run.
+  for (int which = 0; which < 3; ++which)
+    if (unusable[which] && use[which] < 0) return SQLITE_CONSTRAINT;
   int argv = 0;
   int mask = 0;
   for (int which = 0; which < 3; ++which) {
@@ -71,7 +75,6 @@ int series_best_index(sqlite3_vtab* tab, sqlite3_index_info* info) {
     info->aConstraintUsage[use[which]].omit = 1;
     mask |= 1 << which;
   }
-  if (unusable && (mask & 1) == 0) return SQLITE_CONSTRAINT;
   info->idxNum = mask;
   if ((mask & 3) == 3) {
     info->estimatedCost = 2.0;

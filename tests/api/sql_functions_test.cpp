@@ -72,6 +72,13 @@ TEST_F(SqlFunctions, generate_series_takes_its_arguments_as_hidden_columns_and_j
             (V{"10", "20", "20", "40"}));
   // Correlated: the inner series' bound comes from the outer row.
   EXPECT_EQ(rows("SELECT count(*) FROM generate_series(1, 3) a, generate_series(1, a.value) b"), V{"6"});
+  EXPECT_EQ(rows("SELECT group_concat(b.value) FROM generate_series(1, 3) a, generate_series(a.value, 3) b "
+                 "WHERE a.value = 2"),
+            V{"2,3"});
+  // Arguments as join constraints: for a = 1..4, series(1, 2a, a) holds 1, 1+a, 1+2a up to 2a: 2 + 2 + 2 + 2.
+  EXPECT_EQ(rows("SELECT count(*) FROM generate_series(1, 4) a JOIN generate_series b "
+                 "ON b.start = 1 AND b.stop = 2 * a.value AND b.step = a.value"),
+            V{"8"});
   EXPECT_EQ(rows("SELECT sum(value) FROM generate_series(1, 100)"), V{"5050"});
 }
 

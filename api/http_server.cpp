@@ -194,7 +194,7 @@ HttpServer::RouteState* HttpServer::find_route(const Request& request, bool& pat
 
 void HttpServer::observe(const std::string& route, unsigned status, std::chrono::steady_clock::time_point started) {
   auto& by_route = observed_[status];
-  auto it = by_route.find(std::string_view(route));
+  auto it = by_route.find(route);
   if (it == by_route.end()) {
     core::Labels labels{{"route", route}, {"status", std::to_string(status)}};
     auto* count = &metrics_.counter("patina_http_requests_total", "HTTP requests by route and status", labels);

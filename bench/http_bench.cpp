@@ -78,6 +78,10 @@ Figures load(const std::string& addr, int connections, double seconds, bool writ
   return f;
 }
 
+void print_row(const std::string& scenario, const Figures& f) {
+  fmt::print("{:<40} {:>12.0f} {:>9.2f} {:>9.2f} {:>7}\n", scenario, f.per_second, f.p50_ms, f.p99_ms, f.errors);
+}
+
 // The same scenarios driven by wrk (Debian package `wrk`, if installed): an
 // epoll client in two threads, so less of the machine goes to the load
 // generator than with one blocking thread per connection above.
@@ -187,12 +191,10 @@ filter = "warn,agent=info"
   std::atomic<std::int64_t> next_id{1};
   for (int conns : {1, 16, 64}) {
     auto f = load(addr, conns, seconds, true, next_id);
-    fmt::print("{:<40} {:>12.0f} {:>9.2f} {:>9.2f} {:>7}\n", fmt::format("single-row transactions, {} conns", conns),
-               f.per_second, f.p50_ms, f.p99_ms, f.errors);
+    print_row(fmt::format("single-row transactions, {} conns", conns), f);
   }
   auto reads = load(addr, 16, seconds, false, next_id);
-  fmt::print("{:<40} {:>12.0f} {:>9.2f} {:>9.2f} {:>7}\n", "point-read queries, 16 conns", reads.per_second,
-             reads.p50_ms, reads.p99_ms, reads.errors);
+  print_row("point-read queries, 16 conns", reads);
   if (testing::run_command({"wrk", "--version"}, dir.path()).out.find("wrk ") != std::string::npos) {
     dir.write("reads.lua", wrk_read_script);
     for (int conns : {2, 16, 64}) {
@@ -201,14 +203,11 @@ filter = "warn,agent=info"
       writes.replace(writes.find("BASE"), 4, std::to_string(next_id.load() + std::int64_t{conns} * 1'000'000'000));
       dir.write("writes.lua", writes);
       if (auto f = wrk_load(dir, addr, conns, seconds, dir.file("writes.lua"))) {
-        fmt::print("{:<40} {:>12.0f} {:>9.2f} {:>9.2f} {:>7}\n",
-                   fmt::format("wrk: single-row transactions, {} conns", conns), f->per_second, f->p50_ms, f->p99_ms,
-                   f->errors);
+        print_row(fmt::format("wrk: single-row transactions, {} conns", conns), *f);
       }
     }
     if (auto f = wrk_load(dir, addr, 16, seconds, dir.file("reads.lua"))) {
-      fmt::print("{:<40} {:>12.0f} {:>9.2f} {:>9.2f} {:>7}\n", "wrk: point-read queries, 16 conns", f->per_second,
-                 f->p50_ms, f->p99_ms, f->errors);
+      print_row("wrk: point-read queries, 16 conns", *f);
     }
   } else {
     fmt::print("(wrk not installed: apt install wrk for the same scenarios with an epoll load generator)\n");

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "core/log.hpp"
+#include "core/writer.hpp"
 
 namespace patina::core {
 namespace {
@@ -20,9 +21,9 @@ std::uint64_t file_size(const std::string& path) {
 
 Checkpointer::Checkpointer(CheckpointerOptions options, Metrics& metrics)
     : options_(std::move(options)),
-      passive_(metrics.counter("patina_wal_checkpoints_total", "WAL checkpoints by mode (restart: by the writer between batches; the others: by the checkpointer thread)",
+      passive_(metrics.counter("patina_wal_checkpoints_total", wal_checkpoints_metric_help,
                                {{"mode", "passive"}})),
-      truncated_(metrics.counter("patina_wal_checkpoints_total", "WAL checkpoints by mode (restart: by the writer between batches; the others: by the checkpointer thread)",
+      truncated_(metrics.counter("patina_wal_checkpoints_total", wal_checkpoints_metric_help,
                                  {{"mode", "truncate"}})),
       failures_(metrics.counter("patina_wal_checkpoint_failures_total", "WAL checkpoints that failed")),
       seconds_(metrics.histogram("patina_wal_checkpoint_seconds", "Time per WAL checkpoint that copied pages")) {}

@@ -24,10 +24,11 @@ Writer::Writer(WriterOptions options, Metrics& metrics, Watchdog& watchdog)
       commit_seconds_(metrics.histogram("patina_writer_commit_seconds", "Duration of writer COMMITs")),
       jobs_ok_(metrics.counter("patina_writer_jobs_total", "Writer jobs run", {{"result", "ok"}})),
       jobs_failed_(metrics.counter("patina_writer_jobs_total", "Writer jobs run", {{"result", "error"}})),
-      wal_restarts_(metrics.counter("patina_wal_checkpoints_total", "WAL checkpoints by mode (restart: by the writer between batches; the others: by the checkpointer thread)",
+      wal_restarts_(metrics.counter("patina_wal_checkpoints_total", wal_checkpoints_metric_help,
                                     {{"mode", "restart"}})),
-      wal_restarts_busy_(metrics.counter("patina_wal_restarts_busy_total",
-                                         "WAL restart checkpoints that found readers or the checkpointer in the way (tried again after a backoff)")) {}
+      wal_restarts_busy_(metrics.counter(
+          "patina_wal_restarts_busy_total",
+          "WAL restart checkpoints that found readers or the checkpointer in the way (tried again after a backoff)")) {}
 
 Writer::~Writer() { stop(); }
 

@@ -80,6 +80,11 @@ struct WriterOptions {
   std::chrono::milliseconds wal_restart_backoff_max{1000};
 };
 
+// Help text of patina_wal_checkpoints_total, whose series the Writer
+// (mode="restart") and the Checkpointer (the other modes) both register.
+inline constexpr const char* wal_checkpoints_metric_help =
+    "WAL checkpoints by mode (restart: by the writer between batches; the others: by the checkpointer thread)";
+
 struct JobOptions {
   std::optional<std::chrono::milliseconds> timeout;
   bool standalone = false;  // run outside any transaction, alone

@@ -5,6 +5,7 @@
 // that fails is rolled back by the writer together with its bookkeeping.
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -13,6 +14,7 @@
 #include "core/result.hpp"
 #include "core/sqlite.hpp"
 #include "crdt/changeset.hpp"
+#include "crdt/merge.hpp"
 
 namespace patina::api {
 
@@ -33,8 +35,11 @@ class LocalStore {
   // nullopt when it may.
   virtual std::optional<std::string> refuse_write(std::string_view table) const = 0;
 
-  // Applies schema statements with the rules of schema files.
-  virtual Result<void> migrate(core::Db& db, const std::vector<std::string>& statements) = 0;
+  // Applies schema statements with the rules of schema files, then merges
+  // the versions from peers that waited for them (a table or column this
+  // node lacked): the rows those changed, table -> packed pks.
+  virtual Result<std::map<std::string, crdt::PkSet>> migrate(core::Db& db,
+                                                             const std::vector<std::string>& statements) = 0;
 
   // This node's actor id, 32 lowercase hex digits. Any thread.
   virtual std::string actor_id() const = 0;

@@ -624,11 +624,9 @@ net::awaitable<void> ApiRoutes::Handlers::migrations_route(Request& req, Respond
     co_return;
   }
   LocalStore* store = &ctx.store;
-  auto job = [statements, store](core::Db& db) -> Result<int> {
-    if (auto m = store->migrate(db, statements); !m) return tl::unexpected(m.error());
-    return 0;
-  };
-  auto r = co_await ctx.writer.submit<int>("api migrations", std::move(job));
+  using Rows = std::map<std::string, crdt::PkSet>;
+  auto job = [statements, store](core::Db& db) -> Result<Rows> { return store->migrate(db, statements); };
+  auto r = co_await ctx.writer.submit<Rows>("api migrations", std::move(job));
   if (!r) {
     json::array results;
     results.push_back(error_body(r.error().message));
@@ -637,6 +635,7 @@ net::awaitable<void> ApiRoutes::Handlers::migrations_route(Request& req, Respond
                       exec_response(std::move(results), seconds_since(t0), std::nullopt));
     co_return;
   }
+  if (!r->empty() && ctx.on_rows_merged) ctx.on_rows_merged(std::move(*r));
   co_await res.json(http::status::ok, exec_response(json::array(), seconds_since(t0), std::nullopt));
 }
 

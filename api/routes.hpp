@@ -41,6 +41,9 @@ struct ApiContext {
   // Called on the reactor after a transaction committed a new version,
   // with that version's changesets.
   std::function<void(std::int64_t version, std::vector<crdt::Changeset> changesets)> on_local_commit;
+  // Called on the reactor with rows a migration let in (versions from peers
+  // that had waited for the new schema).
+  std::function<void(std::map<std::string, crdt::PkSet> rows)> on_rows_merged;
 };
 
 class ApiRoutes {

@@ -97,4 +97,18 @@ Result<ApplyReport> ChangeApplier::retry_deferred() {
   });
 }
 
+Result<std::optional<ApplyReport>> ChangeApplier::apply_buffered(const SiteId& actor, std::int64_t version) {
+  const ActorBooks* a = books_.actor(actor);
+  if (a == nullptr) return std::optional<ApplyReport>();
+  auto it = a->partials.find(version);
+  if (it == a->partials.end() || !it->second.complete()) return std::optional<ApplyReport>();
+  auto report = in_savepoint([&](ApplyReport& r) -> Result<void> {
+    auto rows = books_.buffered(actor, version);
+    if (!rows) return tl::unexpected(rows.error());
+    return merge_version(actor, version, *rows, r, true);
+  });
+  if (!report) return tl::unexpected(report.error());
+  return std::optional<ApplyReport>(std::move(*report));
+}
+
 }  // namespace patina::crdt

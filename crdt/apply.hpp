@@ -22,6 +22,7 @@
 // its seqs are here.
 
 #include <functional>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -54,6 +55,11 @@ class ChangeApplier {
   Result<ApplyReport> apply(std::span<const Incoming> batch);
   // Tries again every complete version still buffered (after a schema change).
   Result<ApplyReport> retry_deferred();
+  // Merges one buffered version (`sync process-buffered-changes`): nullopt
+  // when |actor|'s |version| is not buffered with all of its seqs. A version
+  // that still names a table or column we lack stays buffered and is
+  // reported in `deferred`.
+  Result<std::optional<ApplyReport>> apply_buffered(const SiteId& actor, std::int64_t version);
 
  private:
   Result<void> apply_one(const Incoming& in, ApplyReport& report);

@@ -152,6 +152,37 @@ Result<void> Bookkeeper::persist_actor(const SiteId& actor) {
   return {};
 }
 
+Result<Bookkeeper::GapsRewrite> Bookkeeper::collapse_gaps(const SiteId& actor) {
+  auto st = prepare(db_, "SELECT start, \"end\" FROM __patina_bookkeeping_gaps WHERE actor_id = ?", false);
+  if (!st) return tl::unexpected(st.error());
+  detail::bind_blob(st->get(), 1, actor.data(), actor.size());
+  RangeSet stored;
+  std::size_t rows = 0;
+  int rc;
+  while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) {
+    stored.insert(Range{sqlite3_column_int64(st->get(), 0), sqlite3_column_int64(st->get(), 1)});
+    ++rows;
+  }
+  if (rc != SQLITE_DONE) return detail::sqlite_error(db_, "read gaps", rc);
+  const auto collapsed = stored.ranges().size();
+  auto it = actors_.find(actor);
+  const bool agrees = it == actors_.end() ? rows == 0 : it->second.needed == stored;
+  if (rows == collapsed && agrees) return GapsRewrite{};
+  actors_[actor].needed = std::move(stored);
+  if (auto r = persist_actor(actor); !r) return tl::unexpected(r.error());
+  return GapsRewrite{rows, collapsed};
+}
+
+Result<std::vector<SiteId>> Bookkeeper::actors_with_gaps() const {
+  auto st = prepare(db_, "SELECT DISTINCT actor_id FROM __patina_bookkeeping_gaps ORDER BY actor_id", false);
+  if (!st) return tl::unexpected(st.error());
+  std::vector<SiteId> out;
+  int rc;
+  while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) out.push_back(site_from(st->get(), 0));
+  if (rc != SQLITE_DONE) return detail::sqlite_error(db_, "list actors with gaps", rc);
+  return out;
+}
+
 Result<void> Bookkeeper::drop_partial(const SiteId& actor, std::int64_t version) {
   actors_[actor].partials.erase(version);
   for (const char* sql : {"DELETE FROM __patina_seq_bookkeeping WHERE site_id = ? AND db_version = ?",

@@ -74,6 +74,18 @@ class Bookkeeper {
   // Buffered rows of a partial version, ordered by seq.
   Result<std::vector<Change>> buffered(const SiteId& actor, std::int64_t version) const;
 
+  // `sync reconcile-gaps`: |actor|'s gap rows rewritten as the fewest ranges
+  // (overlapping and adjacent rows merged), and taken as its gaps in memory:
+  // the database is the durable record. Rows deleted and inserted; both 0
+  // when the rows were already minimal and memory agreed.
+  struct GapsRewrite {
+    std::size_t deleted = 0;
+    std::size_t inserted = 0;
+  };
+  Result<GapsRewrite> collapse_gaps(const SiteId& actor);
+  // Actors with at least one gap row in the database.
+  Result<std::vector<SiteId>> actors_with_gaps() const;
+
   // Re-reads everything from the database (after a rollback).
   Result<void> reload();
   // Verifies memory == database and the invariants; the error names the first

@@ -116,7 +116,8 @@ class Agent final : public api::AdminService, public io::ApplySink {
         routes_(api::ApiContext{writer_, readers_, store_, metrics_, health_, rc_.config.db.path,
                                 [this](std::int64_t, std::vector<crdt::Changeset> changesets) {
                                   broadcast_local(std::move(changesets));
-                                }}),
+                                },
+                                [this](std::map<std::string, crdt::PkSet> rows) { rows_changed(std::move(rows)); }}),
         matchers_(matcher_options(rc_.config), metrics_, watchdog_),
         subs_(ioc_.get_executor(), matchers_, metrics_, subscription_options(rc_.config)),
         feeds_(ioc_.get_executor(), matchers_, metrics_,
@@ -256,6 +257,12 @@ class Agent final : public api::AdminService, public io::ApplySink {
       } else {
         handle_cluster(*cluster, out);
       }
+    } else if (const json::value* sync = find(command, "Sync"); sync && is_books_command(*sync)) {
+      json::value cmd = *sync;
+      out = co_await handle_books(std::move(cmd));
+    } else if (const json::value* actor = find(command, "Actor")) {
+      json::value cmd = *actor;
+      out = co_await handle_actor(std::move(cmd));
     } else if (const json::value* sync = find(command, "Sync")) {
       json::value cmd = *sync;
       json::value reply = co_await handle_sync(std::move(cmd));
@@ -733,6 +740,117 @@ class Agent final : public api::AdminService, public io::ApplySink {
     co_return api::admin::error(fmt::format("unsupported Sync command: {}", json::serialize(cmd)));
   }
 
+  // An actor id as the admin protocol carries it: a UUID (or 32 hex digits).
+  static std::optional<crdt::SiteId> actor_of(const json::value* v) {
+    if (v == nullptr || !v->is_string()) return std::nullopt;
+    std::string hex;
+    for (char c : v->as_string())
+      if (c != '-') hex += c;
+    crdt::SiteId id{};
+    if (!crdt::site_id_from_hex(hex, id)) return std::nullopt;
+    return id;
+  }
+
+  static std::optional<std::int64_t> positive_of(const json::value* v) {
+    if (v == nullptr) return std::nullopt;
+    if (v->is_int64() && v->as_int64() > 0) return v->as_int64();
+    if (v->is_uint64() && v->as_uint64() > 0 && v->as_uint64() <= INT64_MAX) return static_cast<std::int64_t>(v->as_uint64());
+    return std::nullopt;
+  }
+
+  static json::value log_line(std::string_view level, std::string msg) {
+    return json::object{{"Log", json::object{{"level", level}, {"msg", std::move(msg)}, {"ts", ntp64_now()}}}};
+  }
+
+  static bool is_books_command(const json::value& cmd) {
+    return (cmd.is_string() && cmd.as_string() == "ReconcileGaps") || find(cmd, "ProcessBufferedChanges") != nullptr;
+  }
+
+  // {"Sync": "ReconcileGaps" | {"ProcessBufferedChanges": {actor_id, version, chunk_size}}}
+  net::awaitable<std::vector<json::value>> handle_books(json::value cmd) {
+    std::vector<json::value> out;
+    CrdtStore* store = &store_;
+    if (cmd.is_string()) {  // ReconcileGaps
+      auto job = [store](core::Db&) { return store->reconcile_gaps(); };
+      auto r = co_await writer_.submit<std::vector<CrdtStore::GapsReconciled>>("reconcile gaps", std::move(job));
+      if (!r) co_return std::vector<json::value>{api::admin::error(r.error().message)};
+      out.push_back(log_line("info", fmt::format("reconciled gaps for {} actors", r->size())));
+      for (const auto& g : *r) {
+        std::string msg = fmt::format("collapsed ranges for {} (deleted: {}, inserted: {})", uuid(g.actor),
+                                      g.rewrite.deleted, g.rewrite.inserted);
+        if (g.rewrite.deleted > 0) log_->info("sync reconcile-gaps: {}", msg);
+        out.push_back(log_line("info", std::move(msg)));
+      }
+      out.push_back(api::admin::success());
+      co_return out;
+    }
+    const json::value* args = find(cmd, "ProcessBufferedChanges");
+    auto actor = actor_of(args ? find(*args, "actor_id") : nullptr);
+    auto version = positive_of(args ? find(*args, "version") : nullptr);
+    if (!actor || !version) {
+      co_return std::vector<json::value>{
+          api::admin::error("ProcessBufferedChanges needs an actor_id (UUID) and a version (a positive integer)")};
+    }
+    // chunk_size is accepted for Corrosion's CLI, but a version is merged in
+    // one transaction here: no reader may see half of it.
+    auto job = [store, a = *actor, v = *version](core::Db&) { return store->apply_buffered(a, v); };
+    auto r = co_await writer_.submit<std::optional<crdt::ApplyReport>>("process buffered changes", std::move(job));
+    if (!r) co_return std::vector<json::value>{api::admin::error(r.error().message)};
+    if (!r->has_value()) co_return std::vector<json::value>{api::admin::error("version not fully buffered")};
+    crdt::ApplyReport& report = **r;
+    if (!report.deferred.empty()) {
+      co_return std::vector<json::value>{api::admin::error(
+          "the version still names a table or column this node does not have: it stays buffered until the "
+          "schema has them")};
+    }
+    std::string msg = fmt::format("finished processing buffered changes for actor {} version {} ({} rows changed, {} no-ops)",
+                                  uuid(*actor), *version, report.changes_applied, report.changes_noop);
+    log_->info("{}", msg);
+    rows_changed(std::move(report.changed_rows));
+    out.push_back(log_line("info", std::move(msg)));
+    out.push_back(api::admin::success());
+    co_return out;
+  }
+
+  // {"Actor": {"Version": {actor_id, version}}}: null when the version is
+  // not known here, {"partial": ...} while buffered, {"current": {db_version,
+  // last_seq}} when its rows are here, and Corrosion's "cleared or unkown"
+  // (sic: scripts match that string) when none of its rows survive.
+  net::awaitable<std::vector<json::value>> handle_actor(json::value cmd) {
+    const json::value* args = find(cmd, "Version");
+    auto actor = actor_of(args ? find(*args, "actor_id") : nullptr);
+    auto version = positive_of(args ? find(*args, "version") : nullptr);
+    if (!actor || !version) {
+      co_return std::vector<json::value>{api::admin::error(
+          fmt::format("unsupported Actor command (expected {{\"Version\": {{\"actor_id\": UUID, \"version\": N}}}}): {}",
+                      json::serialize(cmd)))};
+    }
+    CrdtStore* store = &store_;
+    auto job = [store, a = *actor, v = *version](core::Db&) { return store->version_state(a, v); };
+    auto r = co_await writer_.submit<CrdtStore::VersionState>("actor version", std::move(job));
+    if (!r) co_return std::vector<json::value>{api::admin::error(r.error().message)};
+    json::value payload;
+    switch (r->kind) {
+      case CrdtStore::VersionState::Kind::unknown:
+        payload = nullptr;
+        break;
+      case CrdtStore::VersionState::Kind::partial: {
+        json::array seqs;
+        for (const auto& s : r->partial.seqs.ranges()) seqs.push_back(json::object{{"start", s.start}, {"end", s.end}});
+        payload = json::object{
+            {"partial", json::object{{"seqs", std::move(seqs)}, {"last_seq", r->partial.last_seq}, {"ts", r->partial.ts}}}};
+        break;
+      }
+      case CrdtStore::VersionState::Kind::current:
+        payload = json::object{{"current", json::object{{"db_version", r->db_version}, {"last_seq", r->last_seq}}}};
+        break;
+      case CrdtStore::VersionState::Kind::cleared:
+        payload = "cleared or unkown";
+        break;
+    }
+    co_return std::vector<json::value>{api::admin::json(std::move(payload)), api::admin::success()};
+  }
+
   static json::object identity_json(const swim::Identity& id) {
     json::object o;
     o["id"] = uuid(id.id);
@@ -861,11 +979,27 @@ class Agent final : public api::AdminService, public io::ApplySink {
       co_return tl::unexpected(sources.error());
     }
     CrdtStore* store = &store_;
-    auto job = [store, s = std::move(*sources)](core::Db&) { return store->apply_schema(s); };
-    auto changes = co_await writer_.submit<crdt::SchemaChanges>("schema reload", std::move(job));
-    if (!changes) {
-      log_->error("schema reload failed, nothing was changed: {}", changes.error().message);
-      co_return tl::unexpected(changes.error());
+    struct Reloaded {
+      crdt::SchemaChanges schema;
+      crdt::ApplyReport merged;  // versions from peers that waited for it
+    };
+    auto job = [store, s = std::move(*sources)](core::Db&) -> Result<Reloaded> {
+      auto schema = store->apply_schema(s);
+      if (!schema) return tl::unexpected(schema.error());
+      auto merged = store->retry_deferred();
+      if (!merged) return tl::unexpected(merged.error());
+      return Reloaded{std::move(*schema), std::move(*merged)};
+    };
+    auto reloaded = co_await writer_.submit<Reloaded>("schema reload", std::move(job));
+    if (!reloaded) {
+      log_->error("schema reload failed, nothing was changed: {}", reloaded.error().message);
+      co_return tl::unexpected(reloaded.error());
+    }
+    const crdt::SchemaChanges* changes = &reloaded->schema;
+    if (!reloaded->merged.versions_applied.empty()) {
+      log_->info("schema reload: merged {} buffered versions that waited for it ({} rows changed)",
+                 reloaded->merged.versions_applied.size(), reloaded->merged.changes_applied);
+      rows_changed(std::move(reloaded->merged.changed_rows));
     }
     if (changes->empty()) {
       log_->info("schema reload: no changes");

@@ -194,6 +194,42 @@ int run_cli(int argc, char** argv) {
     code = admin_command(g, cmd);
   });
 
+  // Bookkeeping repair and inspection (Corrosion's operator verbs).
+  sync->add_subcommand("reconcile-gaps", "Rewrite each actor's stored gaps as the fewest ranges and reload them")
+      ->callback([&] {
+        globals();
+        json::value cmd = {{"Sync", "ReconcileGaps"}};
+        code = admin_command(g, cmd);
+      });
+  std::string buffered_actor;
+  std::int64_t buffered_version = 0, chunk_size = 1000;
+  auto* process = sync->add_subcommand("process-buffered-changes",
+                                       "Merge a version buffered with all of its seqs (in one transaction)");
+  process->add_option("actor", buffered_actor, "Actor id (UUID)")->required();
+  process->add_option("version", buffered_version, "Version")->required()->check(CLI::PositiveNumber);
+  process->add_option("--chunk-size", chunk_size, "Accepted for Corrosion's CLI; the version is merged whole")
+      ->check(CLI::PositiveNumber);
+  process->callback([&] {
+    globals();
+    json::value cmd = {{"Sync",
+                        {{"ProcessBufferedChanges",
+                          {{"actor_id", buffered_actor}, {"version", buffered_version}, {"chunk_size", chunk_size}}}}}};
+    code = admin_command(g, cmd);
+  });
+  auto* actor_cmd = app.add_subcommand("actor", "One actor's versions on this node (through the admin socket)");
+  actor_cmd->require_subcommand(1);
+  std::string version_actor;
+  std::int64_t version_number = 0;
+  auto* version_cmd = actor_cmd->add_subcommand(
+      "version", "What this node holds of ACTOR's VERSION: null, partial seqs, or its db_version and last seq");
+  version_cmd->add_option("actor", version_actor, "Actor id (UUID)")->required();
+  version_cmd->add_option("version", version_number, "Version")->required()->check(CLI::PositiveNumber);
+  version_cmd->callback([&] {
+    globals();
+    json::value cmd = {{"Actor", {{"Version", {{"actor_id", version_actor}, {"version", version_number}}}}}};
+    code = admin_command(g, cmd);
+  });
+
   int set_id = 0;
   auto* set_id_cmd = cluster->add_subcommand("set-id", "Move this node to another cluster id (0..65535)");
   set_id_cmd->add_option("id", set_id, "Cluster id")->required()->check(CLI::Range(0, 65535));
@@ -252,7 +288,9 @@ int run_cli(int argc, char** argv) {
     code = admin_command(g, cmd);
   });
 
-  app.add_subcommand("reload", "Reload the agent's config (log settings now; schema when it can change)")
+  app.add_subcommand("reload",
+                    "Re-read the config file (log filter, schema paths) and apply the schema files' changes; "
+                    "versions from peers that waited for them are merged")
       ->callback([&] {
         globals();
         code = admin_command(g, json::value("Reload"));

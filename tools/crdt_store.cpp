@@ -45,6 +45,8 @@ Result<void> CrdtStore::open(core::Db& db, const std::vector<crdt::SchemaSource>
   books_.emplace(std::move(*books));
   auto changes = apply_schema(schema);
   if (!changes) return tl::unexpected(changes.error());
+  // The schema files may have changed while we were stopped.
+  if (auto merged = retry_deferred(); !merged) return tl::unexpected(merged.error());
   return {};
 }
 
@@ -104,6 +106,58 @@ Result<void> CrdtStore::check_books() const {
     return tl::unexpected(Error{Errc::internal, "bookkeeping inconsistent: " + r.error().message});
   }
   return {};
+}
+
+Result<crdt::ApplyReport> CrdtStore::retry_deferred() {
+  crdt::ChangeApplier applier(*tables_, *books_);
+  auto r = applier.retry_deferred();
+  if (!r) return tl::unexpected(to_error(r.error()));
+  return *r;
+}
+
+Result<std::optional<crdt::ApplyReport>> CrdtStore::apply_buffered(const crdt::SiteId& actor, std::int64_t version) {
+  crdt::ChangeApplier applier(*tables_, *books_);
+  auto r = applier.apply_buffered(actor, version);
+  if (!r) return tl::unexpected(to_error(r.error()));
+  return *r;
+}
+
+Result<std::vector<CrdtStore::GapsReconciled>> CrdtStore::reconcile_gaps() {
+  auto actors = books_->actors_with_gaps();
+  if (!actors) return tl::unexpected(to_error(actors.error()));
+  std::vector<GapsReconciled> out;
+  for (const auto& actor : *actors) {
+    auto r = books_->collapse_gaps(actor);
+    if (!r) return tl::unexpected(to_error(r.error()));
+    out.push_back(GapsReconciled{actor, *r});
+  }
+  return out;
+}
+
+Result<CrdtStore::VersionState> CrdtStore::version_state(const crdt::SiteId& actor, std::int64_t version) {
+  VersionState out;
+  const crdt::ActorBooks* books = books_->actor(actor);
+  if (books != nullptr) {
+    if (auto it = books->partials.find(version); it != books->partials.end()) {
+      out.kind = VersionState::Kind::partial;
+      out.partial = it->second;
+      return out;
+    }
+  }
+  // Our own versions are not in the bookkeeping: the clocks say what exists.
+  const bool ours = actor == tables_->site_id();
+  if (!ours && !books_->contains_version(actor, version)) return out;
+  if (ours && (version < 1 || version > tables_->db_version())) return out;
+  auto changes = crdt::changes_for_version(*tables_, actor, version);
+  if (!changes) return tl::unexpected(to_error(changes.error()));
+  if (changes->empty()) {
+    out.kind = VersionState::Kind::cleared;
+    return out;
+  }
+  out.kind = VersionState::Kind::current;
+  out.db_version = changes->back().db_version;
+  out.last_seq = changes->back().seq;
+  return out;
 }
 
 crdt::SyncState CrdtStore::sync_state() const {
@@ -167,13 +221,17 @@ std::optional<std::string> CrdtStore::refuse_write(std::string_view table) const
   return std::nullopt;
 }
 
-Result<void> CrdtStore::migrate(core::Db&, const std::vector<std::string>& statements) {
+Result<std::map<std::string, crdt::PkSet>> CrdtStore::migrate(core::Db&, const std::vector<std::string>& statements) {
   std::string sql;
   for (const auto& s : statements) sql += s + ";\n";
   std::vector<crdt::SchemaSource> sources{{"POST /v1/migrations", sql}};
   auto r = apply_schema(sources);
   if (!r) return tl::unexpected(r.error());
-  return {};
+  // Inside the migration's writer job: if merging the waiting versions
+  // fails, the migration is refused too, and nothing is half-applied.
+  auto merged = retry_deferred();
+  if (!merged) return tl::unexpected(merged.error());
+  return std::move(merged->changed_rows);
 }
 
 }  // namespace patina::tools

@@ -5,6 +5,7 @@
 // fixed once open() returned).
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,7 +36,7 @@ class CrdtStore final : public api::LocalStore {
   Result<std::optional<std::int64_t>> finish_request(core::Db& db) override;
   void abort_request(core::Db& db) override;
   std::optional<std::string> refuse_write(std::string_view table) const override;
-  Result<void> migrate(core::Db& db, const std::vector<std::string>& statements) override;
+  Result<std::map<std::string, crdt::PkSet>> migrate(core::Db& db, const std::vector<std::string>& statements) override;
   std::string actor_id() const override { return actor_id_; }
 
   crdt::CrrTables& tables() { return *tables_; }
@@ -59,6 +60,28 @@ class CrdtStore final : public api::LocalStore {
 
   // Bookkeeping in memory against the database, and its invariants.
   Result<void> check_books() const;
+
+  // Versions buffered because they named a table or column we lacked,
+  // merged now that the schema may have caught up (after a schema reload or
+  // a migration). Writer thread, inside a job.
+  Result<crdt::ApplyReport> retry_deferred();
+  // `sync process-buffered-changes`: one buffered version merged; nullopt
+  // when it is not buffered with all of its seqs.
+  Result<std::optional<crdt::ApplyReport>> apply_buffered(const crdt::SiteId& actor, std::int64_t version);
+  // `sync reconcile-gaps`: every actor's gap rows collapsed (Bookkeeper::collapse_gaps).
+  struct GapsReconciled {
+    crdt::SiteId actor;
+    crdt::Bookkeeper::GapsRewrite rewrite;
+  };
+  Result<std::vector<GapsReconciled>> reconcile_gaps();
+  // `actor version`: what this node holds of |actor|'s |version|.
+  struct VersionState {
+    enum class Kind { unknown, partial, current, cleared } kind = Kind::unknown;
+    crdt::PartialVersion partial;  // Kind::partial
+    std::int64_t db_version = 0;   // Kind::current: as recorded in the clocks
+    std::int64_t last_seq = 0;     // Kind::current
+  };
+  Result<VersionState> version_state(const crdt::SiteId& actor, std::int64_t version);
 
  private:
   std::unique_ptr<crdt::CrrTables> tables_;

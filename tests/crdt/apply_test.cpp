@@ -131,6 +131,44 @@ TEST(ChangeApplier, VersionsFromANewerSchemaWaitForIt) {
   EXPECT_TRUE(b.books.check());
 }
 
+TEST(ChangeApplier, OneBufferedVersionIsMergedOnRequestOnceItsSchemaIsHere) {
+  Node a{testing::site_of(0xa1)}, b{testing::site_of(0xb2)};
+  a.db.exec("CREATE TABLE other (id INTEGER PRIMARY KEY NOT NULL)");
+  ASSERT_TRUE(a.db.crr->make_crr("other"));
+  a.db.exec("INSERT INTO other VALUES (7)");  // v1
+  a.db.exec("INSERT INTO other VALUES (8)");  // v2
+  const SiteId& actor = a.db.crr->site_id();
+  ChangeApplier applier(*b.db.crr, b.books);
+  ASSERT_TRUE(applier.apply(everything_from(a.db, 8192)));
+  // Unknown versions, and versions not buffered at all, are refused.
+  auto none = applier.apply_buffered(actor, 9);
+  ASSERT_TRUE(none) << none.error().message;
+  EXPECT_FALSE(none->has_value());
+  // Still no table: the version stays buffered, and says so.
+  auto early = applier.apply_buffered(actor, 1);
+  ASSERT_TRUE(early) << early.error().message;
+  ASSERT_TRUE(early->has_value());
+  EXPECT_EQ((*early)->deferred.size(), 1u);
+  EXPECT_FALSE(b.books.contains_version(actor, 1));
+  b.db.exec("CREATE TABLE other (id INTEGER PRIMARY KEY NOT NULL)");
+  ASSERT_TRUE(b.db.crr->make_crr("other"));
+  // Only the version asked for goes in.
+  auto one = applier.apply_buffered(actor, 1);
+  ASSERT_TRUE(one) << one.error().message;
+  ASSERT_TRUE(one->has_value());
+  EXPECT_TRUE((*one)->deferred.empty());
+  EXPECT_EQ((*one)->versions_applied.size(), 1u);
+  EXPECT_EQ((*one)->changed_rows.count("other"), 1u);
+  EXPECT_EQ(b.db.dump("SELECT * FROM other"), "(7) ");
+  EXPECT_TRUE(b.books.contains_version(actor, 1));
+  EXPECT_FALSE(b.books.contains_version(actor, 2));
+  // Applied versions are no longer buffered.
+  auto again = applier.apply_buffered(actor, 1);
+  ASSERT_TRUE(again);
+  EXPECT_FALSE(again->has_value());
+  EXPECT_TRUE(b.books.check());
+}
+
 }  // namespace
 }  // namespace patina::crdt
 

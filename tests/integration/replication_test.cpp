@@ -185,6 +185,78 @@ TEST(Replication, a_node_that_joins_late_receives_everything_through_sync) {
   EXPECT_EQ(b.stop(), 0);
 }
 
+// A version that names a table this node lacks (a peer migrated first)
+// waits, buffered, and is merged once the schema catches up, through
+// /v1/migrations or a schema reload; the operator verbs show and drive it.
+TEST(Replication, versions_naming_a_table_a_node_lacks_wait_for_its_schema_and_are_merged_then) {
+  ApiAgent a;
+  ASSERT_TRUE(a.ready()) << a.process().log();
+  ApiAgent b("", "", bootstrap_of(a));
+  ASSERT_TRUE(b.ready());
+  ASSERT_TRUE(formed({&a, &b}));
+  const std::string later = "CREATE TABLE later (id INTEGER NOT NULL PRIMARY KEY, v TEXT NOT NULL DEFAULT '')";
+  const std::string later2 = "CREATE TABLE later2 (id INTEGER NOT NULL PRIMARY KEY, v TEXT NOT NULL DEFAULT '')";
+  auto migrated = api::http_request(a.api(), "POST", "/v1/migrations", "[\"" + later + "\", \"" + later2 + "\"]");
+  ASSERT_EQ(migrated.status, 200) << migrated.body;
+  auto w = api::http_request(a.api(), "POST", "/v1/transactions", R"J(["INSERT INTO later (id, v) VALUES (1, 'one')"])J");
+  ASSERT_EQ(w.status, 200) << w.body;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(w.body, m, std::regex(R"R("version":(\d+))R"))) << w.body;
+  const std::string version = m[1];
+  ASSERT_TRUE(std::regex_search(w.body, m, std::regex(R"R("actor_id":"([0-9a-f-]+)")R"))) << w.body;
+  const std::string actor = m[1];
+  auto actor_version = [&](const ApiAgent& n) {
+    return run_patina({"actor", "version", actor, version, "--admin-path", n.admin_path()}, n.dir().path());
+  };
+  // On its origin the version is current; on b it arrives and waits whole.
+  auto own = actor_version(a);
+  EXPECT_EQ(own.exit_code, 0) << own.err;
+  EXPECT_NE(own.out.find("{\"current\":{\"db_version\":" + version + ",\"last_seq\":0}}"), std::string::npos) << own.out;
+  ASSERT_TRUE(wait_until([&] { return actor_version(b).out.find("\"partial\"") != std::string::npos; }, 20s))
+      << actor_version(b).out << b.process().log();
+  auto early = run_patina({"sync", "process-buffered-changes", actor, version, "--admin-path", b.admin_path()},
+                          b.dir().path());
+  EXPECT_NE(early.exit_code, 0);
+  EXPECT_NE(early.err.find("does not have"), std::string::npos) << early.err;
+
+  // The migration on b lets it in, and a subscriber-visible query sees it.
+  migrated = api::http_request(b.api(), "POST", "/v1/migrations", "[\"" + later + "\"]");
+  ASSERT_EQ(migrated.status, 200) << migrated.body;
+  auto q = api::http_request(b.api(), "POST", "/v1/queries", R"J("SELECT v FROM later WHERE id = 1")J");
+  EXPECT_NE(q.body.find(R"({"row":[1,["one"]]})"), std::string::npos) << q.body;
+  auto now = actor_version(b);
+  EXPECT_NE(now.out.find("\"current\""), std::string::npos) << now.out;
+  auto again = run_patina({"sync", "process-buffered-changes", actor, version, "--admin-path", b.admin_path()},
+                          b.dir().path());
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_NE(again.err.find("version not fully buffered"), std::string::npos) << again.err;
+
+  // The same through the schema files and `patina reload`.
+  ASSERT_TRUE(write(a, R"J(["INSERT INTO later2 (id, v) VALUES (2, 'two')"])J"));
+  ASSERT_TRUE(write(a, R"J(["INSERT INTO tests (id, text) VALUES (2, 'after')"])J"));
+  ASSERT_TRUE(wait_until([&] { return count_rows(b) == 1; }, 20s));
+  b.dir().write("schema.sql", std::string(test_schema) + later + ";\n" + later2 + ";\n");
+  auto reload = run_patina({"reload", "--admin-path", b.admin_path()}, b.dir().path());
+  ASSERT_EQ(reload.exit_code, 0) << reload.err;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        auto r = api::http_request(b.api(), "POST", "/v1/queries", R"J("SELECT v FROM later2")J");
+        return r.body.find(R"({"row":[1,["two"]]})") != std::string::npos;
+      },
+      10s))
+      << b.process().log();
+  EXPECT_TRUE(wait_until([&] { return same_digests({&a, &b}); }, 30s));
+  auto gaps = run_patina({"sync", "reconcile-gaps", "--admin-path", b.admin_path()}, b.dir().path());
+  EXPECT_EQ(gaps.exit_code, 0) << gaps.err;
+  EXPECT_NE(gaps.err.find("reconciled gaps for"), std::string::npos) << gaps.err;
+  auto consistent = run_patina({"sync", "check-bookie-consistency", "--admin-path", b.admin_path()}, b.dir().path());
+  EXPECT_EQ(consistent.exit_code, 0) << consistent.err;
+  auto bad = run_patina({"actor", "version", "not-an-actor", "1", "--admin-path", b.admin_path()}, b.dir().path());
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_EQ(a.stop(), 0);
+  EXPECT_EQ(b.stop(), 0);
+}
+
 TEST(Replication, no_op_writes_send_no_bytes) {
   ApiAgent a;
   ASSERT_TRUE(a.ready()) << a.process().log();

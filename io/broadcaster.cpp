@@ -42,6 +42,12 @@ Broadcaster::Broadcaster(net::any_io_executor ex, std::shared_ptr<QuicEndpoint> 
                                       "Frames forwarded to the groups of their tree range")),
       tree_rerouted_(metrics.counter("patina_broadcast_tree_rerouted_total",
                                      "Tree sends re-planned to another member after a failed send")),
+      compressed_plain_(metrics.counter("patina_broadcast_compressed_total",
+                                        "Local frames sent zstd-compressed (gossip.compression)",
+                                        {{"dictionary", "none"}})),
+      compressed_dict_(metrics.counter("patina_broadcast_compressed_total",
+                                       "Local frames sent zstd-compressed (gossip.compression)",
+                                       {{"dictionary", "trained"}})),
       pending_gauge_(metrics.gauge("patina_broadcast_pending", "Broadcasts still in their transmission rounds")),
       send_queue_gauge_(metrics.gauge("patina_broadcast_send_queue_depth", "Frame sends waiting to go")) {}
 
@@ -74,16 +80,21 @@ void Broadcaster::wake(const std::shared_ptr<net::steady_timer>& timer, bool& fl
   timer->cancel();
 }
 
+void Broadcaster::compress_local(std::vector<std::byte>& frame) {
+  if (!options_.compress) return;
+  auto packed = wire::compress(frame, options_.compression_level, dicts_.get());
+  if (packed.empty()) return;  // no smaller: the plain frame goes
+  frame = std::move(packed);
+  (dicts_ && dicts_->encoder() ? compressed_dict_ : compressed_plain_).inc();
+}
+
 void Broadcaster::broadcast_local(std::vector<std::vector<std::byte>> frames) {
   const swim::Membership* m = members_.membership();
   if (m == nullptr || tasks_ == nullptr || frames.empty()) return;
   if (options_.tree) {
     std::vector<std::shared_ptr<const std::vector<std::byte>>> shared;
     for (auto& f : frames) {
-      if (options_.compress) {
-        auto packed = wire::compress(f, options_.compression_level);
-        if (!packed.empty()) f = std::move(packed);
-      }
+      compress_local(f);
       shared.push_back(std::make_shared<const std::vector<std::byte>>(std::move(f)));
     }
     send_tree(shared, swim::TreeRange::whole(), {});
@@ -102,10 +113,7 @@ void Broadcaster::broadcast_local(std::vector<std::vector<std::byte>> frames) {
   }
   for (auto& f : frames) {
     wire::set_hops(f, hops);
-    if (options_.compress) {
-      auto packed = wire::compress(f, options_.compression_level);
-      if (!packed.empty()) f = std::move(packed);
-    }
+    compress_local(f);
     p.frames.push_back(std::make_shared<const std::vector<std::byte>>(std::move(f)));
   }
   p.batch.local = true;

@@ -51,6 +51,7 @@
 #include "io/membership_driver.hpp"
 #include "io/quic_endpoint.hpp"
 #include "io/token_bucket.hpp"
+#include "io/zstd_dictionaries.hpp"
 #include "swim/broadcast_tree.hpp"
 #include "swim/dissemination.hpp"
 #include "swim/prng.hpp"
@@ -93,7 +94,14 @@ class Broadcaster {
   static constexpr std::size_t frame_size_max = 16 * 1024 * 1024;
   static constexpr int tree_retries = 2;
 
+  // gossip.compression dictionaries: local frames are compressed with the
+  // dict_file among them (reload-dicts swaps the set in).
+  void set_dictionaries(std::shared_ptr<const ZstdDictionaries> dicts) { dicts_ = std::move(dicts); }
+
  private:
+  // gossip.compression: |frame| zstd-compressed in place when that makes it smaller.
+  void compress_local(std::vector<std::byte>& frame);
+  std::shared_ptr<const ZstdDictionaries> dicts_;
   struct Pending {
     std::vector<std::shared_ptr<const std::vector<std::byte>>> frames;
     swim::BroadcastBatch batch;
@@ -148,6 +156,8 @@ class Broadcaster {
   core::Counter& hops_exhausted_;
   core::Counter& tree_forwarded_;
   core::Counter& tree_rerouted_;
+  core::Counter& compressed_plain_;
+  core::Counter& compressed_dict_;
   core::Gauge& pending_gauge_;
   core::Gauge& send_queue_gauge_;
 };

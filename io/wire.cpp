@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "io/zstd_dictionaries.hpp"
+
 namespace patina::io::wire {
 
 namespace {
@@ -191,7 +193,7 @@ std::vector<std::byte> encode(const ChangesetFrame& frame) {
   return w.take();
 }
 
-std::vector<std::byte> compress(std::span<const std::byte> frame, int level) {
+std::vector<std::byte> compress(std::span<const std::byte> frame, int level, const ZstdDictionaries* dicts) {
   if (frame.size() < 4) return {};
   std::vector<std::byte> out(compressed_header + ZSTD_compressBound(frame.size()));
   // With zstd's content checksum, a corrupted frame fails to inflate
@@ -200,6 +202,9 @@ std::vector<std::byte> compress(std::span<const std::byte> frame, int level) {
   if (!cctx) return {};
   ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, level);
   ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_checksumFlag, 1);
+  if (dicts != nullptr && dicts->encoder() != nullptr) {
+    if (ZSTD_isError(ZSTD_CCtx_refCDict(cctx.get(), dicts->encoder()))) return {};
+  }
   std::size_t n = ZSTD_compress2(cctx.get(), out.data() + compressed_header, out.size() - compressed_header,
                                  frame.data(), frame.size());
   if (ZSTD_isError(n) || compressed_header + n >= frame.size()) return {};
@@ -242,17 +247,32 @@ void set_tree_range(std::vector<std::byte>& frame, std::uint16_t first, std::uin
   frame[8] = static_cast<std::byte>(last >> 8);
 }
 
-Result<ChangesetFrame> decode(std::span<const std::byte> bytes) {
+Result<ChangesetFrame> decode(std::span<const std::byte> bytes, const ZstdDictionaries* dicts) {
   if (bytes.size() >= compressed_header && bytes[0] == std::byte{version} && bytes[1] == std::byte{compressed_kind}) {
     std::uint32_t raw = 0;
     for (int i = 0; i < 4; ++i) raw |= static_cast<std::uint32_t>(bytes[9 + i]) << (8 * i);
     if (raw > inflated_max) return make_error(Errc::protocol, fmt::format("compressed frame claims {} bytes", raw));
+    const std::byte* z = bytes.data() + compressed_header;
+    const std::size_t z_size = bytes.size() - compressed_header;
     std::vector<std::byte> inflated(raw);
-    std::size_t n = ZSTD_decompress(inflated.data(), inflated.size(), bytes.data() + compressed_header,
-                                    bytes.size() - compressed_header);
+    std::size_t n = 0;
+    if (const unsigned dict = ZSTD_getDictID_fromFrame(z, z_size); dict != 0) {
+      const ZSTD_DDict* d = dicts ? dicts->decoder(dict) : nullptr;
+      if (d == nullptr) {
+        return make_error(Errc::not_found,
+                          fmt::format("frame compressed with zstd dictionary {}, which is not in this node's "
+                                      "gossip.compression.dict_dir",
+                                      dict));
+      }
+      thread_local std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> dctx(ZSTD_createDCtx(), &ZSTD_freeDCtx);
+      if (!dctx) return make_error(Errc::busy, "zstd: no memory for a decompression context");
+      n = ZSTD_decompress_usingDDict(dctx.get(), inflated.data(), inflated.size(), z, z_size, d);
+    } else {
+      n = ZSTD_decompress(inflated.data(), inflated.size(), z, z_size);
+    }
     if (ZSTD_isError(n) || n != raw) return make_error(Errc::protocol, "corrupt compressed frame");
     if (raw >= 2 && inflated[1] == std::byte{compressed_kind}) return make_error(Errc::protocol, "nested compression");
-    auto inner = decode(inflated);
+    auto inner = decode(inflated, dicts);
     if (inner) {  // the envelope's hops and range are the live ones
       inner->hops = std::to_integer<std::uint8_t>(bytes[4]);
       auto range = tree_range_of(bytes);

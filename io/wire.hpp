@@ -29,6 +29,10 @@
 #include "crdt/changeset.hpp"
 #include "crdt/sync_needs.hpp"
 
+namespace patina::io {
+class ZstdDictionaries;
+}
+
 namespace patina::io::wire {
 
 inline constexpr std::uint8_t version = 3;
@@ -44,8 +48,9 @@ struct ChangesetFrame {
 
 std::vector<std::byte> encode(const ChangesetFrame& frame);
 // Errc::protocol for truncated, oversized or unknown input. Accepts plain
-// and compressed frames alike.
-Result<ChangesetFrame> decode(std::span<const std::byte> bytes);
+// and compressed frames alike; a frame compressed with a trained dictionary
+// needs that dictionary in |dicts| (Errc::not_found names its id otherwise).
+Result<ChangesetFrame> decode(std::span<const std::byte> bytes, const ZstdDictionaries* dicts = nullptr);
 
 // gossip.compression: an encoded frame wrapped as kind 4
 //   u8 version, u8 kind (4), u16 cluster_id, u8 hops, u16 tree_first,
@@ -55,7 +60,9 @@ Result<ChangesetFrame> decode(std::span<const std::byte> bytes);
 inline constexpr std::uint8_t compressed_kind = 4;
 inline constexpr std::size_t compressed_header = 13;
 inline constexpr std::uint32_t inflated_max = 64 * 1024 * 1024;
-std::vector<std::byte> compress(std::span<const std::byte> frame, int level);
+// With |dicts| holding a dict_file, compressed with that dictionary (zstd
+// writes its id into the frame, so receivers pick the same one).
+std::vector<std::byte> compress(std::span<const std::byte> frame, int level, const ZstdDictionaries* dicts = nullptr);
 
 // The hop count of an encoded (plain or compressed) changeset frame, and
 // its in-place update; nullopt / no-op for anything else.

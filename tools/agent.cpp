@@ -40,6 +40,7 @@
 #include "io/wire.hpp"
 #include "io/quic_endpoint.hpp"
 #include "io/sync_peers.hpp"
+#include "io/zstd_dictionaries.hpp"
 #include "tools/crdt_store.hpp"
 #include "tools/embedded.hpp"
 #include "tools/node_state.hpp"
@@ -232,6 +233,16 @@ class Agent final : public api::AdminService, public io::ApplySink {
     std::vector<json::value> out;
     if (command.is_string() && command.as_string() == "Ping") {
       out.push_back(api::admin::success());
+    } else if (command.is_string() && command.as_string() == "ReloadDicts") {
+      auto r = load_dictionaries();
+      if (!r) log_->warn("reload-dicts failed, keeping the loaded dictionaries: {}", r.error().message);
+      if (r) {
+        out.push_back(log_line("info", fmt::format("loaded zstd dictionaries [{}]{}", fmt::join(dicts_->ids(), ", "),
+                                                   dicts_->encoder() ? fmt::format(", compressing with {}",
+                                                                                   dicts_->encoder_id())
+                                                                     : std::string())));
+      }
+      out.push_back(r ? api::admin::success() : api::admin::error(r.error().message));
     } else if (command.is_string() && command.as_string() == "Reload") {
       auto r = co_await reload();
       out.push_back(r ? api::admin::success() : api::admin::error(r.error().message));
@@ -385,7 +396,27 @@ class Agent final : public api::AdminService, public io::ApplySink {
   }
 
   // Opens the QUIC endpoint on gossip.addr and starts SWIM membership.
+  // gossip.compression.dict_dir: every trained dictionary in it, and
+  // dict_file to compress with. Called at start and by reload-dicts; the
+  // running set is kept when loading fails.
+  Result<void> load_dictionaries() {
+    const auto& c = rc_.config.gossip.compression;
+    if (!c.dict_dir) return make_error(Errc::invalid_argument, "gossip.compression.dict_dir is not set");
+    auto loaded = io::ZstdDictionaries::load(*c.dict_dir, c.dict_file, c.level);
+    if (!loaded) return tl::unexpected(loaded.error());
+    for (const auto& f : (*loaded)->skipped())
+      log_->warn("compression dictionaries: skipped {} in {}: not a trained zstd dictionary", f, *c.dict_dir);
+    log_->info("compression dictionaries: ids [{}] from {}{}", fmt::join((*loaded)->ids(), ", "), *c.dict_dir,
+               (*loaded)->encoder() ? fmt::format("; compressing with {}", (*loaded)->encoder_id()) : std::string());
+    dicts_ = *loaded;
+    if (broadcaster_) broadcaster_->set_dictionaries(dicts_);
+    return {};
+  }
+
   Result<void> start_gossip() {
+    if (rc_.config.gossip.compression.dict_dir) {
+      if (auto r = load_dictionaries(); !r) return r;
+    }
     auto qc = io::quic_config_from(rc_.config.gossip);
     if (!qc) return tl::unexpected(qc.error());
     auto quic = io::QuicEndpoint::open(ioc_.get_executor(), *qc, metrics_);
@@ -425,6 +456,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
     bo.tree = rc_.config.gossip.broadcast == core::GossipConfig::Broadcast::tree;
     bo.seed = seed ^ 0x9e3779b97f4a7c15ULL;
     broadcaster_ = std::make_unique<io::Broadcaster>(ioc_.get_executor(), quic_, *membership_, bo, metrics_);
+    broadcaster_->set_dictionaries(dicts_);
     broadcaster_->start(
         tasks_,
         [this](std::string from, std::vector<std::byte> frame) { apply_frame(std::move(from), std::move(frame)); },
@@ -523,7 +555,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
     last_sync_[peer] = LastSync{std::chrono::steady_clock::now(), ntp64_now()};
     std::size_t pushed = 0;
     for (const auto& bytes : decoded->changesets) {
-      auto frame = io::wire::decode(bytes);
+      auto frame = io::wire::decode(bytes, dicts_.get());
       if (!frame) {
         log_->warn("sync with {}: bad changeset: {}", peer, frame.error().message);
         co_return false;
@@ -622,7 +654,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
   // frame once, when it brought something this node lacked (the bookkeeping
   // is the durable half of the seen-set: it survives restarts).
   void apply_frame(std::string from, std::vector<std::byte> frame) {
-    auto decoded = io::wire::decode(frame);
+    auto decoded = io::wire::decode(frame, dicts_.get());
     if (!decoded) {
       bad_frames_.inc();
       // Named and counted, but a hostile peer cannot flood the log.
@@ -1126,6 +1158,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
   std::shared_ptr<io::QuicEndpoint> quic_;
   std::unique_ptr<io::MembershipDriver> membership_;
   std::unique_ptr<io::Broadcaster> broadcaster_;
+  std::shared_ptr<const io::ZstdDictionaries> dicts_;  // gossip.compression.dict_dir
   std::unique_ptr<io::ApplyPipeline> apply_;
   swim::SeenSet<std::string> seen_{static_cast<std::size_t>(std::max(1, rc_.config.perf.processing_queue_len))};
   std::uint16_t cluster_id_ = 0;

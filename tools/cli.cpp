@@ -133,6 +133,17 @@ int run_cli(int argc, char** argv) {
     code = cmd_db_lock(g, lock_cmd);
   });
 
+  std::string sample_dir;
+  std::int64_t sample_limit = 5000;
+  auto* sample = db->add_subcommand("sample-changes",
+                                    "Write recent versions as changeset frames, samples for zstd --train");
+  sample->add_option("--out", sample_dir, "Directory to write the samples to")->required();
+  sample->add_option("--limit", sample_limit, "How many of the most recent versions")->check(CLI::PositiveNumber);
+  sample->callback([&] {
+    globals();
+    code = cmd_db_sample_changes(g, sample_dir, sample_limit);
+  });
+
   auto* cluster = app.add_subcommand("cluster", "Cluster membership (through the admin socket)");
   cluster->require_subcommand(1);
   cluster->add_subcommand("members", "Active members: id, address, state, RTTs (one JSON line each)")->callback([&] {
@@ -294,6 +305,12 @@ int run_cli(int argc, char** argv) {
       ->callback([&] {
         globals();
         code = admin_command(g, json::value("Reload"));
+      });
+
+  app.add_subcommand("reload-dicts", "Load the zstd dictionaries of gossip.compression.dict_dir again")
+      ->callback([&] {
+        globals();
+        code = admin_command(g, json::value("ReloadDicts"));
       });
 
   app.add_subcommand("ping", "Check that the agent answers on its admin socket")->callback([&] {

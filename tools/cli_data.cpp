@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 
 #include <boost/json.hpp>
 #include <fmt/format.h>
@@ -15,6 +16,7 @@
 #include "core/sqlite.hpp"
 #include "crdt/backup.hpp"
 #include "crdt/change.hpp"
+#include "io/wire.hpp"
 #include "tools/crdt_store.hpp"
 
 namespace patina::tools {
@@ -142,6 +144,56 @@ int cmd_query(const GlobalOptions& g, const SqlCommand& c) {
   if (c.timer) {
     fmt::print("Run Time: {:.6f}s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
+  return 0;
+}
+
+int cmd_db_sample_changes(const GlobalOptions& g, const std::string& out_dir, std::int64_t limit) {
+  auto src = db_path(g);
+  if (!src) return cli_fail(src.error().message);
+  std::error_code ec;
+  if (!fs::exists(*src, ec)) return cli_fail(fmt::format("database {} does not exist", *src));
+  fs::create_directories(out_dir, ec);
+  if (ec) return cli_fail(fmt::format("cannot create {}: {}", out_dir, ec.message()));
+  auto db = core::Db::open(*src, core::Db::Mode::read_only);
+  if (!db) return cli_fail(db.error().message);
+  (void)db->exec("PRAGMA busy_timeout = 30000");
+  // One snapshot for the whole read, so every version comes out whole.
+  if (auto r = db->exec("BEGIN"); !r) return cli_fail(r.error().message);
+  auto stmt = db->prepare(
+      "WITH recent AS (SELECT DISTINCT site_id, db_version FROM crsql_changes ORDER BY db_version DESC LIMIT ?) "
+      "SELECT c.\"table\", c.pk, c.cid, c.val, c.col_version, c.db_version, c.site_id, c.cl, c.seq, c.ts "
+      "FROM crsql_changes AS c JOIN recent AS r ON r.site_id = c.site_id AND r.db_version = c.db_version "
+      "ORDER BY c.site_id, c.db_version, c.seq");
+  if (!stmt) return cli_fail(fmt::format("{}: {}", *src, stmt.error().message));
+  (void)stmt->bind(1, limit);
+  std::vector<crdt::Changeset> versions;
+  for (;;) {
+    auto row = stmt->step();
+    if (!row) return cli_fail(fmt::format("reading {}: {}", *src, row.error().message));
+    if (!*row) break;
+    crdt::Change c = crdt::change_from_row(stmt->get());
+    if (versions.empty() || versions.back().actor != c.site_id || versions.back().version != c.db_version) {
+      crdt::Changeset cs;
+      cs.actor = c.site_id;
+      cs.version = c.db_version;
+      cs.ts = c.ts;
+      versions.push_back(std::move(cs));
+    }
+    versions.back().last_seq = c.seq;
+    versions.back().changes.push_back(std::move(c));
+  }
+  std::size_t bytes = 0;
+  for (auto& cs : versions) {
+    cs.seqs = crdt::Range{0, cs.last_seq};
+    auto frame = io::wire::encode(io::wire::ChangesetFrame{.changeset = cs});
+    auto file = fs::path(out_dir) / fmt::format("{}-{}.frame", crdt::to_hex(cs.actor), cs.version);
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(frame.data()), static_cast<std::streamsize>(frame.size()));
+    if (!out) return cli_fail(fmt::format("cannot write {}", file.string()));
+    bytes += frame.size();
+  }
+  fmt::print("wrote {} versions ({} bytes) to {}; train a dictionary with: zstd --train {}/* -o DICT\n",
+             versions.size(), bytes, out_dir, out_dir);
   return 0;
 }
 

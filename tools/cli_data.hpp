@@ -2,6 +2,7 @@
 // CLI commands that work on the data: exec and query through the HTTP API,
 // backup, restore and db lock on the database file.
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,6 +31,11 @@ struct RestoreOptions {
 };
 int cmd_restore(const GlobalOptions& g, const RestoreOptions& r);
 int cmd_db_lock(const GlobalOptions& g, const std::vector<std::string>& command);
+// The |limit| most recent versions (by db_version, any actor), each as one
+// file in |out_dir| holding the changeset frame broadcast would compress:
+// samples for `zstd --train` (gossip.compression.dict_dir). Read-only, safe
+// while the agent runs.
+int cmd_db_sample_changes(const GlobalOptions& g, const std::string& out_dir, std::int64_t limit);
 
 // Every CLI failure: one clear line on stderr, exit code 1.
 int cli_fail(const std::string& message);

@@ -395,7 +395,6 @@ class Agent final : public api::AdminService, public io::ApplySink {
     return v.as_object().if_contains(key);
   }
 
-  // Opens the QUIC endpoint on gossip.addr and starts SWIM membership.
   // gossip.compression.dict_dir: every trained dictionary in it, and
   // dict_file to compress with. Called at start and by reload-dicts; the
   // running set is kept when loading fails.
@@ -413,6 +412,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
     return {};
   }
 
+  // Opens the QUIC endpoint on gossip.addr and starts SWIM membership.
   Result<void> start_gossip() {
     if (rc_.config.gossip.compression.dict_dir) {
       if (auto r = load_dictionaries(); !r) return r;

@@ -55,11 +55,17 @@ Change row(SiteId site, std::int64_t version, std::int64_t seq) {
   return c;
 }
 
-TEST(Bookkeeper, ReconcilingGapsCollapsesTheirRowsAndTakesThemAsTheTruth) {
-  std::string path = testing::temp_path("gaps.db");
+// A new, empty database file; the caller closes it.
+sqlite3* fresh_db(const std::string& name) {
+  std::string path = testing::temp_path(name);
   std::remove(path.c_str());
   sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  return db;
+}
+
+TEST(Bookkeeper, ReconcilingGapsCollapsesTheirRowsAndTakesThemAsTheTruth) {
+  sqlite3* db = fresh_db("gaps.db");
   const SiteId a = site_of(0xaa), b = site_of(0xbb);
   auto books = Bookkeeper::open(db);
   ASSERT_TRUE(books) << books.error().message;
@@ -99,13 +105,11 @@ TEST(Bookkeeper, ReconcilingGapsCollapsesTheirRowsAndTakesThemAsTheTruth) {
   EXPECT_TRUE(books->actor(a)->needed.empty());
   ASSERT_TRUE(books->check()) << books->check().error().message;
   sqlite3_close(db);
+  std::remove(testing::temp_path("gaps.db").c_str());
 }
 
 TEST(Bookkeeper, GapsPartialsClearedSurviveReopen) {
-  std::string path = testing::temp_path("books.db");
-  std::remove(path.c_str());
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3* db = fresh_db("books.db");
   const SiteId a = site_of(0xaa), b = site_of(0xbb);
   {
     auto books = Bookkeeper::open(db);
@@ -163,7 +167,7 @@ TEST(Bookkeeper, GapsPartialsClearedSurviveReopen) {
     EXPECT_TRUE(books->check());
   }
   sqlite3_close(db);
-  std::remove(path.c_str());
+  std::remove(testing::temp_path("books.db").c_str());
 }
 
 }  // namespace

@@ -268,8 +268,8 @@ class Agent final : public api::AdminService, public io::ApplySink {
       } else {
         handle_cluster(*cluster, out);
       }
-    } else if (const json::value* sync = find(command, "Sync"); sync && is_books_command(*sync)) {
-      json::value cmd = *sync;
+    } else if (const json::value* repair = find(command, "Sync"); repair && is_books_command(*repair)) {
+      json::value cmd = *repair;
       out = co_await handle_books(std::move(cmd));
     } else if (const json::value* actor = find(command, "Actor")) {
       json::value cmd = *actor;

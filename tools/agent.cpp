@@ -301,6 +301,12 @@ class Agent final : public api::AdminService, public io::ApplySink {
       } else {
         out.push_back(api::admin::error("malformed Subs command"));
       }
+    } else if (find(command, "Plumtree") != nullptr) {
+      // Corrosion answers this only when it broadcasts with Plumtree.
+      out.push_back(api::admin::error(fmt::format(
+          "not using plumtree broadcast: this node broadcasts with the {} method (gossip.broadcast); its figures are "
+          "the patina_broadcast_* metrics",
+          rc_.config.gossip.broadcast == core::GossipConfig::Broadcast::tree ? "tree" : "gossip")));
     } else if (const json::value* debug = find(command, "Debug")) {
       json::value cmd = *debug;
       json::value reply = co_await handle_debug(std::move(cmd));

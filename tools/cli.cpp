@@ -307,6 +307,15 @@ int run_cli(int argc, char** argv) {
         code = admin_command(g, json::value("Reload"));
       });
 
+  auto* plumtree = app.add_subcommand("plumtree", "Plumtree broadcast (Corrosion's verbs)");
+  plumtree->require_subcommand(1);
+  plumtree->add_subcommand("stats", "Plumtree state; Patina broadcasts with its tree or gossip method instead")
+      ->callback([&] {
+        globals();
+        json::value cmd = {{"Plumtree", "Stats"}};
+        code = admin_command(g, cmd);
+      });
+
   app.add_subcommand("reload-dicts", "Load the zstd dictionaries of gossip.compression.dict_dir again")
       ->callback([&] {
         globals();

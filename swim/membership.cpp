@@ -665,12 +665,17 @@ std::vector<const Member*> Membership::choose_members(std::size_t k, bool want_a
 
 void Membership::send_feed(const Identity& to, const AddrDigest& known, Effects& out) {
   // Our active members (|to| excluded), those missing from the announcer's
-  // digest first, then a random rest, spread over up to feed_packets_max
-  // datagrams: a joiner gets most of the cluster at once, and a periodic
-  // announcer exactly what the epidemic gossip failed to bring it.
+  // digest first, then a random few of the rest (all of them for a joiner,
+  // whose digest is empty), spread over up to feed_packets_max datagrams: a
+  // joiner gets most of the cluster at once, and a periodic announcer exactly
+  // what the epidemic gossip failed to bring it.
   std::vector<const Member*> all = choose_members(members_.size(), true, &to);
-  std::stable_partition(all.begin(), all.end(),
-                        [&](const Member* m) { return !known.maybe_contains(m->id.addr); });
+  auto known_from = std::stable_partition(all.begin(), all.end(),
+                                          [&](const Member* m) { return !known.maybe_contains(m->id.addr); });
+  if (!known.empty()) {
+    const auto missing = static_cast<std::size_t>(known_from - all.begin());
+    all.resize(std::min(all.size(), missing + config_.feed_known_sample));
+  }
   if (all.size() > config_.feed_members_max) all.resize(config_.feed_members_max);
   // send() takes entries from the back.
   std::vector<MemberUpdate> feed;

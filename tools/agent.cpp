@@ -796,6 +796,19 @@ class Agent final : public api::AdminService, public io::ApplySink {
     return std::nullopt;
   }
 
+  // Which of a command's {actor_id, version} arguments is wrong, and why.
+  static std::string bad_version_args(std::string_view command, const json::value* args) {
+    const json::value* actor = args ? find(*args, "actor_id") : nullptr;
+    if (actor == nullptr) return fmt::format("{}: actor_id is missing", command);
+    if (!actor_of(actor)) {
+      return fmt::format("{}: actor_id {} is not an actor id (a UUID or 32 hex digits)", command,
+                         json::serialize(*actor));
+    }
+    const json::value* version = find(*args, "version");
+    if (version == nullptr) return fmt::format("{}: version is missing", command);
+    return fmt::format("{}: version {} is not a positive integer", command, json::serialize(*version));
+  }
+
   static json::value log_line(std::string_view level, std::string msg) {
     return json::object{{"Log", json::object{{"level", level}, {"msg", std::move(msg)}, {"ts", ntp64_now()}}}};
   }
@@ -826,8 +839,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
     auto actor = actor_of(args ? find(*args, "actor_id") : nullptr);
     auto version = positive_of(args ? find(*args, "version") : nullptr);
     if (!actor || !version) {
-      co_return std::vector<json::value>{
-          api::admin::error("ProcessBufferedChanges needs an actor_id (UUID) and a version (a positive integer)")};
+      co_return std::vector<json::value>{api::admin::error(bad_version_args("ProcessBufferedChanges", args))};
     }
     // chunk_size is accepted for Corrosion's CLI, but a version is merged in
     // one transaction here: no reader may see half of it.
@@ -856,13 +868,14 @@ class Agent final : public api::AdminService, public io::ApplySink {
   // (sic: scripts match that string) when none of its rows survive.
   net::awaitable<std::vector<json::value>> handle_actor(json::value cmd) {
     const json::value* args = find(cmd, "Version");
-    auto actor = actor_of(args ? find(*args, "actor_id") : nullptr);
-    auto version = positive_of(args ? find(*args, "version") : nullptr);
-    if (!actor || !version) {
+    if (args == nullptr) {
       co_return std::vector<json::value>{api::admin::error(
           fmt::format("unsupported Actor command (expected {{\"Version\": {{\"actor_id\": UUID, \"version\": N}}}}): {}",
                       json::serialize(cmd)))};
     }
+    auto actor = actor_of(find(*args, "actor_id"));
+    auto version = positive_of(find(*args, "version"));
+    if (!actor || !version) co_return std::vector<json::value>{api::admin::error(bad_version_args("Actor Version", args))};
     CrdtStore* store = &store_;
     auto job = [store, a = *actor, v = *version](core::Db&) { return store->version_state(a, v); };
     auto r = co_await writer_.submit<CrdtStore::VersionState>("actor version", std::move(job));

@@ -66,44 +66,46 @@ sqlite3* fresh_db(const std::string& name) {
 
 TEST(Bookkeeper, ReconcilingGapsCollapsesTheirRowsAndTakesThemAsTheTruth) {
   sqlite3* db = fresh_db("gaps.db");
-  const SiteId a = site_of(0xaa), b = site_of(0xbb);
-  auto books = Bookkeeper::open(db);
-  ASSERT_TRUE(books) << books.error().message;
-  ASSERT_TRUE(books->record_applied(a, Range{1, 1}));
-  ASSERT_TRUE(books->record_applied(a, Range{20, 20}));  // gap 2..19
-  ASSERT_TRUE(books->record_applied(b, Range{1, 5}));
-  // Rows already minimal and in agreement: nothing to do.
-  auto same = books->collapse_gaps(a);
-  ASSERT_TRUE(same) << same.error().message;
-  EXPECT_EQ(same->deleted, 0u);
-  EXPECT_EQ(same->inserted, 0u);
-  // Gap rows as an older writer could leave them: split and overlapping.
-  char* err = nullptr;
-  ASSERT_EQ(sqlite3_exec(db,
-                         "DELETE FROM __patina_bookkeeping_gaps;"
-                         "INSERT INTO __patina_bookkeeping_gaps VALUES (x'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 2, 9),"
-                         " (x'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 10, 12),"
-                         " (x'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 12, 19);",
-                         nullptr, nullptr, &err),
-            SQLITE_OK)
-      << err;
-  auto actors = books->actors_with_gaps();
-  ASSERT_TRUE(actors);
-  ASSERT_EQ(actors->size(), 1u);
-  EXPECT_EQ(actors->front(), a);
-  auto fixed = books->collapse_gaps(a);
-  ASSERT_TRUE(fixed) << fixed.error().message;
-  EXPECT_EQ(fixed->deleted, 3u);
-  EXPECT_EQ(fixed->inserted, 1u);
-  EXPECT_EQ(str(books->actor(a)->needed), "[2,19]");
-  ASSERT_TRUE(books->check()) << books->check().error().message;
-  // The database is the durable record: a gap it holds wins over memory.
-  ASSERT_EQ(sqlite3_exec(db, "DELETE FROM __patina_bookkeeping_gaps", nullptr, nullptr, &err), SQLITE_OK) << err;
-  EXPECT_FALSE(books->check());
-  auto emptied = books->collapse_gaps(a);
-  ASSERT_TRUE(emptied);
-  EXPECT_TRUE(books->actor(a)->needed.empty());
-  ASSERT_TRUE(books->check()) << books->check().error().message;
+  {  // the Bookkeeper's prepared statements go before the connection closes
+    const SiteId a = site_of(0xaa), b = site_of(0xbb);
+    auto books = Bookkeeper::open(db);
+    ASSERT_TRUE(books) << books.error().message;
+    ASSERT_TRUE(books->record_applied(a, Range{1, 1}));
+    ASSERT_TRUE(books->record_applied(a, Range{20, 20}));  // gap 2..19
+    ASSERT_TRUE(books->record_applied(b, Range{1, 5}));
+    // Rows already minimal and in agreement: nothing to do.
+    auto same = books->collapse_gaps(a);
+    ASSERT_TRUE(same) << same.error().message;
+    EXPECT_EQ(same->deleted, 0u);
+    EXPECT_EQ(same->inserted, 0u);
+    // Gap rows as an older writer could leave them: split and overlapping.
+    char* err = nullptr;
+    ASSERT_EQ(sqlite3_exec(db,
+                           "DELETE FROM __patina_bookkeeping_gaps;"
+                           "INSERT INTO __patina_bookkeeping_gaps VALUES (x'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 2, 9),"
+                           " (x'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 10, 12),"
+                           " (x'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 12, 19);",
+                           nullptr, nullptr, &err),
+              SQLITE_OK)
+        << err;
+    auto actors = books->actors_with_gaps();
+    ASSERT_TRUE(actors);
+    ASSERT_EQ(actors->size(), 1u);
+    EXPECT_EQ(actors->front(), a);
+    auto fixed = books->collapse_gaps(a);
+    ASSERT_TRUE(fixed) << fixed.error().message;
+    EXPECT_EQ(fixed->deleted, 3u);
+    EXPECT_EQ(fixed->inserted, 1u);
+    EXPECT_EQ(str(books->actor(a)->needed), "[2,19]");
+    ASSERT_TRUE(books->check()) << books->check().error().message;
+    // The database is the durable record: memory takes its gaps (here, none left).
+    ASSERT_EQ(sqlite3_exec(db, "DELETE FROM __patina_bookkeeping_gaps", nullptr, nullptr, &err), SQLITE_OK) << err;
+    EXPECT_FALSE(books->check());
+    auto emptied = books->collapse_gaps(a);
+    ASSERT_TRUE(emptied);
+    EXPECT_TRUE(books->actor(a)->needed.empty());
+    ASSERT_TRUE(books->check()) << books->check().error().message;
+  }
   sqlite3_close(db);
   std::remove(testing::temp_path("gaps.db").c_str());
 }

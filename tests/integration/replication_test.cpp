@@ -255,6 +255,7 @@ TEST(Replication, versions_naming_a_table_a_node_lacks_wait_for_its_schema_and_a
   EXPECT_EQ(consistent.exit_code, 0) << consistent.err;
   auto bad = run_patina({"actor", "version", "not-an-actor", "1", "--admin-path", b.admin_path()}, b.dir().path());
   EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("\"not-an-actor\" is not an actor id"), std::string::npos) << bad.err;
   auto plumtree = run_patina({"plumtree", "stats", "--admin-path", b.admin_path()}, b.dir().path());
   EXPECT_NE(plumtree.exit_code, 0);
   EXPECT_NE(plumtree.err.find("not using plumtree broadcast"), std::string::npos) << plumtree.err;

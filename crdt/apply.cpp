@@ -53,9 +53,13 @@ Result<void> ChangeApplier::apply_one(const Incoming& in, ApplyReport& report) {
   auto complete = books_.record_partial(cs.actor, cs.version, cs.seqs, cs.last_seq, cs.ts, cs.changes);
   if (!complete) return tl::unexpected(complete.error());
   if (!*complete) return {};
-  auto rows = books_.buffered(cs.actor, cs.version);
+  return merge_buffered(cs.actor, cs.version, report);
+}
+
+Result<void> ChangeApplier::merge_buffered(const SiteId& actor, std::int64_t version, ApplyReport& report) {
+  auto rows = books_.buffered(actor, version);
   if (!rows) return tl::unexpected(rows.error());
-  return merge_version(cs.actor, cs.version, *rows, report, true);
+  return merge_version(actor, version, *rows, report, true);
 }
 
 Result<ApplyReport> ChangeApplier::in_savepoint(const std::function<Result<void>(ApplyReport&)>& body) {
@@ -88,11 +92,8 @@ Result<ApplyReport> ChangeApplier::retry_deferred() {
     for (const auto& [actor, books] : books_.actors())
       for (const auto& [version, partial] : books.partials)
         if (partial.complete()) complete.emplace_back(actor, version);
-    for (const auto& [actor, version] : complete) {
-      auto rows = books_.buffered(actor, version);
-      if (!rows) return tl::unexpected(rows.error());
-      if (auto r = merge_version(actor, version, *rows, report, true); !r) return r;
-    }
+    for (const auto& [actor, version] : complete)
+      if (auto r = merge_buffered(actor, version, report); !r) return r;
     return {};
   });
 }
@@ -102,11 +103,7 @@ Result<std::optional<ApplyReport>> ChangeApplier::apply_buffered(const SiteId& a
   if (a == nullptr) return std::optional<ApplyReport>();
   auto it = a->partials.find(version);
   if (it == a->partials.end() || !it->second.complete()) return std::optional<ApplyReport>();
-  auto report = in_savepoint([&](ApplyReport& r) -> Result<void> {
-    auto rows = books_.buffered(actor, version);
-    if (!rows) return tl::unexpected(rows.error());
-    return merge_version(actor, version, *rows, r, true);
-  });
+  auto report = in_savepoint([&](ApplyReport& r) { return merge_buffered(actor, version, r); });
   if (!report) return tl::unexpected(report.error());
   return std::optional<ApplyReport>(std::move(*report));
 }

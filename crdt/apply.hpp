@@ -65,6 +65,8 @@ class ChangeApplier {
   Result<void> apply_one(const Incoming& in, ApplyReport& report);
   Result<void> merge_version(const SiteId& actor, std::int64_t version, std::span<const Change> rows,
                              ApplyReport& report, bool buffered);
+  // A version buffered with all of its seqs, merged in seq order.
+  Result<void> merge_buffered(const SiteId& actor, std::int64_t version, ApplyReport& report);
   Result<ApplyReport> in_savepoint(const std::function<Result<void>(ApplyReport&)>& body);
 
   CrrTables& tables_;

@@ -234,15 +234,23 @@ class Agent final : public api::AdminService, public io::ApplySink {
     if (command.is_string() && command.as_string() == "Ping") {
       out.push_back(api::admin::success());
     } else if (command.is_string() && command.as_string() == "ReloadDicts") {
-      auto r = load_dictionaries();
-      if (!r) log_->warn("reload-dicts failed, keeping the loaded dictionaries: {}", r.error().message);
+      // Reading and digesting the files is blocking work: a reader thread
+      // does it, the reactor only swaps the set in.
+      const core::CompressionConfig c = rc_.config.gossip.compression;
+      auto job = [c](core::Db&) { return load_dictionaries(c); };
+      auto r = co_await readers_.run<std::shared_ptr<const io::ZstdDictionaries>>("load zstd dictionaries",
+                                                                                  std::move(job));
       if (r) {
+        use_dictionaries(*r);
         out.push_back(log_line("info", fmt::format("loaded zstd dictionaries [{}]{}", fmt::join(dicts_->ids(), ", "),
                                                    dicts_->encoder() ? fmt::format(", compressing with {}",
                                                                                    dicts_->encoder_id())
                                                                      : std::string())));
+        out.push_back(api::admin::success());
+      } else {
+        log_->warn("reload-dicts failed, keeping the loaded dictionaries: {}", r.error().message);
+        out.push_back(api::admin::error(r.error().message));
       }
-      out.push_back(r ? api::admin::success() : api::admin::error(r.error().message));
     } else if (command.is_string() && command.as_string() == "Reload") {
       auto r = co_await reload();
       out.push_back(r ? api::admin::success() : api::admin::error(r.error().message));
@@ -402,26 +410,30 @@ class Agent final : public api::AdminService, public io::ApplySink {
   }
 
   // gossip.compression.dict_dir: every trained dictionary in it, and
-  // dict_file to compress with. Called at start and by reload-dicts; the
-  // running set is kept when loading fails.
-  Result<void> load_dictionaries() {
-    const auto& c = rc_.config.gossip.compression;
+  // dict_file to compress with (at start, and by reload-dicts on a reader
+  // thread; the running set stays when loading fails).
+  static Result<std::shared_ptr<const io::ZstdDictionaries>> load_dictionaries(const core::CompressionConfig& c) {
     if (!c.dict_dir) return make_error(Errc::invalid_argument, "gossip.compression.dict_dir is not set");
-    auto loaded = io::ZstdDictionaries::load(*c.dict_dir, c.dict_file, c.level);
-    if (!loaded) return tl::unexpected(loaded.error());
-    for (const auto& f : (*loaded)->skipped())
-      log_->warn("compression dictionaries: skipped {} in {}: not a trained zstd dictionary", f, *c.dict_dir);
-    log_->info("compression dictionaries: ids [{}] from {}{}", fmt::join((*loaded)->ids(), ", "), *c.dict_dir,
-               (*loaded)->encoder() ? fmt::format("; compressing with {}", (*loaded)->encoder_id()) : std::string());
-    dicts_ = *loaded;
+    return io::ZstdDictionaries::load(*c.dict_dir, c.dict_file, c.level);
+  }
+
+  // Reactor thread: a loaded set becomes the one frames use.
+  void use_dictionaries(std::shared_ptr<const io::ZstdDictionaries> loaded) {
+    const auto& dir = *rc_.config.gossip.compression.dict_dir;
+    for (const auto& f : loaded->skipped())
+      log_->warn("compression dictionaries: skipped {} in {}: not a trained zstd dictionary", f, dir);
+    log_->info("compression dictionaries: ids [{}] from {}{}", fmt::join(loaded->ids(), ", "), dir,
+               loaded->encoder() ? fmt::format("; compressing with {}", loaded->encoder_id()) : std::string());
+    dicts_ = std::move(loaded);
     if (broadcaster_) broadcaster_->set_dictionaries(dicts_);
-    return {};
   }
 
   // Opens the QUIC endpoint on gossip.addr and starts SWIM membership.
   Result<void> start_gossip() {
-    if (rc_.config.gossip.compression.dict_dir) {
-      if (auto r = load_dictionaries(); !r) return r;
+    if (rc_.config.gossip.compression.dict_dir) {  // before the reactor runs: blocking is fine here
+      auto loaded = load_dictionaries(rc_.config.gossip.compression);
+      if (!loaded) return tl::unexpected(loaded.error());
+      use_dictionaries(std::move(*loaded));
     }
     auto qc = io::quic_config_from(rc_.config.gossip);
     if (!qc) return tl::unexpected(qc.error());

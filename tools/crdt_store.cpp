@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <random>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -123,10 +124,14 @@ Result<std::optional<crdt::ApplyReport>> CrdtStore::apply_buffered(const crdt::S
 }
 
 Result<std::vector<CrdtStore::GapsReconciled>> CrdtStore::reconcile_gaps() {
-  auto actors = books_->actors_with_gaps();
-  if (!actors) return tl::unexpected(to_error(actors.error()));
+  auto stored = books_->actors_with_gaps();
+  if (!stored) return tl::unexpected(to_error(stored.error()));
+  // Gaps only memory holds are reconciled too (the database has none for them).
+  std::set<crdt::SiteId> actors(stored->begin(), stored->end());
+  for (const auto& [actor, books] : books_->actors())
+    if (!books.needed.empty()) actors.insert(actor);
   std::vector<GapsReconciled> out;
-  for (const auto& actor : *actors) {
+  for (const auto& actor : actors) {
     auto r = books_->collapse_gaps(actor);
     if (!r) return tl::unexpected(to_error(r.error()));
     out.push_back(GapsReconciled{actor, *r});

@@ -9,6 +9,13 @@
 // wait (set_idle) instead of waking up to stamp: an idle node costs no
 // wakeups, and the silence of a loop that is not idle still always means
 // "stuck", never "nothing to do". The reactor stamps from a timer.
+//
+// When the process as a whole did not run (SIGSTOP, a paused or migrated VM,
+// a frozen cgroup, a host so starved that this thread missed its own ticks)
+// every loop looks silent for that long, yet none of them is stuck: the
+// watchdog notices that its own tick came late by more than stall_ms, says
+// so, and counts silences from then on. A loop that really hangs is still
+// caught one stall period after the pause.
 
 #include <atomic>
 #include <chrono>
@@ -65,7 +72,8 @@ class Heartbeat {
     std::lock_guard lock(mu_);
     return job_;
   }
-  std::int64_t silent_ms() const { return (now_ns() - last_ns_.load(std::memory_order_relaxed)) / 1'000'000; }
+  std::int64_t silent_ms() const { return (now_ns() - last_ns()) / 1'000'000; }
+  std::int64_t last_ns() const { return last_ns_.load(std::memory_order_relaxed); }
 
   static std::int64_t now_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -93,6 +101,12 @@ class Watchdog {
   void start();
   void stop();
   int stall_ms() const { return stall_ms_; }
+  // How often the watchdog's thread looks at the heartbeats.
+  std::chrono::milliseconds period() const;
+
+  // One look at every heartbeat at steady-clock time |now_ns| (the thread
+  // calls it every period(); tests call it with their own times).
+  void check(std::int64_t now_ns);
 
  private:
   void run();
@@ -100,6 +114,10 @@ class Watchdog {
   int stall_ms_;
   Action action_;
   Counter& stalls_;
+  Counter& pauses_;
+  std::int64_t last_check_ns_ = 0;
+  // Silences count from here: the end of the last process-wide pause.
+  std::int64_t counted_from_ns_ = 0;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;

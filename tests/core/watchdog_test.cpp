@@ -54,6 +54,58 @@ TEST(WatchdogTest, a_silent_busy_loop_is_reported_an_idle_one_never) {
   dog.stop();
 }
 
+double pauses(Metrics& m) {
+  std::smatch match;
+  const std::string text = m.render();
+  static const std::regex re(R"(patina_watchdog_process_pauses_total ([0-9.e+]+))");
+  return std::regex_search(text, match, re) ? std::stod(match[1]) : -1;
+}
+
+// A SIGSTOP, a paused VM or a starved host stops every thread, the
+// watchdog's too: its own late tick shows that nobody ran, so the loops'
+// silence over the pause is not held against them (the node used to exit
+// with code 70 after every pause longer than stall_ms). A loop that hangs
+// after the pause is still found out.
+TEST(WatchdogTest, a_pause_of_the_whole_process_is_not_a_stall_but_a_hang_after_it_is) {
+  Metrics metrics;
+  Watchdog dog(100, Watchdog::Action::log, metrics);
+  auto busy = dog.add("busy-loop");
+  busy->begin_job("a job");
+  constexpr std::int64_t ms = 1'000'000;
+  const std::int64_t t0 = busy->last_ns();
+  const std::int64_t tick = dog.period().count() * ms;
+  dog.check(t0);
+  dog.check(t0 + tick);
+  // Five seconds pass with nobody running, then the watchdog ticks.
+  dog.check(t0 + tick + 5000 * ms);
+  EXPECT_EQ(stalls(metrics), 0);
+  EXPECT_EQ(pauses(metrics), 1);
+  // The loop does not stamp again: one stall period after the pause it is
+  // reported.
+  dog.check(t0 + 2 * tick + 5000 * ms);
+  EXPECT_EQ(stalls(metrics), 0);
+  dog.check(t0 + 3 * tick + 5000 * ms + 10 * ms);
+  EXPECT_EQ(stalls(metrics), 1);
+  EXPECT_EQ(pauses(metrics), 1);
+}
+
+// Regular ticks: a silence longer than stall_ms is a stall, not a pause.
+TEST(WatchdogTest, with_regular_ticks_a_silent_loop_is_a_stall) {
+  Metrics metrics;
+  Watchdog dog(100, Watchdog::Action::log, metrics);
+  auto busy = dog.add("busy-loop");
+  busy->begin_job("a job");
+  constexpr std::int64_t ms = 1'000'000;
+  const std::int64_t t0 = busy->last_ns();
+  // period() is half of stall_ms: silent 100 ms is within the limit, 150 ms
+  // is not.
+  for (int i = 0; i <= 2; ++i) dog.check(t0 + i * dog.period().count() * ms);
+  EXPECT_EQ(stalls(metrics), 0);
+  dog.check(t0 + 3 * dog.period().count() * ms);
+  EXPECT_EQ(stalls(metrics), 1);
+  EXPECT_EQ(pauses(metrics), 0);
+}
+
 TEST(WatchdogTest, an_idle_writer_and_reader_pool_are_not_reported_and_sleep) {
   const auto dir = std::filesystem::temp_directory_path() / ("patina-wd-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);

@@ -185,6 +185,28 @@ TEST_P(Watchdog, a_stalled_loop_ends_the_process_with_code_70) {
 
 INSTANTIATE_TEST_SUITE_P(Loops, Watchdog, ::testing::Values("reactor", "writer"));
 
+// SIGSTOP stands for a paused VM or a starved host: every thread stops, the
+// watchdog's too. The node used to exit 70 on SIGCONT; now it says the
+// process did not run and carries on.
+TEST(Agent, a_node_stopped_for_several_stall_periods_carries_on_after_sigcont) {
+  ScratchDir dir;
+  dir.write("config.toml", config_text(dir, "\n[watchdog]\nstall_ms = 200\n"));
+  auto agent = start_agent(dir);
+  ASSERT_TRUE(agent->wait_for_log("ready:")) << agent->log();
+  agent->signal(SIGSTOP);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  agent->signal(SIGCONT);
+  ASSERT_TRUE(agent->wait_for_log("the process did not run for about")) << agent->log();
+  // Three more stall periods: still running, still answering.
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  EXPECT_TRUE(agent->running()) << agent->log();
+  auto ping = run_patina({"ping", "--admin-path", dir.file("admin.sock")}, dir.path());
+  EXPECT_EQ(ping.exit_code, 0) << ping.err;
+  EXPECT_EQ(agent->log().find("stalled"), std::string::npos) << agent->log();
+  agent->signal(SIGTERM);
+  EXPECT_EQ(agent->wait_exit(), 0) << agent->log();
+}
+
 TEST(Agent, debug_commands_are_refused_unless_enabled) {
   ScratchDir dir;
   dir.write("config.toml", config_text(dir));

@@ -2,6 +2,7 @@
 //
 //   build/bench/cluster_bench [--nodes N] [--rate R] [--seconds S] [--out DIR]
 //                             [--observe subscribe|poll] [--settle T]
+//                             [--text-bytes B]
 //
 // Starts N agents (default 16) that join through the first one, waits T
 // seconds after full membership (--settle, default 8), writes R
@@ -15,7 +16,10 @@
 // the cluster does). Then: changes/s applied per node, UDP bytes
 // sent per change per node (SWIM included) against the size of the change's
 // payload, CPU seconds and RSS per node, and whether every node's
-// `patina sync digest` agrees. Writes DIR/cluster_bench.json and
+// `patina sync digest` agrees. Each write carries an 8-byte id and B bytes
+// of text (default 40, random letters so that compression cannot flatter
+// the ratio): the per-change overhead is fixed, so the ratio to the payload
+// depends on B. Writes DIR/cluster_bench.json and
 // DIR/cluster_bench.md (DIR defaults to the current directory).
 //
 // Targets (issue 6), at 100 writes/s: p99 <= 5 ms at N = 3, <= 50 ms at
@@ -30,6 +34,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -55,6 +60,7 @@ struct Options {
   std::string out = ".";
   bool subscribe = true;
   double settle_s = 8;
+  int text_bytes = 40;
 };
 
 Options parse(int argc, char** argv) {
@@ -67,6 +73,7 @@ Options parse(int argc, char** argv) {
     else if (k == "--out") o.out = v;
     else if (k == "--observe") o.subscribe = v != "poll";
     else if (k == "--settle") o.settle_s = std::max(0.0, std::stod(v));
+    else if (k == "--text-bytes") o.text_bytes = std::clamp(std::stoi(v), 0, 100000);
   }
   return o;
 }
@@ -218,7 +225,12 @@ int main(int argc, char** argv) {
   // The write load, paced.
   std::vector<std::unique_ptr<api::HttpConnection>> writers;
   for (const auto& a : agents) writers.push_back(std::make_unique<api::HttpConnection>(a->api()));
-  const std::string filler(40, 'x');  // ~payload: id + 40 bytes of text
+  std::mt19937 letters_rng(7);
+  auto random_text = [&] {
+    std::string t(static_cast<std::size_t>(o.text_bytes), 'a');
+    for (auto& ch : t) ch = static_cast<char>('a' + letters_rng() % 26);
+    return t;
+  };
   int acknowledged = 0;
   auto load_start = Clock::now();
   for (int id = 1; id <= total; ++id) {
@@ -228,7 +240,7 @@ int main(int argc, char** argv) {
     sent[static_cast<std::size_t>(id)] = Clock::now();
     auto& w = *writers[static_cast<std::size_t>(id) % writers.size()];
     auto r = w.post_json("/v1/transactions",
-                         fmt::format(R"J([["INSERT INTO tests (id, text) VALUES (?, ?)", [{}, "{}"]]])J", id, filler));
+                         fmt::format(R"J([["INSERT INTO tests (id, text) VALUES (?, ?)", [{}, "{}"]]])J", id, random_text()));
     if (r.status == 200) ++acknowledged;
     acked[static_cast<std::size_t>(id)] = Clock::now();
   }
@@ -284,7 +296,7 @@ int main(int argc, char** argv) {
   bool digests_agree = digests.size() == 1 && !digests.begin()->empty();
   // The payload of one change: what the row carries (8-byte id + text),
   // the unit the bytes-per-change ratio is measured against.
-  const double payload = 8.0 + static_cast<double>(filler.size());
+  const double payload = 8.0 + static_cast<double>(o.text_bytes);
   const double per_change_per_node = acknowledged > 0 ? udp_total / acknowledged / static_cast<double>(o.nodes) : 0;
   const double elapsed = std::max(load_s, 1e-9);
 

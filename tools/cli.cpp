@@ -348,6 +348,25 @@ int run_cli(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
+  } catch (const CLI::RequiredError& e) {
+    // CLI11 says "A subcommand is required" for `patina frobnicate` too:
+    // name the word it did not know, or the commands it wanted.
+    CLI::App* level = &app;
+    std::string path = "patina";
+    while (!level->get_subcommands().empty()) {
+      level = level->get_subcommands().front();
+      path += " " + level->get_name();
+    }
+    if (level->get_require_subcommand_min() > 0) {
+      auto extras = app.remaining(true);
+      if (!extras.empty() && !extras.front().empty() && extras.front()[0] != '-') {
+        return fail(fmt::format("unknown command '{}' (see {} --help)", extras.front(), path));
+      }
+      std::vector<std::string> names;
+      for (const auto* sub : level->get_subcommands([](CLI::App*) { return true; })) names.push_back(sub->get_name());
+      return fail(fmt::format("{} needs a command: one of {} (see {} --help)", path, fmt::join(names, ", "), path));
+    }
+    return fail(e.what() + std::string(" (see patina --help)"));
   } catch (const CLI::ParseError& e) {
     return fail(e.what() + std::string(" (see patina --help)"));
   }

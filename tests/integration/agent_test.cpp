@@ -157,6 +157,11 @@ TEST(Agent, cli_failures_print_one_line_and_exit_nonzero) {
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1);
   auto unknown = run_patina({"frobnicate"}, dir.path());
   EXPECT_NE(unknown.exit_code, 0);
+  EXPECT_EQ(unknown.err, "patina: error: unknown command 'frobnicate' (see patina --help)\n");
+  auto unknown_sub = run_patina({"db", "frobnicate"}, dir.path());
+  EXPECT_EQ(unknown_sub.err, "patina: error: unknown command 'frobnicate' (see patina db --help)\n");
+  auto bare = run_patina({"tls", "ca"}, dir.path());
+  EXPECT_EQ(bare.err, "patina: error: patina tls ca needs a command: one of generate (see patina tls ca --help)\n");
   auto help = run_patina({"--help"}, dir.path());
   EXPECT_EQ(help.exit_code, 0);
   for (const char* cmd : {"agent", "exec", "query", "backup", "restore", "db", "cluster", "log", "reload", "debug"}) {

@@ -45,7 +45,7 @@
 
 #include "api/http_client.hpp"
 #include "tests/integration/api_agent.hpp"
-#include "tests/integration/stream_client.hpp"
+#include "api/stream_client.hpp"
 
 using namespace patina;
 using Clock = std::chrono::steady_clock;
@@ -179,7 +179,7 @@ int main(int argc, char** argv) {
   for (std::size_t n = 0; n < agents.size(); ++n) {
     if (o.subscribe) {
       observers.emplace_back([&, n] {
-        testing::StreamClient sub(agents[n]->api(), "POST", "/v1/subscriptions", R"J("SELECT id FROM tests")J");
+        api::StreamClient sub(agents[n]->api(), "POST", "/v1/subscriptions", R"J("SELECT id FROM tests")J");
         if (sub.status() != 200) {
           fmt::print(stderr, "node {}: subscription refused ({})\n", n, sub.status());
           return;

@@ -40,7 +40,7 @@
 #include "api/http_client.hpp"
 #include "core/sqlite.hpp"
 #include "tests/integration/api_agent.hpp"
-#include "tests/integration/stream_client.hpp"
+#include "api/stream_client.hpp"
 
 using namespace patina;
 using Clock = std::chrono::steady_clock;
@@ -220,7 +220,7 @@ net::awaitable<void> ws_client(Shared& s, tcp::endpoint ep, std::string sql) {
 }
 
 // Reads lines until one contains |needle|.
-bool wait_for(testing::StreamClient& c, const std::string& needle, std::chrono::seconds limit) {
+bool wait_for(api::StreamClient& c, const std::string& needle, std::chrono::seconds limit) {
   auto deadline = Clock::now() + limit;
   while (Clock::now() < deadline) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -354,9 +354,9 @@ int main(int argc, char** argv) {
     }
     const std::string selective = "SELECT id, text FROM tests WHERE text LIKE 'hot%'";
     const std::string whole = "SELECT id, text FROM tests";
-    std::vector<std::unique_ptr<testing::StreamClient>> subs;
+    std::vector<std::unique_ptr<api::StreamClient>> subs;
     for (const auto& q : {selective, whole}) {
-      auto c = std::make_unique<testing::StreamClient>(agent.api(), "POST", "/v1/subscriptions", "\"" + q + "\"", 0,
+      auto c = std::make_unique<api::StreamClient>(agent.api(), "POST", "/v1/subscriptions", "\"" + q + "\"", 0,
                                                        std::chrono::seconds(300));
       if (!wait_for(*c, "\"eoq\"", 300s)) {
         fmt::print(stderr, "subscription did not start: {}\n", q);

@@ -11,6 +11,7 @@
 #include "tools/agent.hpp"
 #include "io/tls_generate.hpp"
 #include "tools/cli_data.hpp"
+#include "tools/template_command.hpp"
 
 namespace patina::tools {
 namespace {
@@ -108,6 +109,18 @@ int run_cli(int argc, char** argv) {
   backup->callback([&] {
     globals();
     code = cmd_backup(g, backup_path);
+  });
+
+  std::vector<std::string> template_specs;
+  bool template_once = false;
+  auto* templ = app.add_subcommand(
+      "template", "Render Rhai templates (SRC:DST[:CMD]) from the node's data, again on every change unless --once");
+  templ->add_option("template", template_specs, "SRC:DST[:CMD]: template file, output file, command run after a render")
+      ->required();
+  templ->add_flag("-o,--once", template_once, "Render once and exit");
+  templ->callback([&] {
+    globals();
+    code = cmd_template(g, template_specs, template_once);
   });
 
   RestoreOptions restore_opts;

@@ -29,17 +29,10 @@ int cli_fail(const std::string& message) {
   return 1;
 }
 
-namespace {
-
-struct Target {
-  std::string addr;
-  std::vector<std::pair<std::string, std::string>> headers;
-};
-
-Result<Target> api_target(const GlobalOptions& g) {
+Result<ApiTarget> api_target(const GlobalOptions& g) {
   auto rc = resolve_config(g);
   if (!rc) return tl::unexpected(rc.error());
-  Target t;
+  ApiTarget t;
   t.addr = rc->config.api.bind_addr.empty() ? "127.0.0.1:8080" : rc->config.api.bind_addr.front();
   // A wildcard listener is reached on loopback.
   if (t.addr.rfind("0.0.0.0:", 0) == 0) t.addr = "127.0.0.1:" + t.addr.substr(8);
@@ -48,6 +41,8 @@ Result<Target> api_target(const GlobalOptions& g) {
   if (rc->config.api.bearer_token) t.headers.emplace_back("authorization", "Bearer " + *rc->config.api.bearer_token);
   return t;
 }
+
+namespace {
 
 json::value statement_json(const SqlCommand& c) {
   json::array params;

@@ -37,6 +37,14 @@ int cmd_db_lock(const GlobalOptions& g, const std::vector<std::string>& command)
 // while the agent runs.
 int cmd_db_sample_changes(const GlobalOptions& g, const std::string& out_dir, std::int64_t limit);
 
+// Where the agent's HTTP API answers (api.bind_addr, a wildcard reached on
+// loopback) and the headers every request carries (JSON, bearer token).
+struct ApiTarget {
+  std::string addr;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+Result<ApiTarget> api_target(const GlobalOptions& g);
+
 // Every CLI failure: one clear line on stderr, exit code 1.
 int cli_fail(const std::string& message);
 

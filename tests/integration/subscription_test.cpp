@@ -14,9 +14,11 @@
 #include "api/http_client.hpp"
 #include "tests/integration/api_agent.hpp"
 #include "tests/integration/process.hpp"
-#include "tests/integration/stream_client.hpp"
+#include "api/stream_client.hpp"
 
 namespace patina::testing {
+using api::StreamClient;
+
 namespace {
 
 using namespace std::chrono_literals;

@@ -1,57 +1,71 @@
-#include "tests/integration/stream_client.hpp"
+#include "api/stream_client.hpp"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
+#include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 
 #include <fmt/format.h>
 
-namespace patina::testing {
+namespace patina::api {
 
 using Clock = std::chrono::steady_clock;
 
 StreamClient::StreamClient(const std::string& addr, const std::string& method, const std::string& target,
-                           const std::string& body, int rcvbuf, std::chrono::seconds head_timeout) {
+                           const std::string& body, int rcvbuf, std::chrono::seconds head_timeout,
+                           const std::vector<std::pair<std::string, std::string>>& headers) {
+  ended_ = true;  // until the head is read
   auto colon = addr.rfind(':');
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(addr.substr(colon + 1))));
-  ::inet_pton(AF_INET, addr.substr(0, colon).c_str(), &sa.sin_addr);
-  fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (rcvbuf > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-  if (::connect(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-    ended_ = true;
-    return;
+  if (colon == std::string::npos) return;
+  std::string host = addr.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), addr.c_str() + colon + 1, &hints, &found) != 0 || found == nullptr) return;
+  for (auto* ai = found; ai != nullptr && fd_ < 0; ai = ai->ai_next) {
+    fd_ = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd_ < 0) continue;
+    if (rcvbuf > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    if (::connect(fd_, ai->ai_addr, ai->ai_addrlen) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
   }
-  std::string req = fmt::format("{} {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n"
+  ::freeaddrinfo(found);
+  if (fd_ < 0) return;
+  std::string extra;
+  for (const auto& [k, v] : headers) {
+    if (k != "content-type") extra += fmt::format("{}: {}\r\n", k, v);
+  }
+  std::string req = fmt::format("{} {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n{}"
                                 "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
-                                method, target, addr, body.size(), body);
+                                method, target, addr, extra, body.size(), body);
   std::size_t sent = 0;
   while (sent < req.size()) {
     auto n = ::send(fd_, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) {
-      ended_ = true;
-      return;
-    }
+    if (n <= 0) return;
     sent += static_cast<std::size_t>(n);
   }
   auto deadline = Clock::now() + head_timeout;
   std::size_t end = std::string::npos;
   while ((end = raw_.find("\r\n\r\n")) == std::string::npos) {
-    if (!fill(deadline)) {
-      ended_ = true;
-      return;
-    }
+    if (!fill(deadline)) return;
   }
   std::string head = raw_.substr(0, end);
   raw_.erase(0, end + 4);
   auto sp = head.find(' ');
-  status_ = std::stoi(head.substr(sp + 1, 3));
+  int status = 0;
+  if (sp == std::string::npos || head.size() < sp + 4 ||
+      std::from_chars(head.data() + sp + 1, head.data() + sp + 4, status).ec != std::errc{}) {
+    return;
+  }
+  status_ = status;
+  ended_ = false;
   std::size_t pos = head.find("\r\n");
   while (pos != std::string::npos) {
     auto next = head.find("\r\n", pos + 2);
@@ -81,9 +95,10 @@ std::string StreamClient::header(const std::string& name) const {
 }
 
 bool StreamClient::fill(Clock::time_point deadline) {
-  if (eof_) return false;
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-  if (left <= 0) return false;
+  if (eof_ || fd_ < 0) return false;
+  // Rounded up, and a deadline already passed still looks once without
+  // waiting: next_line(0ms) reads what has arrived.
+  auto left = std::max<long long>(0, std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count());
   pollfd p{fd_, POLLIN, 0};
   if (::poll(&p, 1, static_cast<int>(left)) <= 0) return false;
   char buf[16384];
@@ -106,7 +121,15 @@ void StreamClient::decode() {
   for (;;) {
     auto crlf = raw_.find("\r\n");
     if (crlf == std::string::npos) break;
-    std::size_t size = std::stoul(raw_.substr(0, crlf), nullptr, 16);
+    std::size_t size = 0;
+    auto [end, ec] = std::from_chars(raw_.data(), raw_.data() + crlf, size, 16);
+    if (ec != std::errc{} || (end != raw_.data() + crlf && *end != ';')) {
+      // Not chunked encoding: the stream is broken, not a crash.
+      ended_ = true;
+      eof_ = true;
+      raw_.clear();
+      break;
+    }
     if (raw_.size() < crlf + 2 + size + 2) break;
     if (size == 0) {
       ended_ = true;
@@ -147,4 +170,4 @@ std::string StreamClient::rest(std::chrono::milliseconds timeout) {
   return out;
 }
 
-}  // namespace patina::testing
+}  // namespace patina::api

@@ -1,22 +1,29 @@
 #pragma once
 // A blocking HTTP/1.1 client for streamed responses (NDJSON over chunked
-// transfer encoding), reading line by line with a deadline. Small receive
-// buffers on request, so a test can play a client that stops reading.
+// transfer encoding), reading line by line with a deadline: subscriptions
+// for `patina template`, tests and benches. Small receive buffers on
+// request, so a test can play a client that stops reading. Never used on
+// the reactor.
 
 #include <chrono>
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
-namespace patina::testing {
+namespace patina::api {
 
 class StreamClient {
  public:
-  // Connects to |addr| ("127.0.0.1:port") and sends the request; the
+  // Connects to |addr| ("host:port", "[v6]:port") and sends the request
+  // with |headers| (besides Host, Content-Type json, Content-Length); the
   // response head is read by the constructor (bounded by |head_timeout|).
+  // status() is 0 when connecting, sending or reading the head failed.
   StreamClient(const std::string& addr, const std::string& method, const std::string& target,
                const std::string& body = "", int rcvbuf = 0,
-               std::chrono::seconds head_timeout = std::chrono::seconds(10));
+               std::chrono::seconds head_timeout = std::chrono::seconds(10),
+               const std::vector<std::pair<std::string, std::string>>& headers = {});
   ~StreamClient();
   StreamClient(const StreamClient&) = delete;
   StreamClient& operator=(const StreamClient&) = delete;
@@ -29,6 +36,8 @@ class StreamClient {
   std::string rest(std::chrono::milliseconds timeout = std::chrono::seconds(10));
   // True once the server ended the stream.
   bool ended() const { return ended_; }
+  // The socket, to poll several streams at once (-1 when not connected).
+  int fd() const { return fd_; }
 
  private:
   bool fill(std::chrono::steady_clock::time_point deadline);  // reads more raw bytes
@@ -44,4 +53,4 @@ class StreamClient {
   bool ended_ = false;
 };
 
-}  // namespace patina::testing
+}  // namespace patina::api

@@ -17,12 +17,15 @@
 namespace patina::core {
 namespace {
 
-double stalls(Metrics& m) {
+// The value of counter |name| in the Prometheus text (-1 when absent).
+double counter(Metrics& m, const std::string& name) {
   std::smatch match;
   const std::string text = m.render();
-  static const std::regex re(R"(patina_watchdog_stalls_total ([0-9.e+]+))");
+  const std::regex re(name + R"( ([0-9.e+]+))");
   return std::regex_search(text, match, re) ? std::stod(match[1]) : -1;
 }
+double stalls(Metrics& m) { return counter(m, "patina_watchdog_stalls_total"); }
+double pauses(Metrics& m) { return counter(m, "patina_watchdog_process_pauses_total"); }
 
 // Voluntary context switches of this thread so far.
 long switches_of(pid_t tid) {
@@ -54,12 +57,19 @@ TEST(WatchdogTest, a_silent_busy_loop_is_reported_an_idle_one_never) {
   dog.stop();
 }
 
-double pauses(Metrics& m) {
-  std::smatch match;
-  const std::string text = m.render();
-  static const std::regex re(R"(patina_watchdog_process_pauses_total ([0-9.e+]+))");
-  return std::regex_search(text, match, re) ? std::stod(match[1]) : -1;
-}
+// A watchdog with a 100 ms limit over one loop busy with a job, ticked by
+// hand: the test is the clock.
+struct HandTicked {
+  Metrics metrics;
+  Watchdog dog{100, Watchdog::Action::log, metrics};
+  std::shared_ptr<Heartbeat> busy = dog.add("busy-loop");
+  std::int64_t t0 = 0;
+  static constexpr std::int64_t ms = 1'000'000;
+  HandTicked() {
+    busy->begin_job("a job");
+    t0 = busy->last_ns();
+  }
+};
 
 // A SIGSTOP, a paused VM or a starved host stops every thread, the
 // watchdog's too: its own late tick shows that nobody ran, so the loops'
@@ -67,12 +77,9 @@ double pauses(Metrics& m) {
 // with code 70 after every pause longer than stall_ms). A loop that hangs
 // after the pause is still found out.
 TEST(WatchdogTest, a_pause_of_the_whole_process_is_not_a_stall_but_a_hang_after_it_is) {
-  Metrics metrics;
-  Watchdog dog(100, Watchdog::Action::log, metrics);
-  auto busy = dog.add("busy-loop");
-  busy->begin_job("a job");
-  constexpr std::int64_t ms = 1'000'000;
-  const std::int64_t t0 = busy->last_ns();
+  HandTicked h;
+  auto& [metrics, dog, busy, t0] = h;
+  constexpr auto ms = HandTicked::ms;
   const std::int64_t tick = dog.period().count() * ms;
   dog.check(t0);
   dog.check(t0 + tick);
@@ -91,12 +98,9 @@ TEST(WatchdogTest, a_pause_of_the_whole_process_is_not_a_stall_but_a_hang_after_
 
 // Regular ticks: a silence longer than stall_ms is a stall, not a pause.
 TEST(WatchdogTest, with_regular_ticks_a_silent_loop_is_a_stall) {
-  Metrics metrics;
-  Watchdog dog(100, Watchdog::Action::log, metrics);
-  auto busy = dog.add("busy-loop");
-  busy->begin_job("a job");
-  constexpr std::int64_t ms = 1'000'000;
-  const std::int64_t t0 = busy->last_ns();
+  HandTicked h;
+  auto& [metrics, dog, busy, t0] = h;
+  constexpr auto ms = HandTicked::ms;
   // period() is half of stall_ms: silent 100 ms is within the limit, 150 ms
   // is not.
   for (int i = 0; i <= 2; ++i) dog.check(t0 + i * dog.period().count() * ms);

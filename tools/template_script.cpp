@@ -48,6 +48,7 @@ Result<Template> Template::compile(std::string_view source, std::string name) {
 }
 
 Result<void> Template::render(Host& host, std::string& out) const {
+  if (!program_) return make_error(Errc::internal, "render of a template that was moved from");
   try {
     detail::run(program_->stmts, host, out);
     return {};

@@ -39,7 +39,10 @@ using namespace std::chrono_literals;
 
 constexpr auto debounce = 100ms;        // changes close together make one render
 constexpr auto file_check = 1s;         // how often the template file is looked at
-constexpr auto retry_after_failure = 5s;
+// After a failed render: 1 s, doubling to 5 s (an agent restarting is back
+// within a second or two; one that stays down is not hammered).
+constexpr auto first_retry = 1s;
+constexpr auto last_retry = 5s;
 
 struct Spec {
   std::string src;
@@ -255,6 +258,7 @@ int run_one(const ApiTarget& api, const Spec& spec, bool once) {
   tpl::Template tpl = std::move(*compiled);
   FileStamp stamp = stamp_of(spec.src);
   if (!once) say(fmt::format("watching {} and rendering it to {}", spec.src, spec.dst));
+  std::chrono::seconds retry = first_retry;
   for (;;) {
     SubscriptionHost host(api);
     std::string out;
@@ -262,7 +266,7 @@ int run_one(const ApiTarget& api, const Spec& spec, bool once) {
     bool ok = false;
     if (!rendered) {
       if (once) return cli_fail(fmt::format("cannot render {}: {}", spec.src, rendered.error().message));
-      say(fmt::format("cannot render {} (retrying in 5 s or on the next change): {}", spec.src,
+      say(fmt::format("cannot render {} (retrying in {} s or on the next change): {}", spec.src, retry.count(),
                       rendered.error().message));
     } else if (auto written = write_atomically(spec.dst, out); !written) {
       if (once) return cli_fail(written.error().message);
@@ -276,7 +280,8 @@ int run_one(const ApiTarget& api, const Spec& spec, bool once) {
 
     // Until a change (then the changes of the next 100 ms with it), a
     // subscription lost, an edited template, or the retry of a failure.
-    const auto retry_at = ok ? Clock::time_point::max() : Clock::now() + retry_after_failure;
+    const auto retry_at = ok ? Clock::time_point::max() : Clock::now() + retry;
+    retry = ok ? first_retry : std::min<std::chrono::seconds>(retry * 2, last_retry);
     for (;;) {
       auto wake = host.wait(std::min(retry_at, Clock::now() + file_check));
       if (wake == SubscriptionHost::Wake::change) {

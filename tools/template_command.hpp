@@ -7,8 +7,8 @@
 // and a change event on any of them re-renders 100 ms later (changes in
 // between are taken in the same render); an edited template file (checked
 // every second, compared by content) is compiled and rendered again. A
-// render that fails (agent down, SQL error) is logged and retried after 5 s
-// or on the next change; DST keeps its last good content.
+// render that fails (agent down, SQL error) is logged and retried after
+// 1 s, 2 s, 4 s, then every 5 s, or on the next change; DST keeps its last good content.
 
 #include <string>
 #include <vector>

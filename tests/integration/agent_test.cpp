@@ -164,7 +164,8 @@ TEST(Agent, cli_failures_print_one_line_and_exit_nonzero) {
   EXPECT_EQ(bare.err, "patina: error: patina tls ca needs a command: one of generate (see patina tls ca --help)\n");
   auto help = run_patina({"--help"}, dir.path());
   EXPECT_EQ(help.exit_code, 0);
-  for (const char* cmd : {"agent", "exec", "query", "backup", "restore", "db", "cluster", "log", "reload", "debug"}) {
+  for (const char* cmd :
+       {"agent", "exec", "query", "backup", "restore", "db", "cluster", "log", "reload", "debug", "template"}) {
     EXPECT_NE(help.out.find(cmd), std::string::npos) << cmd;
   }
 }

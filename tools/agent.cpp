@@ -1019,34 +1019,50 @@ class Agent final : public api::AdminService, public io::ApplySink {
   }
 
   // Re-reads the config file and applies what can change at run time: the
-  // log settings, and the schema (through the writer).
+  // log settings, and the schema (through the writer). The files are read on
+  // a reader thread: a schema folder on a slow disk must not stall the
+  // reactor.
   net::awaitable<Result<void>> reload() {
-    ResolvedConfig next = rc_;
-    if (!rc_.embedded) {
-      auto loaded = core::load_config_file(rc_.file, core::process_environment());
-      if (!loaded) {
-        log_->error("reload failed, keeping the running config: {}", loaded.error().message);
-        co_return tl::unexpected(loaded.error());
+    struct Read {
+      std::optional<core::LoadedConfig> config;  // none when embedded
+      std::vector<crdt::SchemaSource> sources;
+    };
+    auto read = [rc = rc_](core::Db&) -> Result<Read> {
+      Read out;
+      ResolvedConfig next = rc;
+      if (!rc.embedded) {
+        auto loaded = core::load_config_file(rc.file, core::process_environment());
+        if (!loaded) {
+          return make_error(loaded.error().code, "reload failed, keeping the running config: " + loaded.error().message);
+        }
+        next.config.db.schema_paths = loaded->config.db.schema_paths;
+        out.config = std::move(*loaded);
       }
-      for (const auto& w : loaded->warnings) log_->warn("{}", w);
-      const auto& lc = loaded->config.log;
+      auto sources = read_schema_sources(next);
+      if (!sources) return make_error(sources.error().code, "schema reload failed: " + sources.error().message);
+      out.sources = std::move(*sources);
+      return out;
+    };
+    auto files = co_await readers_.run<Read>("read config and schema files", std::move(read));
+    if (!files) {
+      log_->error("{}", files.error().message);
+      co_return tl::unexpected(files.error());
+    }
+    if (files->config) {
+      for (const auto& w : files->config->warnings) log_->warn("{}", w);
+      const auto& lc = files->config->config.log;
       std::string filter = startup_filter(lc);
       core::log::set_default_filter(filter);
       core::log::init(lc.format, lc.colors && ::isatty(2));
       log_->info("reloaded {}: log filter '{}'", rc_.file, filter);
-      next.config.db.schema_paths = loaded->config.db.schema_paths;
     }
-    auto sources = read_schema_sources(next);
-    if (!sources) {
-      log_->error("schema reload failed: {}", sources.error().message);
-      co_return tl::unexpected(sources.error());
-    }
+    auto sources = std::move(files->sources);
     CrdtStore* store = &store_;
     struct Reloaded {
       crdt::SchemaChanges schema;
       crdt::ApplyReport merged;  // versions from peers that waited for it
     };
-    auto job = [store, s = std::move(*sources)](core::Db&) -> Result<Reloaded> {
+    auto job = [store, s = std::move(sources)](core::Db&) -> Result<Reloaded> {
       auto schema = store->apply_schema(s);
       if (!schema) return tl::unexpected(schema.error());
       auto merged = store->retry_deferred();
@@ -1071,7 +1087,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
                  fmt::join(changes->created_tables, ", "), fmt::join(changes->added_columns, ", "),
                  fmt::join(changes->created_indexes, ", "), fmt::join(changes->dropped_indexes, ", "));
     }
-    rc_.config.db.schema_paths = next.config.db.schema_paths;
+    if (files->config) rc_.config.db.schema_paths = files->config->config.db.schema_paths;
     co_return Result<void>{};
   }
 

@@ -516,8 +516,19 @@ void read_config(Reader& r, Config& c) {
 
   auto consul = r.section(root, {"consul"}, false);
   if (consul.table != nullptr) {
-    r.accept_all(consul);
-    c.consul_address = "configured";
+    ConsulConfig cc;
+    auto client = r.section(consul, {"client"}, false);
+    // Corrosion's struct field is `address`; its docs say `addr`.
+    r.get(client, {"address", "addr"}, cc.address);
+    auto consul_tls = r.section(client, {"tls"}, false);
+    if (consul_tls.table != nullptr) {
+      ConsulTlsConfig t;
+      r.get(consul_tls, {"ca_file"}, t.ca_file, true);
+      r.get(consul_tls, {"cert_file"}, t.cert_file, true);
+      r.get(consul_tls, {"key_file"}, t.key_file, true);
+      cc.tls = t;
+    }
+    c.consul = cc;
   }
 
   auto wd = r.section(root, {"watchdog"}, false);
@@ -611,7 +622,6 @@ void validate(Reader& r, toml::table& root, Config& c) {
   }
   if (c.api.pg_configured) r.warn("api.pg: the PostgreSQL listener is not available in this build; ignored");
   if (c.telemetry.open_telemetry) r.warn("telemetry.open-telemetry: OTLP export is not available yet; ignored");
-  if (c.consul_address) r.warn("consul: consul sync is not available yet; ignored");
 }
 
 }  // namespace

@@ -161,6 +161,18 @@ struct WatchdogConfig {
   bool debug_commands = false;
 };
 
+// [consul] (SPEC.md §2.9), read by `patina consul sync`: where the local
+// Consul agent's HTTP API answers; with tls, HTTPS with a client certificate.
+struct ConsulTlsConfig {
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+};
+struct ConsulConfig {
+  std::string address = "127.0.0.1:8501";
+  std::optional<ConsulTlsConfig> tls;
+};
+
 struct Config {
   DbConfig db;
   ApiConfig api;
@@ -170,7 +182,7 @@ struct Config {
   LogConfig log;
   PerfConfig perf;
   std::optional<ReaperConfig> reaper;
-  std::optional<std::string> consul_address;
+  std::optional<ConsulConfig> consul;
   WatchdogConfig watchdog;
 };
 

@@ -11,6 +11,7 @@
 #include "tools/agent.hpp"
 #include "io/tls_generate.hpp"
 #include "tools/cli_data.hpp"
+#include "tools/consul_command.hpp"
 #include "tools/template_command.hpp"
 
 namespace patina::tools {
@@ -121,6 +122,18 @@ int run_cli(int argc, char** argv) {
   templ->callback([&] {
     globals();
     code = cmd_template(g, template_specs, template_once);
+  });
+
+  std::optional<std::string> consul_node;
+  auto* consul = app.add_subcommand("consul", "Consul helpers");
+  consul->require_subcommand(1);
+  auto* consul_sync =
+      consul->add_subcommand("sync", "Mirror the local Consul agent's services and checks into consul_services and "
+                                     "consul_checks (runs until stopped)");
+  consul_sync->add_option("--node", consul_node, "Node name of the rows (default: the host name)");
+  consul_sync->callback([&] {
+    globals();
+    code = cmd_consul_sync(g, consul_node);
   });
 
   RestoreOptions restore_opts;

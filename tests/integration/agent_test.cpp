@@ -165,7 +165,7 @@ TEST(Agent, cli_failures_print_one_line_and_exit_nonzero) {
   auto help = run_patina({"--help"}, dir.path());
   EXPECT_EQ(help.exit_code, 0);
   for (const char* cmd :
-       {"agent", "exec", "query", "backup", "restore", "db", "cluster", "log", "reload", "debug", "template"}) {
+       {"agent", "exec", "query", "backup", "restore", "db", "cluster", "log", "reload", "debug", "template", "consul"}) {
     EXPECT_NE(help.out.find(cmd), std::string::npos) << cmd;
   }
 }

@@ -152,27 +152,16 @@ class ConsulClient {
     Fd sock(*fd);
     const std::string request =
         fmt::format("GET {} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\nConnection: close\r\n\r\n", path, addr_);
-    std::string raw;
-    if (creds_ != nullptr) {
-      auto r = exchange_tls(sock.get(), request, raw);
-      if (!r) return tl::unexpected(r.error());
-    } else {
-      auto r = exchange_plain(sock.get(), request, raw);
-      if (!r) return tl::unexpected(r.error());
-    }
-    if (raw.empty()) return make_error(Errc::io, fmt::format("consul {}: connection closed without an answer", path));
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(consul_body_max);
-    parser.eager(true);
-    boost::system::error_code ec;
-    std::size_t used = parser.put(boost::asio::buffer(raw), ec);
-    if (!ec && !parser.is_done()) parser.put_eof(ec);
-    (void)used;
-    if (ec || !parser.is_done()) {
+    ResponseReader reader;
+    auto r = creds_ != nullptr ? exchange_tls(sock.get(), request, reader) : exchange_plain(sock.get(), request, reader);
+    if (!r) return make_error(r.error().code, fmt::format("consul {}: {}", path, r.error().message));
+    if (reader.received == 0) return make_error(Errc::io, fmt::format("consul {}: connection closed without an answer", path));
+    if (!reader.parser.is_done()) reader.parser.put_eof(reader.ec);
+    if (reader.ec || !reader.parser.is_done()) {
       return make_error(Errc::io, fmt::format("consul {}: unreadable HTTP answer{}", path,
-                                              ec ? ": " + ec.message() : std::string()));
+                                              reader.ec ? ": " + reader.ec.message() : std::string()));
     }
-    auto res = parser.release();
+    auto res = reader.parser.release();
     if (res.result_int() != 200) {
       return make_error(Errc::io, fmt::format("consul {}: HTTP {}", path, res.result_int()));
     }
@@ -183,11 +172,40 @@ class ConsulClient {
   ConsulClient(std::string addr, std::string host, std::string port)
       : addr_(std::move(addr)), host_(std::move(host)), port_(std::move(port)) {}
 
-  static Result<void> exchange_plain(int fd, const std::string& request, std::string& raw) {
+  // Parses the answer as it arrives: reading stops once it is complete, so
+  // a server that keeps the connection open is no 5 s wait.
+  struct ResponseReader {
+    ResponseReader() {
+      parser.body_limit(consul_body_max);
+      parser.eager(true);
+    }
+    // True when the answer is complete or unreadable (|ec| then says why).
+    bool feed(const char* data, std::size_t n) {
+      received += n;
+      pending.append(data, n);
+      while (!pending.empty() && !parser.is_done()) {
+        std::size_t used = parser.put(boost::asio::buffer(pending), ec);
+        if (ec == http::error::need_more) {
+          ec = {};
+          break;
+        }
+        if (ec) return true;
+        pending.erase(0, used);
+        if (used == 0) break;
+      }
+      return parser.is_done();
+    }
+    http::response_parser<http::string_body> parser;
+    boost::system::error_code ec;
+    std::string pending;
+    std::size_t received = 0;
+  };
+
+  static Result<void> exchange_plain(int fd, const std::string& request, ResponseReader& reader) {
     for (std::size_t sent = 0; sent < request.size();) {
       ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return make_error(Errc::io, "consul: send: " + errno_text(errno));
+      if (n <= 0) return make_error(Errc::io, "send: " + errno_text(errno));
       sent += static_cast<std::size_t>(n);
     }
     char buf[16384];
@@ -195,16 +213,13 @@ class ConsulClient {
       ssize_t n = ::recv(fd, buf, sizeof buf, 0);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) {
-        return make_error(Errc::io, errno == EAGAIN ? std::string("consul: no answer within 5 s")
-                                                    : "consul: recv: " + errno_text(errno));
+        return make_error(Errc::io, errno == EAGAIN ? std::string("no answer within 5 s") : "recv: " + errno_text(errno));
       }
-      if (n == 0) return {};
-      raw.append(buf, static_cast<std::size_t>(n));
-      if (raw.size() > consul_body_max) return make_error(Errc::io, "consul: answer too large");
+      if (n == 0 || reader.feed(buf, static_cast<std::size_t>(n))) return {};
     }
   }
 
-  Result<void> exchange_tls(int fd, const std::string& request, std::string& raw) {
+  Result<void> exchange_tls(int fd, const std::string& request, ResponseReader& reader) {
     gnutls_session_t s = nullptr;
     if (int rc = gnutls_init(&s, GNUTLS_CLIENT); rc < 0) {
       return make_error(Errc::internal, fmt::format("gnutls: {}", gnutls_strerror(rc)));
@@ -236,12 +251,12 @@ class ConsulClient {
           gnutls_free(text.data);
         }
       }
-      return make_error(Errc::io, fmt::format("consul: TLS handshake with {}: {}", addr_, why));
+      return make_error(Errc::io, fmt::format("TLS handshake with {}: {}", addr_, why));
     }
     for (std::size_t sent = 0; sent < request.size();) {
       ssize_t n = gnutls_record_send(s, request.data() + sent, request.size() - sent);
       if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) continue;
-      if (n < 0) return make_error(Errc::io, fmt::format("consul: TLS send: {}", gnutls_strerror(static_cast<int>(n))));
+      if (n < 0) return make_error(Errc::io, fmt::format("TLS send: {}", gnutls_strerror(static_cast<int>(n))));
       sent += static_cast<std::size_t>(n);
     }
     char buf[16384];
@@ -249,10 +264,9 @@ class ConsulClient {
       ssize_t n = gnutls_record_recv(s, buf, sizeof buf);
       if (n == GNUTLS_E_INTERRUPTED) continue;
       if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION) return {};  // many servers close without close_notify
-      if (n == GNUTLS_E_AGAIN) return make_error(Errc::io, "consul: no answer within 5 s");
-      if (n < 0) return make_error(Errc::io, fmt::format("consul: TLS recv: {}", gnutls_strerror(static_cast<int>(n))));
-      raw.append(buf, static_cast<std::size_t>(n));
-      if (raw.size() > consul_body_max) return make_error(Errc::io, "consul: answer too large");
+      if (n == GNUTLS_E_AGAIN) return make_error(Errc::io, "no answer within 5 s");
+      if (n < 0) return make_error(Errc::io, fmt::format("TLS recv: {}", gnutls_strerror(static_cast<int>(n))));
+      if (reader.feed(buf, static_cast<std::size_t>(n))) return {};
     }
   }
 

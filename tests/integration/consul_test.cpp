@@ -78,6 +78,9 @@ class FakeConsul {
     checks_ = std::move(checks);
   }
   int answered() const { return answered_; }
+  // Answer without "Connection: close" and wait for the client to hang up,
+  // as a server that keeps connections alive does.
+  void keep_connections_open() { keep_open_ = true; }
 
  private:
   void serve() {
@@ -95,6 +98,13 @@ class FakeConsul {
         std::string req = read_request([&](char* b, std::size_t n) { return ::recv(c, b, n, 0); });
         std::string res = answer(req);
         (void)!::send(c, res.data(), res.size(), MSG_NOSIGNAL);
+        if (keep_open_) {
+          // Until the client closes: longer than its 5 s read timeout.
+          timeval wait{8, 0};
+          ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+          char byte;
+          (void)!::recv(c, &byte, 1, 0);
+        }
       }
       ::close(c);
     }
@@ -141,11 +151,11 @@ class FakeConsul {
       if (req.rfind("GET /v1/agent/services ", 0) == 0) body = services_;
       if (req.rfind("GET /v1/agent/checks ", 0) == 0) body = checks_;
     }
-    if (body.empty()) return "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    const char* connection = keep_open_ ? "" : "Connection: close\r\n";
+    if (body.empty()) return fmt::format("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n{}\r\n", connection);
     ++answered_;
-    return fmt::format("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
-                       "Connection: close\r\n\r\n{}",
-                       body.size(), body);
+    return fmt::format("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n{}",
+                       body.size(), connection, body);
   }
 
   std::optional<ServerTls> tls_;
@@ -153,6 +163,7 @@ class FakeConsul {
   int fd_ = -1;
   unsigned short port_ = 0;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> keep_open_{false};
   std::atomic<int> answered_{0};
   std::mutex mu_;
   std::string services_ = "{}";
@@ -239,10 +250,17 @@ TEST(ConsulSync, mirrors_services_and_checks_writing_only_changes) {
   sync.signal(SIGTERM);
   EXPECT_TRUE(sync.wait_exit().has_value());
 
-  // A restart reads the rows back: it starts from what is there.
+  // A restart reads the rows back: it starts from what is there. This time
+  // Consul keeps its connections open: answers are read to their end, not
+  // to the connection's.
+  consul.keep_connections_open();
   Process again({patina_binary(), "consul", "sync", "-c", a.config_path(), "--api-addr", a.api(), "--node", "n1"}, a.dir().path(),
                 a.dir().file("consul-sync-2.log"));
   EXPECT_TRUE(again.wait_for_log("(1 services, 1 checks already there)")) << again.log();
+  consul.set(services_json(R"(["d"])"), checks_json("passing", "up"));
+  EXPECT_TRUE(wait_until([&] { return query(a, "SELECT tags FROM consul_services WHERE id = 'web1'") == "[\"d\"]\n"; }, 10s))
+      << again.log();
+  EXPECT_EQ(again.log().find("no answer within"), std::string::npos) << again.log();
   again.signal(SIGTERM);
   EXPECT_TRUE(again.wait_exit().has_value());
 }

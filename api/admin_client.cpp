@@ -12,23 +12,12 @@
 #include <fmt/format.h>
 
 #include "api/admin_protocol.hpp"
+#include "core/unique_fd.hpp"
 
 namespace patina::api {
 namespace {
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+using Fd = core::UniqueFd;
 
 Result<int> connect_unix(const std::string& path) {
   sockaddr_un addr{};

@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 
 #include <boost/json.hpp>
 #include <fmt/format.h>
@@ -27,6 +29,17 @@ namespace fs = std::filesystem;
 int cli_fail(const std::string& message) {
   fmt::print(stderr, "patina: error: {}\n", message);
   return 1;
+}
+
+void print_event(const std::string& command, const std::string& message) {
+  static std::mutex mu;
+  std::lock_guard lock(mu);
+  auto now = std::chrono::system_clock::now();
+  std::time_t t = std::chrono::system_clock::to_time_t(now);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  fmt::print(stderr, "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z patina {}: {}\n", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, command, message);
 }
 
 Result<ApiTarget> api_target(const GlobalOptions& g) {

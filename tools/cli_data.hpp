@@ -48,4 +48,8 @@ Result<ApiTarget> api_target(const GlobalOptions& g);
 // Every CLI failure: one clear line on stderr, exit code 1.
 int cli_fail(const std::string& message);
 
+// One line on stderr with the UTC time, for long-running commands
+// ("2026-01-02T03:04:05Z patina template: rendered ..."). Thread-safe.
+void print_event(const std::string& command, const std::string& message);
+
 }  // namespace patina::tools

@@ -11,7 +11,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <ctime>
 #include <set>
 #include <thread>
 
@@ -21,6 +20,7 @@
 #include <fmt/format.h>
 
 #include "api/http_client.hpp"
+#include "core/unique_fd.hpp"
 #include "tools/cli_data.hpp"
 #include "tools/consul_mirror.hpp"
 
@@ -37,30 +37,11 @@ constexpr auto full_interval = 15min;  // Corrosion's CONSUL_SYNC_INTERVAL
 constexpr int consul_timeout_ms = 5000;
 constexpr std::size_t consul_body_max = 64 * 1024 * 1024;
 
-void say(const std::string& message) {
-  auto now = std::chrono::system_clock::now();
-  std::time_t t = std::chrono::system_clock::to_time_t(now);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  fmt::print(stderr, "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z patina consul sync: {}\n", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, message);
-}
+void say(const std::string& message) { print_event("consul sync", message); }
 
 std::string errno_text(int e) { return std::strerror(e); }
 
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+using Fd = core::UniqueFd;
 
 // host:port or [v6]:port.
 Result<std::pair<std::string, std::string>> split_address(const std::string& addr) {

@@ -145,32 +145,30 @@ void plan_table(const char* table, const std::string& node, const std::map<std::
   }
 }
 
-}  // namespace
-
-Result<std::map<std::string, Service>> parse_services(std::string_view body) {
-  auto o = parse_object(body, "consul /v1/agent/services");
+// Consul answers with an object keyed by id; each entry through |one|.
+template <class Item, class One>
+Result<std::map<std::string, Item>> parse_map(std::string_view body, std::string_view what, std::string_view kind,
+                                              One one) {
+  auto o = parse_object(body, what);
   if (!o) return tl::unexpected(o.error());
-  std::map<std::string, Service> out;
+  std::map<std::string, Item> out;
   for (const auto& [k, v] : *o) {
-    if (!v.is_object()) return make_error(Errc::invalid_argument, fmt::format("service '{}' is not an object", k));
-    auto s = service_from_json(v.as_object(), std::string(k));
-    if (!s) return tl::unexpected(s.error());
-    out[s->id] = std::move(*s);
+    if (!v.is_object()) return make_error(Errc::invalid_argument, fmt::format("{} '{}' is not an object", kind, k));
+    auto item = one(v.as_object(), std::string(k));
+    if (!item) return tl::unexpected(item.error());
+    out[item->id] = std::move(*item);
   }
   return out;
 }
 
+}  // namespace
+
+Result<std::map<std::string, Service>> parse_services(std::string_view body) {
+  return parse_map<Service>(body, "consul /v1/agent/services", "service", service_from_json);
+}
+
 Result<std::map<std::string, Check>> parse_checks(std::string_view body) {
-  auto o = parse_object(body, "consul /v1/agent/checks");
-  if (!o) return tl::unexpected(o.error());
-  std::map<std::string, Check> out;
-  for (const auto& [k, v] : *o) {
-    if (!v.is_object()) return make_error(Errc::invalid_argument, fmt::format("check '{}' is not an object", k));
-    auto c = check_from_json(v.as_object(), std::string(k));
-    if (!c) return tl::unexpected(c.error());
-    out[c->id] = std::move(*c);
-  }
-  return out;
+  return parse_map<Check>(body, "consul /v1/agent/checks", "check", check_from_json);
 }
 
 std::string tags_json(const Service& s) {

@@ -66,16 +66,7 @@ Result<Spec> parse_spec(const std::string& arg) {
 }
 
 // One line per event on stderr, with the time: the command runs for days.
-void say(const std::string& message) {
-  static std::mutex mu;
-  std::lock_guard lock(mu);
-  auto now = std::chrono::system_clock::now();
-  std::time_t t = std::chrono::system_clock::to_time_t(now);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  fmt::print(stderr, "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z patina template: {}\n", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, message);
-}
+void say(const std::string& message) { print_event("template", message); }
 
 Result<std::string> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -198,7 +198,6 @@ class QuicConnection : public std::enable_shared_from_this<QuicConnection> {
   std::map<std::int64_t, std::shared_ptr<QuicStream>> streams_;
   std::deque<std::vector<std::byte>> datagrams_out_;
   std::vector<std::string> cids_;
-  std::vector<std::uint8_t> txbuf_;
   std::uint64_t remote_uni_leaked_ = 0;
   std::uint64_t unsent_uni_credit_ = 0;
 
@@ -632,7 +631,20 @@ void QuicConnection::write() {
   rx_since_write_ = 0;
   credit_since_write_ = 0;
   const std::size_t pkt_max = ngtcp2_conn_get_path_max_tx_udp_payload_size(conn_);
-  txbuf_.resize(pkt_max * gso_batch_max);
+  // The endpoint's buffer, borrowed for this call: a write() nested in this
+  // one (through a callback) would find it empty and use one of its own.
+  struct Borrowed {
+    std::vector<std::uint8_t>& home;
+    std::vector<std::uint8_t> buf;
+    explicit Borrowed(std::vector<std::uint8_t>& h) : home(h), buf(std::move(h)) {}
+    ~Borrowed() {
+      if (home.capacity() < buf.capacity()) home = std::move(buf);
+    }
+    Borrowed(const Borrowed&) = delete;
+    Borrowed& operator=(const Borrowed&) = delete;
+  } borrowed(ep_->txbuf_);
+  std::vector<std::uint8_t>& txbuf = borrowed.buf;
+  if (txbuf.size() < pkt_max * gso_batch_max) txbuf.resize(pkt_max * gso_batch_max);
   ngtcp2_path_storage ps;
   ngtcp2_path_storage_zero(&ps);
   ngtcp2_pkt_info pi{};
@@ -641,7 +653,7 @@ void QuicConnection::write() {
   std::size_t npkts = 0;
   auto flush = [&] {
     if (batch_len > 0) {
-      ep_->ring_->send(peer_, std::span<const std::byte>(reinterpret_cast<const std::byte*>(txbuf_.data()), batch_len),
+      ep_->ring_->send(peer_, std::span<const std::byte>(reinterpret_cast<const std::byte*>(txbuf.data()), batch_len),
                        seg);
     }
     batch_len = 0;
@@ -656,7 +668,7 @@ void QuicConnection::write() {
   std::size_t next = 0;
   int produced = 0;
   while (produced < packets_per_write_max) {
-    std::uint8_t* dest = txbuf_.data() + batch_len;
+    std::uint8_t* dest = txbuf.data() + batch_len;
     ngtcp2_ssize nwrite = 0;
     while (next < ready.size()) {
       QuicStream& s = *ready[next];
@@ -750,9 +762,9 @@ void QuicConnection::write() {
     } else {
       const std::size_t prev = batch_len;
       const std::size_t prev_seg = seg;
-      ep_->ring_->send(peer_, std::span<const std::byte>(reinterpret_cast<const std::byte*>(txbuf_.data()), prev),
+      ep_->ring_->send(peer_, std::span<const std::byte>(reinterpret_cast<const std::byte*>(txbuf.data()), prev),
                        prev_seg);
-      std::memmove(txbuf_.data(), txbuf_.data() + prev, n);
+      std::memmove(txbuf.data(), txbuf.data() + prev, n);
       batch_len = n;
       seg = n;
       npkts = 1;

@@ -311,6 +311,11 @@ class QuicEndpoint : public std::enable_shared_from_this<QuicEndpoint> {
   std::chrono::steady_clock::time_point reset_window_start_{};
   int resets_in_window_ = 0;
   std::string reset_key_;
+  // Every connection's write() builds its packets here (the reactor runs one
+  // at a time, and the ring copies what it is given): one buffer of 16
+  // packets, not one per connection (~23 KB each, kept for the connection's
+  // life: 0.7 MB at 32 members, 11 MB at 500).
+  std::vector<std::uint8_t> txbuf_;
 
   core::Gauge& connections_;
   core::Counter& handshakes_client_;

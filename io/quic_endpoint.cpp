@@ -631,19 +631,10 @@ void QuicConnection::write() {
   rx_since_write_ = 0;
   credit_since_write_ = 0;
   const std::size_t pkt_max = ngtcp2_conn_get_path_max_tx_udp_payload_size(conn_);
-  // The endpoint's buffer, borrowed for this call: a write() nested in this
-  // one (through a callback) would find it empty and use one of its own.
-  struct Borrowed {
-    std::vector<std::uint8_t>& home;
-    std::vector<std::uint8_t> buf;
-    explicit Borrowed(std::vector<std::uint8_t>& h) : home(h), buf(std::move(h)) {}
-    ~Borrowed() {
-      if (home.capacity() < buf.capacity()) home = std::move(buf);
-    }
-    Borrowed(const Borrowed&) = delete;
-    Borrowed& operator=(const Borrowed&) = delete;
-  } borrowed(ep_->txbuf_);
-  std::vector<std::uint8_t>& txbuf = borrowed.buf;
+  // The endpoint's buffer: write() is only ever entered from the reactor
+  // (timer, posted schedule_write, connect), never from inside another
+  // write(), and the ring copies what it is given.
+  std::vector<std::uint8_t>& txbuf = ep_->txbuf_;
   if (txbuf.size() < pkt_max * gso_batch_max) txbuf.resize(pkt_max * gso_batch_max);
   ngtcp2_path_storage ps;
   ngtcp2_path_storage_zero(&ps);

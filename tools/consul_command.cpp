@@ -265,9 +265,8 @@ Result<std::vector<json::array>> query_rows(const ApiTarget& api, const consul::
   if (res.status == 0) return make_error(Errc::io, fmt::format("cannot reach the agent at {}", api.addr));
   if (res.status != 200) {
     auto body = res.json();
-    std::string why = body && body->is_object() && body->as_object().contains("error")
-                          ? std::string(json::value_to<std::string>(body->at("error")))
-                          : res.body;
+    const json::value* e = body && body->is_object() ? body->as_object().if_contains("error") : nullptr;
+    std::string why = e == nullptr ? res.body : e->is_string() ? std::string(e->as_string()) : json::serialize(*e);
     return make_error(Errc::invalid_argument, fmt::format("HTTP {}: {}", res.status, why));
   }
   std::vector<json::array> rows;
@@ -294,10 +293,9 @@ std::optional<WriteError> write_statements(const ApiTarget& api, const std::vect
   for (const auto& s : statements) body.push_back(statement_json(s));
   auto res = api::http_request(api.addr, "POST", "/v1/transactions", json::serialize(body), api.headers);
   if (res.status == 0) return WriteError{fmt::format("cannot reach the agent at {}", api.addr), false};
-  auto parsed = res.json();
   if (res.status >= 500) return WriteError{fmt::format("agent: HTTP {}: {}", res.status, res.body), false};
   if (res.status != 200) return WriteError{fmt::format("agent refused the write: HTTP {}: {}", res.status, res.body), true};
-  if (parsed && parsed->is_object()) {
+  if (auto parsed = res.json(); parsed && parsed->is_object()) {
     if (const auto* results = parsed->as_object().if_contains("results"); results && results->is_array()) {
       for (const auto& r : results->as_array()) {
         if (r.is_object() && r.as_object().contains("error")) {

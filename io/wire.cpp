@@ -2,6 +2,7 @@
 
 #include <zstd.h>
 
+#include <cmath>
 #include <cstring>
 #include <memory>
 
@@ -332,6 +333,9 @@ Result<ChangesetFrame> decode(std::span<const std::byte> bytes, const ZstdDictio
         std::uint64_t bits = r.u64();
         double d = 0;
         std::memcpy(&d, &bits, 8);
+        // SQLite has no NaN (it stores NULL), so no honest peer sends one;
+        // accepting it would write NULL here while the sender holds a value.
+        if (std::isnan(d)) return make_error(Errc::protocol, "REAL value is NaN");
         c.val = d;
         break;
       }

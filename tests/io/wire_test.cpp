@@ -2,6 +2,7 @@
 // become an Error, never a crash or an over-read.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <random>
 
 #include "io/wire.hpp"
@@ -53,6 +54,20 @@ TEST(Wire, every_truncation_and_trailing_bytes_are_errors) {
   }
   bytes.push_back(std::byte{0});
   EXPECT_FALSE(decode(bytes));
+}
+
+TEST(Wire, a_nan_real_is_refused) {
+  // SQLite cannot hold NaN (it stores NULL), so a NaN can only come from a
+  // hostile or broken peer; taking it would diverge from the sender.
+  auto f = sample();
+  f.changeset.changes[2].val = std::numeric_limits<double>::quiet_NaN();
+  auto r = decode(encode(f));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("NaN"), std::string::npos);
+  f.changeset.changes[2].val = std::numeric_limits<double>::infinity();
+  auto inf = decode(encode(f));
+  ASSERT_TRUE(inf) << inf.error().message;
+  EXPECT_EQ(inf->changeset, f.changeset);
 }
 
 TEST(Wire, unknown_versions_and_random_garbage_are_rejected) {

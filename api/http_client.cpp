@@ -1,6 +1,8 @@
 #include "api/http_client.hpp"
 
+#include <charconv>
 #include <sstream>
+#include <string_view>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -8,6 +10,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json/parse.hpp>
+#include <fmt/format.h>
 
 namespace patina::api {
 
@@ -41,22 +44,57 @@ std::string HttpResponse::header(const std::string& name) const {
   return {};
 }
 
+namespace {
+
+std::string describe(const boost::system::error_code& ec, std::chrono::milliseconds idle) {
+  if (ec == beast::error::timeout) {
+    return fmt::format("no progress within {:g} s", std::chrono::duration<double>(idle).count());
+  }
+  return ec.message();
+}
+
+}  // namespace
+
 struct HttpConnection::Impl {
   net::io_context ioc;
   beast::tcp_stream stream{ioc};
   beast::flat_buffer buffer;
   std::string host;
-  bool connected = false;
+  std::chrono::milliseconds idle{};
+  std::string error;  // why the connection is unusable; empty while it is usable
+
+  // Runs the asynchronous operation |start| begins to completion, under a
+  // fresh |idle| deadline (the stream closes the socket when it passes).
+  template <class Start>
+  boost::system::error_code run(Start&& start) {
+    boost::system::error_code result = net::error::would_block;
+    stream.expires_after(idle);
+    start([&result](boost::system::error_code ec, auto&&...) { result = ec; });
+    ioc.restart();
+    ioc.run();
+    return result;
+  }
 };
 
-HttpConnection::HttpConnection(const std::string& addr) : impl_(std::make_unique<Impl>()) {
-  auto colon = addr.rfind(':');
+HttpConnection::HttpConnection(const std::string& addr, std::chrono::milliseconds idle_timeout)
+    : impl_(std::make_unique<Impl>()) {
   impl_->host = addr;
-  net::ip::tcp::endpoint ep(net::ip::make_address(addr.substr(0, colon)),
-                            static_cast<unsigned short>(std::stoi(addr.substr(colon + 1))));
+  impl_->idle = idle_timeout;
+  auto colon = addr.rfind(':');
+  std::string host = colon == std::string::npos ? addr : addr.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   boost::system::error_code ec;
-  impl_->stream.connect(ep, ec);
-  impl_->connected = !ec;
+  auto ip = net::ip::make_address(host, ec);
+  unsigned port = 0;
+  std::string_view port_text = colon == std::string::npos ? std::string_view{} : std::string_view(addr).substr(colon + 1);
+  auto [end, perr] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec || perr != std::errc{} || end != port_text.data() + port_text.size() || port == 0 || port > 65535) {
+    impl_->error = fmt::format("'{}' is not an IP:port address", addr);
+    return;
+  }
+  net::ip::tcp::endpoint ep(ip, static_cast<unsigned short>(port));
+  ec = impl_->run([&](auto handler) { impl_->stream.async_connect(ep, std::move(handler)); });
+  if (ec) impl_->error = describe(ec, impl_->idle);
 }
 
 HttpConnection::~HttpConnection() {
@@ -67,32 +105,45 @@ HttpConnection::~HttpConnection() {
 HttpResponse HttpConnection::request(const std::string& method, const std::string& target, const std::string& body,
                                      std::vector<std::pair<std::string, std::string>> headers) {
   HttpResponse out;
-  if (!impl_->connected) return out;
+  if (!impl_->error.empty()) {
+    out.error = impl_->error;
+    return out;
+  }
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, impl_->host);
   for (auto& [k, v] : headers) req.set(k, v);
   req.body() = body;
   req.prepare_payload();
-  impl_->stream.expires_after(std::chrono::seconds(60));
-  boost::system::error_code ec;
-  http::write(impl_->stream, req, ec);
+  auto ec = impl_->run([&](auto handler) { http::async_write(impl_->stream, req, std::move(handler)); });
   // A server may answer (413) and close before the whole body was sent:
-  // read its answer anyway.
-  ec = {};
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(256 * 1024 * 1024);
-  http::read(impl_->stream, impl_->buffer, parser, ec);
-  if (ec) return out;
-  auto res = parser.release();
-  out.status = static_cast<int>(res.result_int());
-  out.body = res.body();
-  for (const auto& f : res) out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+  // read its answer anyway, unless it stopped reading altogether.
+  if (ec != beast::error::timeout) {
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(256 * 1024 * 1024);
+    // Read by pieces, each under its own deadline: a long answer that keeps
+    // coming is not cut off, a stalled one is.
+    do {
+      ec = impl_->run([&](auto handler) {
+        http::async_read_some(impl_->stream, impl_->buffer, parser, std::move(handler));
+      });
+    } while (!ec && !parser.is_done());
+    if (!ec) {
+      auto res = parser.release();
+      out.status = static_cast<int>(res.result_int());
+      out.body = res.body();
+      for (const auto& f : res) out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+      return out;
+    }
+  }
+  impl_->error = describe(ec, impl_->idle);
+  out.error = impl_->error;
   return out;
 }
 
 HttpResponse http_request(const std::string& addr, const std::string& method, const std::string& target,
-                          const std::string& body, std::vector<std::pair<std::string, std::string>> headers) {
-  HttpConnection c(addr);
+                          const std::string& body, std::vector<std::pair<std::string, std::string>> headers,
+                          std::chrono::milliseconds idle_timeout) {
+  HttpConnection c(addr, idle_timeout);
   return c.request(method, target, body, std::move(headers));
 }
 

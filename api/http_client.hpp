@@ -1,8 +1,13 @@
 #pragma once
-// A blocking HTTP/1.1 client (Beast's synchronous API) for the CLI, tools
-// and tests, with keep-alive: one HttpConnection is one TCP connection.
-// Never used on the reactor.
+// A blocking HTTP/1.1 client for the CLI, tools and tests, with keep-alive:
+// one HttpConnection is one TCP connection. Never used on the reactor.
+// Each call runs Beast's asynchronous operations on a private io_context,
+// because only those honour a timeout: connecting, sending, and every read
+// of the answer must make progress within |idle_timeout|, so an agent that
+// stalls (or an address that drops packets) ends the call with an error
+// instead of hanging the CLI; a long answer that keeps arriving is fine.
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,7 +18,8 @@
 namespace patina::api {
 
 struct HttpResponse {
-  int status = 0;
+  int status = 0;     // 0: no answer; |error| says why
+  std::string error;  // "connection refused", "no answer within 60 s", ...
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
   std::optional<boost::json::value> json() const;
@@ -24,12 +30,16 @@ struct HttpResponse {
 
 class HttpConnection {
  public:
-  explicit HttpConnection(const std::string& addr);  // "127.0.0.1:port"
+  static constexpr std::chrono::seconds default_idle_timeout{60};
+
+  // "127.0.0.1:port" or "[::1]:port".
+  explicit HttpConnection(const std::string& addr, std::chrono::milliseconds idle_timeout = default_idle_timeout);
   ~HttpConnection();
   HttpConnection(const HttpConnection&) = delete;
   HttpConnection& operator=(const HttpConnection&) = delete;
 
-  // Empty status (0) when the connection failed.
+  // Status 0 and an |error| when the connection failed or timed out (the
+  // connection is unusable afterwards).
   HttpResponse request(const std::string& method, const std::string& target, const std::string& body = "",
                        std::vector<std::pair<std::string, std::string>> headers = {{"content-type",
                                                                                       "application/json"}});
@@ -46,6 +56,7 @@ class HttpConnection {
 HttpResponse http_request(const std::string& addr, const std::string& method, const std::string& target,
                           const std::string& body = "",
                           std::vector<std::pair<std::string, std::string>> headers = {{"content-type",
-                                                                                         "application/json"}});
+                                                                                         "application/json"}},
+                          std::chrono::milliseconds idle_timeout = HttpConnection::default_idle_timeout);
 
 }  // namespace patina::api

@@ -255,6 +255,7 @@ net::awaitable<void> ApiRoutes::Handlers::transactions_route(Request& req, Respo
     co_return;
   }
   core::JobOptions options;
+  options.needs_free_space = true;
   if (*timeout && **timeout > 0) {
     options.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(**timeout * 1000));
   }
@@ -312,6 +313,7 @@ net::awaitable<void> ApiRoutes::Handlers::transactions_route(Request& req, Respo
     results.push_back(error_body(r.error().message));
     auto status = r.error().code == Errc::invalid_argument ? http::status::bad_request
                   : r.error().code == Errc::shutting_down  ? http::status::service_unavailable
+                  : r.error().code == Errc::storage_full   ? http::status::insufficient_storage
                                                            : http::status::internal_server_error;
     co_await res.json(status, exec_response(std::move(results), seconds_since(t0), std::nullopt));
     co_return;
@@ -626,11 +628,14 @@ net::awaitable<void> ApiRoutes::Handlers::migrations_route(Request& req, Respond
   LocalStore* store = &ctx.store;
   using Rows = std::map<std::string, crdt::PkSet>;
   auto job = [statements, store](core::Db& db) -> Result<Rows> { return store->migrate(db, statements); };
-  auto r = co_await ctx.writer.submit<Rows>("api migrations", std::move(job));
+  core::JobOptions options;
+  options.needs_free_space = true;
+  auto r = co_await ctx.writer.submit<Rows>("api migrations", std::move(job), options);
   if (!r) {
     json::array results;
     results.push_back(error_body(r.error().message));
     co_await res.json(r.error().code == Errc::invalid_argument ? http::status::bad_request
+                      : r.error().code == Errc::storage_full   ? http::status::insufficient_storage
                                                                 : http::status::internal_server_error,
                       exec_response(std::move(results), seconds_since(t0), std::nullopt));
     co_return;

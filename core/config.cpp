@@ -364,6 +364,7 @@ void read_config(Reader& r, Config& c) {
   r.get(db, {"schema_paths"}, c.db.schema_paths);
   r.get(db, {"subscriptions_path"}, c.db.subscriptions_path);
   r.get(db, {"cache_size_kib"}, c.db.cache_size_kib);
+  r.get(db, {"min_free_space_mb"}, c.db.min_free_space_mb);
 
   auto api = r.section(root, {"api"}, true);
   r.get(api, {"bind_addr", "addr"}, c.api.bind_addr, true);
@@ -592,6 +593,7 @@ void validate(Reader& r, toml::table& root, Config& c) {
           "must be three percentages that sum to 100");
   }
   check(!c.db.path.empty(), "db.path", "must not be empty");
+  check(c.db.min_free_space_mb <= (std::uint64_t{1} << 40), "db.min_free_space_mb", "must be at most 2^40 (1 EiB)");
   check(!c.admin.uds_path.empty(), root.at_path("admin.uds_path") ? "admin.uds_path" : "admin.path",
         "must not be empty");
   check(c.api.max_body_bytes >= 1024, "api.max_body_bytes", "must be at least 1024");

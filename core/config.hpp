@@ -25,6 +25,10 @@ struct DbConfig {
   std::vector<std::string> schema_paths;
   std::string subscriptions_path;  // default: <dirname(path)>/subscriptions
   std::int64_t cache_size_kib = -1048576;
+  // Patina's own: below this much free space on the database's filesystem
+  // the node refuses writes (HTTP 507) and holds peers' changes, instead of
+  // running into SQLITE_FULL, which stops it. 0 turns the floor off.
+  std::uint64_t min_free_space_mb = 64;
 };
 
 struct ApiConfig {

@@ -11,6 +11,7 @@ const char* to_string(Errc code) {
     case Errc::interrupted: return "interrupted";
     case Errc::sql: return "sql error";
     case Errc::storage_fatal: return "fatal storage error";
+    case Errc::storage_full: return "disk space low";
     case Errc::io: return "i/o error";
     case Errc::protocol: return "protocol error";
     case Errc::shutting_down: return "shutting down";

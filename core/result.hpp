@@ -21,6 +21,7 @@ enum class Errc {
   interrupted,       // cancelled (shutdown, client gone); rolled back
   sql,               // SQLite refused the statement; rolled back
   storage_fatal,     // disk full, I/O error, corruption: the node must stop
+  storage_full,      // the disk is below its free-space floor: refused, nothing changed
   io,                // a socket or file operation failed
   protocol,          // a peer or client sent malformed bytes
   shutting_down,     // the component no longer accepts work

@@ -1,8 +1,11 @@
 #include "core/writer.hpp"
 
 #include <pthread.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -28,7 +31,14 @@ Writer::Writer(WriterOptions options, Metrics& metrics, Watchdog& watchdog)
                                     {{"mode", "restart"}})),
       wal_restarts_busy_(metrics.counter(
           "patina_wal_restarts_busy_total",
-          "WAL restart checkpoints that found readers or the checkpointer in the way (tried again after a backoff)")) {}
+          "WAL restart checkpoints that found readers or the checkpointer in the way (tried again after a backoff)")),
+      min_free_bytes_(options_.min_free_bytes),
+      free_gauge_(metrics.gauge("patina_db_disk_free_bytes",
+                                "Bytes available on the database's filesystem (statvfs; -1 when unknown)")),
+      refused_full_(metrics.counter("patina_writer_jobs_refused_total",
+                                    "Writer jobs refused before running, by reason", {{"reason", "disk_space"}})) {
+  free_gauge_.set(-1);
+}
 
 Writer::~Writer() { stop(); }
 
@@ -172,7 +182,11 @@ void Writer::run_loop() {
       std::unique_lock lock(mu_);
       while (queue_.empty() && !stopping_) {
         heartbeat_->set_idle(true);
-        cv_.wait(lock);
+        if (cv_.wait_for(lock, options_.free_space_interval * 10) == std::cv_status::timeout) {
+          lock.unlock();
+          refresh_free_space();  // keeps the gauge (and the log) current on a quiet node
+          lock.lock();
+        }
       }
       heartbeat_->set_idle(false);
       if (queue_.empty() && stopping_) break;
@@ -225,7 +239,68 @@ void Writer::restart_wal_if_long() {
   }
 }
 
+void Writer::look_up_free_space(const std::filesystem::path& dir) {
+  struct statvfs s {};
+  if (::statvfs(dir.c_str(), &s) != 0) {
+    if (!statvfs_failed_) {
+      log::get("db")->warn("cannot tell the free space of {} ({}): db.min_free_space_mb is not enforced",
+                           dir.string(), std::strerror(errno));
+    }
+    statvfs_failed_ = true;
+    free_bytes_.reset();
+    free_gauge_.set(-1);
+  } else {
+    statvfs_failed_ = false;
+    free_bytes_ = static_cast<std::uint64_t>(s.f_bavail) * static_cast<std::uint64_t>(s.f_frsize);
+    free_gauge_.set(static_cast<double>(*free_bytes_));
+  }
+}
+
+void Writer::refresh_free_space() {
+  auto now = std::chrono::steady_clock::now();
+  auto dir = std::filesystem::path(options_.path).parent_path();
+  if (dir.empty()) dir = ".";
+  if (free_checked_ == std::chrono::steady_clock::time_point{} || now - free_checked_ >= options_.free_space_interval) {
+    free_checked_ = now;
+    look_up_free_space(dir);
+  }
+  // The floor may have changed (reload) since the last look-up: judged anew.
+  std::uint64_t floor = min_free_bytes_.load();
+  bool low = floor > 0 && free_bytes_ && *free_bytes_ < floor;
+  if (low != space_low_) {
+    space_low_ = low;
+    constexpr double mib = 1024.0 * 1024.0;
+    if (low) {
+      log::get("db")->warn("disk space low: {:.1f} MiB free on {}, below db.min_free_space_mb ({:.0f} MiB): "
+                           "refusing writes and holding peers' changes until space is freed",
+                           static_cast<double>(*free_bytes_) / mib, dir.string(), static_cast<double>(floor) / mib);
+    } else {
+      log::get("db")->info("disk space back above the floor{}: accepting writes again",
+                           free_bytes_ ? fmt::format(" ({:.1f} MiB free)", static_cast<double>(*free_bytes_) / mib)
+                                       : std::string());
+    }
+  }
+}
+
+std::optional<Error> Writer::free_space_refusal() {
+  refresh_free_space();
+  if (!space_low_) return std::nullopt;
+  refused_full_.inc();
+  constexpr double mib = 1024.0 * 1024.0;
+  return Error{Errc::storage_full,
+               fmt::format("disk space low: {:.1f} MiB free for the database, below db.min_free_space_mb ({:.0f} MiB); "
+                           "writes are refused until space is freed",
+                           static_cast<double>(free_bytes_.value_or(0)) / mib,
+                           static_cast<double>(min_free_bytes_.load()) / mib)};
+}
+
 bool Writer::run_one(Job& job) {
+  if (job.options.needs_free_space) {
+    if (auto refusal = free_space_refusal()) {
+      job.fail(std::move(*refusal));
+      return false;
+    }
+  }
   heartbeat_->begin_job(job.name);
   job_deadline_ = job.options.timeout ? std::chrono::steady_clock::now() + *job.options.timeout
                                       : std::chrono::steady_clock::time_point::max();

@@ -23,10 +23,18 @@
 //      connection, so it interrupts that job and nothing else.
 //  (5) Jobs marked standalone (VACUUM INTO, checkpoints) run alone, outside
 //      any transaction.
+//  (6) Jobs marked needs_free_space (API writes, merges of peers' changes)
+//      are refused with Errc::storage_full while the database's filesystem
+//      has less than min_free_bytes available, before they touch anything.
+//      SQLite's own SQLITE_FULL can leave a batch half-written in memory
+//      and is fatal (the node stops); refusing growth ahead of it keeps a
+//      node with a filling disk up, serving reads and its other duties.
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -78,6 +86,11 @@ struct WriterOptions {
   std::chrono::milliseconds wal_restart_busy{10};
   std::chrono::milliseconds wal_restart_backoff_min{10};
   std::chrono::milliseconds wal_restart_backoff_max{1000};
+  // Guarantee (6): 0 turns the floor off. Free space is looked up (statvfs
+  // of the database's folder) at most once per free_space_interval, and
+  // that often while the writer is idle, for the metric.
+  std::uint64_t min_free_bytes = 0;
+  std::chrono::milliseconds free_space_interval{1000};
 };
 
 // Help text of patina_wal_checkpoints_total, whose series the Writer
@@ -88,6 +101,7 @@ inline constexpr const char* wal_checkpoints_metric_help =
 struct JobOptions {
   std::optional<std::chrono::milliseconds> timeout;
   bool standalone = false;  // run outside any transaction, alone
+  bool needs_free_space = false;  // refused below WriterOptions::min_free_bytes
 };
 
 class Writer {
@@ -115,6 +129,9 @@ class Writer {
   // (TRUNCATE) and closes the connection. Blocks; call from outside the
   // reactor or at the very end of shutdown.
   void stop();
+
+  // Changes the free-space floor (config reload); takes effect at the next job.
+  void set_min_free_bytes(std::uint64_t bytes) { min_free_bytes_.store(bytes); }
 
   std::size_t queue_depth() const;
   bool accepting() const;
@@ -163,6 +180,9 @@ class Writer {
   std::unique_ptr<Job> pop_next(bool standalone_ok);
   bool run_one(Job& job);
   void check_fatal(const Error& e);
+  void refresh_free_space();
+  void look_up_free_space(const std::filesystem::path& dir);
+  std::optional<Error> free_space_refusal();
   static int progress_handler(void* self);
   Result<void> exec_cached(Stmt& stmt);
 
@@ -191,6 +211,13 @@ class Writer {
   Counter& jobs_failed_;
   Counter& wal_restarts_;
   Counter& wal_restarts_busy_;
+  std::atomic<std::uint64_t> min_free_bytes_;
+  std::optional<std::uint64_t> free_bytes_;  // writer thread; unknown when statvfs fails
+  std::chrono::steady_clock::time_point free_checked_{};
+  bool space_low_ = false;
+  bool statvfs_failed_ = false;
+  Gauge& free_gauge_;
+  Counter& refused_full_;
   int wal_frames_ = 0;  // frames in the WAL after the last COMMIT (WAL hook)
   std::chrono::steady_clock::time_point wal_restart_not_before_{};
   std::chrono::milliseconds wal_restart_backoff_{0};

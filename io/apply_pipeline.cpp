@@ -55,6 +55,8 @@ ApplyPipeline::ApplyPipeline(net::any_io_executor ex, ApplyBatchOptions options,
                                     {{"reason", "queue_full"}})),
       dropped_bad_(metrics.counter("patina_apply_dropped_total", "Changesets dropped from the apply queue",
                                    {{"reason", "rejected"}})),
+      held_(metrics.counter("patina_apply_held_total",
+                            "Apply attempts put off because the disk is below db.min_free_space_mb")),
       batch_cost_(metrics.histogram("patina_apply_batch_rows", "Rows per applied batch", {},
                                     {1, 10, 100, 500, 1000, 4000, 16000, 64000})) {}
 
@@ -114,6 +116,7 @@ bool transient(Errc code) { return code == Errc::timeout || code == Errc::busy |
 
 net::awaitable<void> ApplyPipeline::run() {
   int transient_streak = 0;
+  bool held_for_space = false;
   std::size_t last_cost = 0;
   for (;;) {
     // Wait for work. An idle pipeline applies the first item at once, so
@@ -149,6 +152,10 @@ net::awaitable<void> ApplyPipeline::run() {
     }
     last_cost = cost;
     auto outcome = co_await sink_.apply(std::move(batch));
+    if (outcome && held_for_space) {
+      held_for_space = false;
+      log_->info("disk space is back: applying peers' changes again ({} changesets queued)", queue_.size());
+    }
     if (outcome) {
       transient_streak = 0;
       batches_.inc();
@@ -161,6 +168,22 @@ net::awaitable<void> ApplyPipeline::run() {
     if (e.code == Errc::storage_fatal || e.code == Errc::shutting_down) {
       log_->error("apply pipeline stopped: {} ({} changesets left queued)", e.message, queue_.size() + items.size());
       co_return;
+    }
+    if (e.code == Errc::storage_full) {
+      // Not this batch's fault, and a smaller one would not fit either:
+      // hold everything and look again later. Meanwhile the bounded queue
+      // drops its oldest items, which sync brings back once there is room.
+      if (!held_for_space) {
+        log_->warn("holding peers' changes ({} changesets queued): {}", queue_.size() + items.size(), e.message);
+      }
+      held_for_space = true;
+      held_.inc();
+      requeue_front(items);
+      wake_->expires_after(hold_retry);
+      notified_ = false;
+      auto [ec] = co_await wake_->async_wait(use_nothrow);
+      if (ec) co_return;
+      continue;
     }
     failures_.inc();
     batching_.failed(cost);

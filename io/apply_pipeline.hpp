@@ -19,6 +19,8 @@
 //   * a batch rejected for its content is split the same way until the one
 //     bad changeset is alone; that one is dropped with a log line naming the
 //     peer that sent it (sync will offer it again if it was ours to have);
+//   * a batch refused for low disk space (Errc::storage_full) is put back
+//     whole and tried again every hold_retry, neither shrunk nor dropped;
 //   * a fatal storage error is left to the writer, which stops the node.
 // The queue is bounded (processing_queue_len items); when full the oldest
 // item is dropped and counted — sync repairs what broadcast dropped.
@@ -103,6 +105,8 @@ class ApplySink {
 
 class ApplyPipeline {
  public:
+  static constexpr std::chrono::seconds hold_retry{1};
+
   ApplyPipeline(boost::asio::any_io_executor ex, ApplyBatchOptions options, core::Metrics& metrics,
                 ApplySink& sink);
   void start(core::TaskGroup& tasks);
@@ -130,6 +134,7 @@ class ApplyPipeline {
   core::Counter& failures_;
   core::Counter& dropped_full_;
   core::Counter& dropped_bad_;
+  core::Counter& held_;
   core::Histogram& batch_cost_;
 };
 

@@ -331,6 +331,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
     core::WriterOptions o;
     o.path = c.db.path;
     o.cache_size_kib = c.db.cache_size_kib;
+    o.min_free_bytes = c.db.min_free_space_mb * 1024 * 1024;
     o.queue_len = static_cast<std::size_t>(c.perf.writer_queue_len);
     o.batch_jobs_max = static_cast<std::size_t>(c.perf.writer_batch_jobs_max);
     o.batch_time_max = std::chrono::milliseconds(c.perf.writer_batch_ms_max);
@@ -727,6 +728,7 @@ class Agent final : public api::AdminService, public io::ApplySink {
     };
     core::JobOptions options;
     options.timeout = std::chrono::seconds(rc_.config.perf.sql_tx_timeout);
+    options.needs_free_space = true;
     co_return co_await writer_.submit<Outcome>("apply changes", std::move(job), options);
   }
 
@@ -1055,6 +1057,13 @@ class Agent final : public api::AdminService, public io::ApplySink {
       core::log::set_default_filter(filter);
       core::log::init(lc.format, lc.colors && ::isatty(2));
       log_->info("reloaded {}: log filter '{}'", rc_.file, filter);
+      const auto& db = files->config->config.db;
+      if (db.min_free_space_mb != rc_.config.db.min_free_space_mb) {
+        log_->info("reloaded {}: db.min_free_space_mb {} -> {}", rc_.file, rc_.config.db.min_free_space_mb,
+                   db.min_free_space_mb);
+        writer_.set_min_free_bytes(db.min_free_space_mb * 1024 * 1024);
+        rc_.config.db.min_free_space_mb = db.min_free_space_mb;
+      }
     }
     auto sources = std::move(files->sources);
     CrdtStore* store = &store_;

@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
@@ -70,6 +71,14 @@ std::string target_path(const char* route, const SqlCommand& c) {
   return c.timeout ? fmt::format("{}?timeout={}", route, *c.timeout) : std::string(route);
 }
 
+// How long the CLI waits for the agent to make progress: the default, or
+// longer than a --timeout the agent was asked to honour.
+std::chrono::milliseconds client_wait(const SqlCommand& c) {
+  if (!c.timeout || *c.timeout <= 0) return api::HttpConnection::default_idle_timeout;
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::min(*c.timeout, 86400.0) * 1000)) +
+         std::chrono::seconds(5);
+}
+
 std::string cell_text(const json::value& v) {
   if (v.is_null()) return "";
   if (v.is_string()) return std::string(v.as_string());
@@ -109,8 +118,9 @@ int cmd_exec(const GlobalOptions& g, const SqlCommand& c) {
   json::array body;
   body.push_back(statement_json(c));
   auto start = std::chrono::steady_clock::now();
-  auto r = api::http_request(t->addr, "POST", target_path("/v1/transactions", c), json::serialize(body), t->headers);
-  if (r.status == 0) return cli_fail(fmt::format("cannot reach the agent's API at {}", t->addr));
+  auto r = api::http_request(t->addr, "POST", target_path("/v1/transactions", c), json::serialize(body), t->headers,
+                             client_wait(c));
+  if (r.status == 0) return cli_fail(fmt::format("no answer from the agent's API at {}: {}", t->addr, r.error));
   if (r.status != 200) return cli_fail(error_of(r));
   auto j = r.json();
   std::int64_t rows = 0;
@@ -131,8 +141,8 @@ int cmd_query(const GlobalOptions& g, const SqlCommand& c) {
   if (!t) return cli_fail(t.error().message);
   auto start = std::chrono::steady_clock::now();
   auto r = api::http_request(t->addr, "POST", target_path("/v1/queries", c), json::serialize(statement_json(c)),
-                             t->headers);
-  if (r.status == 0) return cli_fail(fmt::format("cannot reach the agent's API at {}", t->addr));
+                             t->headers, client_wait(c));
+  if (r.status == 0) return cli_fail(fmt::format("no answer from the agent's API at {}: {}", t->addr, r.error));
   if (r.status != 200) return cli_fail(error_of(r));
   for (const auto& ev : r.ndjson()) {
     if (!ev.is_object()) continue;

@@ -262,7 +262,7 @@ json::value statement_json(const consul::Statement& s) { return json::array{json
 // Rows of one query through POST /v1/queries; an error carries the agent's.
 Result<std::vector<json::array>> query_rows(const ApiTarget& api, const consul::Statement& s) {
   auto res = api::http_request(api.addr, "POST", "/v1/queries", json::serialize(statement_json(s)), api.headers);
-  if (res.status == 0) return make_error(Errc::io, fmt::format("cannot reach the agent at {}", api.addr));
+  if (res.status == 0) return make_error(Errc::io, fmt::format("no answer from the agent at {}: {}", api.addr, res.error));
   if (res.status != 200) {
     auto body = res.json();
     const json::value* e = body && body->is_object() ? body->as_object().if_contains("error") : nullptr;
@@ -292,7 +292,7 @@ std::optional<WriteError> write_statements(const ApiTarget& api, const std::vect
   json::array body;
   for (const auto& s : statements) body.push_back(statement_json(s));
   auto res = api::http_request(api.addr, "POST", "/v1/transactions", json::serialize(body), api.headers);
-  if (res.status == 0) return WriteError{fmt::format("cannot reach the agent at {}", api.addr), false};
+  if (res.status == 0) return WriteError{fmt::format("no answer from the agent at {}: {}", api.addr, res.error), false};
   if (res.status >= 500) return WriteError{fmt::format("agent: HTTP {}: {}", res.status, res.body), false};
   if (res.status != 200) return WriteError{fmt::format("agent refused the write: HTTP {}: {}", res.status, res.body), true};
   if (auto parsed = res.json(); parsed && parsed->is_object()) {

@@ -27,6 +27,7 @@ TEST(Config, minimal_file_gets_corrosion_defaults) {
   EXPECT_EQ(c->config.db.path, "/tmp/x/state.db");
   EXPECT_EQ(c->config.db.subscriptions_path, "/tmp/x/subscriptions");
   EXPECT_EQ(c->config.db.cache_size_kib, -1048576);
+  EXPECT_EQ(c->config.db.min_free_space_mb, 64u);
   ASSERT_EQ(c->config.api.bind_addr.size(), 1u);
   EXPECT_EQ(c->config.api.bind_addr[0], "127.0.0.1:8080");
   EXPECT_EQ(c->config.api.max_body_bytes, 16u * 1024 * 1024);
@@ -183,6 +184,24 @@ TEST(Config, bad_address_and_cross_key_rules) {
   auto action = parse(std::string(minimal) + "[watchdog]\naction = \"reboot\"\n");
   ASSERT_FALSE(action);
   EXPECT_NE(action.error().message.find("watchdog.action"), std::string::npos);
+}
+
+TEST(Config, the_disk_floor_is_a_non_negative_size_in_mib) {
+  auto db = [](const std::string& line) {
+    return parse("[db]\npath = \"/x\"\n" + line + "\n[api]\naddr = \"127.0.0.1:1\"\n[gossip]\naddr = "
+                 "\"127.0.0.1:2\"\nplaintext = true\n");
+  };
+  auto off = db("min_free_space_mb = 0");
+  ASSERT_TRUE(off) << off.error().message;
+  EXPECT_EQ(off->config.db.min_free_space_mb, 0u);
+  auto negative = db("min_free_space_mb = -5");
+  ASSERT_FALSE(negative);
+  EXPECT_NE(negative.error().message.find("test.toml:3:21: db.min_free_space_mb"), std::string::npos)
+      << negative.error().message;
+  auto huge = db("min_free_space_mb = 1099511627777");
+  ASSERT_FALSE(huge);
+  EXPECT_NE(huge.error().message.find("db.min_free_space_mb: must be at most 2^40"), std::string::npos)
+      << huge.error().message;
 }
 
 TEST(Config, unknown_keys_are_warnings_with_position) {

@@ -28,9 +28,11 @@ class WriterTest : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
   std::unique_ptr<Writer> make_writer(std::size_t queue_len = 1024,
-                                      std::chrono::milliseconds batch_time_max = std::chrono::milliseconds(50)) {
+                                      std::chrono::milliseconds batch_time_max = std::chrono::milliseconds(50),
+                                      std::uint64_t min_free_bytes = 0) {
     WriterOptions o;
     o.path = path_;
+    o.min_free_bytes = min_free_bytes;
     o.queue_len = queue_len;
     o.batch_time_max = batch_time_max;
     o.cache_size_kib = -2048;
@@ -235,6 +237,34 @@ TEST_F(WriterTest, timeout_interrupts_only_that_job) {
   });
   EXPECT_EQ(count_rows("id = 100"), 0);
   EXPECT_EQ(count_rows("id = 1"), 1);
+}
+
+TEST_F(WriterTest, below_the_free_space_floor_only_jobs_that_need_space_are_refused) {
+  // A floor no disk can meet (1 EiB): the writer stays up, refuses growth.
+  auto writer = make_writer(1024, std::chrono::milliseconds(50), std::uint64_t{1} << 60);
+  testing::run_coro([&](net::io_context&) -> net::awaitable<void> {
+    JobOptions grows;
+    grows.needs_free_space = true;
+    auto refused = co_await writer->submit<std::int64_t>("api write", insert(1), grows);
+    EXPECT_FALSE(refused);
+    if (!refused) {
+      EXPECT_EQ(refused.error().code, Errc::storage_full);
+      EXPECT_NE(refused.error().message.find("below db.min_free_space_mb (1099511627776 MiB)"), std::string::npos)
+          << refused.error().message;
+    }
+    // Bookkeeping that does not ask for room still runs.
+    EXPECT_TRUE(co_await writer->submit<std::int64_t>("save members", insert(2)));
+    // A lower floor (reload) takes effect at the next job.
+    writer->set_min_free_bytes(0);
+    EXPECT_TRUE(co_await writer->submit<std::int64_t>("api write", insert(3), grows));
+    writer->set_min_free_bytes(std::uint64_t{1} << 60);
+    EXPECT_FALSE(co_await writer->submit<std::int64_t>("api write", insert(4), grows));
+  });
+  EXPECT_EQ(count_rows("id IN (1, 4)"), 0);
+  EXPECT_EQ(count_rows("id IN (2, 3)"), 2);
+  auto text = metrics_.render();
+  EXPECT_NE(text.find("patina_writer_jobs_refused_total{reason=\"disk_space\"} 2"), std::string::npos) << text;
+  EXPECT_EQ(text.find("patina_db_disk_free_bytes -1"), std::string::npos) << "statvfs of a real folder works";
 }
 
 TEST_F(WriterTest, exception_in_job_becomes_an_error) {

@@ -560,5 +560,66 @@ TEST(ApiTimeouts, a_trickled_header_is_cut_off_but_an_idle_keep_alive_connection
   EXPECT_EQ(a.stop(), 0);
 }
 
+// A TCP port that completes handshakes (the kernel's backlog) but whose
+// owner never reads or answers: an agent stalled for good.
+class SilentListener {
+ public:
+  SilentListener() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(fd_, 16) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+      return;
+    }
+    addr_ = fmt::format("127.0.0.1:{}", ntohs(sa.sin_port));
+  }
+  ~SilentListener() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  const std::string& addr() const { return addr_; }
+
+ private:
+  int fd_ = -1;
+  std::string addr_;
+};
+
+TEST(HttpClient, a_stalled_server_ends_the_call_with_an_error_not_a_hang) {
+  SilentListener silent;
+  ASSERT_FALSE(silent.addr().empty());
+  HttpConnection c(silent.addr(), std::chrono::milliseconds(300));
+  auto r = c.request("POST", "/v1/queries", R"("SELECT 1")");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.error.find("no progress within 0.3 s"), std::string::npos) << r.error;
+  // The connection is unusable afterwards, and says why at once.
+  auto again = c.request("POST", "/v1/queries", R"("SELECT 1")");
+  EXPECT_EQ(again.status, 0);
+  EXPECT_EQ(again.error, r.error);
+  // Not an address: an error, not an exception.
+  for (std::string bad : {"localhost", "127.0.0.1", "127.0.0.1:http", "127.0.0.1:70000", "[::1"}) {
+    auto b = http_request(bad, "GET", "/");
+    EXPECT_EQ(b.status, 0);
+    EXPECT_NE(b.error.find("is not an IP:port address"), std::string::npos) << bad << ": " << b.error;
+  }
+}
+
+TEST(Cli, exec_and_query_give_up_on_an_agent_that_never_answers) {
+  SilentListener silent;
+  ASSERT_FALSE(silent.addr().empty());
+  ScratchDir dir;
+  // --timeout asks the agent to give up after 1 s; the CLI waits 5 s more.
+  auto exec = run_patina({"exec", "--api-addr", silent.addr(), "--timeout", "1", "INSERT INTO tests (id) VALUES (1)"},
+                         dir.path());
+  EXPECT_EQ(exec.exit_code, 1) << exec.out << exec.err;
+  EXPECT_NE(exec.err.find("no answer from the agent's API at " + silent.addr() + ": no progress within 6 s"),
+            std::string::npos)
+      << exec.err;
+  auto query = run_patina({"query", "--api-addr", silent.addr(), "--timeout", "1", "SELECT 1"}, dir.path());
+  EXPECT_EQ(query.exit_code, 1) << query.out << query.err;
+  EXPECT_NE(query.err.find("no progress within 6 s"), std::string::npos) << query.err;
+}
+
 }  // namespace
 }  // namespace patina::testing

@@ -263,6 +263,60 @@ TEST(Replication, versions_naming_a_table_a_node_lacks_wait_for_its_schema_and_a
   EXPECT_EQ(b.stop(), 0);
 }
 
+// Sets db.min_free_space_mb in |a|'s config file (not applied until a
+// restart or `patina reload`).
+void set_disk_floor(const ApiAgent& a, const std::string& mb) {
+  std::ifstream in(a.config_path());
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string config = std::regex_replace(text.str(), std::regex("min_free_space_mb = [0-9]+\n"), "");
+  config.replace(config.find("[db]\n"), 5, "[db]\nmin_free_space_mb = " + mb + "\n");
+  std::ofstream(a.config_path()) << config;
+}
+
+TEST(Replication, a_node_below_its_disk_floor_refuses_writes_holds_changes_and_catches_up_after_reload) {
+  ApiAgent a;
+  ASSERT_TRUE(a.ready()) << a.process().log();
+  ApiAgent b("", "", bootstrap_of(a));
+  ASSERT_TRUE(b.ready());
+  // A floor of 1 EiB: no disk has that much free, so b is "full".
+  ASSERT_EQ(b.stop(), 0);
+  set_disk_floor(b, "1099511627776");
+  ASSERT_TRUE(b.start()) << b.process().log();
+  ASSERT_TRUE(formed({&a, &b}));
+
+  auto refused = api::http_request(b.api(), "POST", "/v1/transactions", R"J(["INSERT INTO tests (id) VALUES (7)"])J");
+  EXPECT_EQ(refused.status, 507) << refused.body;
+  EXPECT_NE(refused.body.find(R"("error":"disk space low: )"), std::string::npos) << refused.body;
+  auto migration = api::http_request(b.api(), "POST", "/v1/migrations",
+                                     R"J(["CREATE TABLE more (id INTEGER NOT NULL PRIMARY KEY)"])J");
+  EXPECT_EQ(migration.status, 507) << migration.body;
+  // Reads go on.
+  auto read = api::http_request(b.api(), "POST", "/v1/queries", R"J("SELECT count(*) FROM tests")J");
+  EXPECT_EQ(read.status, 200) << read.body;
+
+  // A write elsewhere reaches b, which holds it rather than failing or dropping it.
+  ASSERT_TRUE(write(a, R"J(["INSERT INTO tests (id, text) VALUES (1, 'held')"])J"));
+  EXPECT_TRUE(wait_until([&] { return metric(b, "patina_apply_held_total") >= 1; }, 20s)) << b.process().log();
+  EXPECT_EQ(count_rows(b), 0);
+  EXPECT_TRUE(b.process().running());
+
+  // Space "freed": a reload lowers the floor; the held change lands, writes are taken.
+  set_disk_floor(b, "0");
+  auto reload = run_patina({"reload", "--admin-path", b.admin_path()}, b.dir().path());
+  ASSERT_EQ(reload.exit_code, 0) << reload.err;
+  EXPECT_TRUE(wait_until([&] { return count_rows(b) == 1; }, 20s)) << b.process().log();
+  EXPECT_TRUE(write(b, R"J(["INSERT INTO tests (id, text) VALUES (7, 'after')"])J"));
+  EXPECT_TRUE(wait_until([&] { return same_digests({&a, &b}); }, 30s));
+  auto log = b.process().log();
+  EXPECT_NE(log.find("disk space low: "), std::string::npos) << log;
+  EXPECT_NE(log.find("holding peers' changes"), std::string::npos) << log;
+  EXPECT_NE(log.find("db.min_free_space_mb 1099511627776 -> 0"), std::string::npos) << log;
+  EXPECT_NE(log.find("disk space back above the floor"), std::string::npos) << log;
+  EXPECT_EQ(a.stop(), 0);
+  EXPECT_EQ(b.stop(), 0);
+}
+
 TEST(Replication, no_op_writes_send_no_bytes) {
   ApiAgent a;
   ASSERT_TRUE(a.ready()) << a.process().log();

@@ -116,7 +116,6 @@ bool transient(Errc code) { return code == Errc::timeout || code == Errc::busy |
 
 net::awaitable<void> ApplyPipeline::run() {
   int transient_streak = 0;
-  bool held_for_space = false;
   std::size_t last_cost = 0;
   for (;;) {
     // Wait for work. An idle pipeline applies the first item at once, so
@@ -152,8 +151,8 @@ net::awaitable<void> ApplyPipeline::run() {
     }
     last_cost = cost;
     auto outcome = co_await sink_.apply(std::move(batch));
-    if (outcome && held_for_space) {
-      held_for_space = false;
+    if (outcome && held_for_space_) {
+      held_for_space_ = false;
       log_->info("disk space is back: applying peers' changes again ({} changesets queued)", queue_.size());
     }
     if (outcome) {
@@ -173,10 +172,10 @@ net::awaitable<void> ApplyPipeline::run() {
       // Not this batch's fault, and a smaller one would not fit either:
       // hold everything and look again later. Meanwhile the bounded queue
       // drops its oldest items, which sync brings back once there is room.
-      if (!held_for_space) {
+      if (!held_for_space_) {
         log_->warn("holding peers' changes ({} changesets queued): {}", queue_.size() + items.size(), e.message);
       }
-      held_for_space = true;
+      held_for_space_ = true;
       held_.inc();
       requeue_front(items);
       wake_->expires_after(hold_retry);

@@ -113,6 +113,8 @@ class ApplyPipeline {
   void push(ApplyItem item);
   std::size_t depth() const { return queue_.size(); }
   std::size_t queued_cost() const { return queued_cost_; }
+  // Whether the last batch was refused for disk space (and is held).
+  bool holding_for_space() const { return held_for_space_; }
 
  private:
   boost::asio::awaitable<void> run();
@@ -135,6 +137,7 @@ class ApplyPipeline {
   core::Counter& dropped_full_;
   core::Counter& dropped_bad_;
   core::Counter& held_;
+  bool held_for_space_ = false;
   core::Histogram& batch_cost_;
 };
 

@@ -522,6 +522,12 @@ class Agent final : public api::AdminService, public io::ApplySink {
       timer.expires_after(jittered);
       auto [ec] = co_await timer.async_wait(use_nothrow);
       if (ec || shutting_down_ || !membership_ || membership_->membership() == nullptr) co_return;
+      if (apply_->holding_for_space()) {
+        // Below the disk floor nothing a peer sends could be applied, and
+        // the bounded queue would only turn it over: ask again later.
+        wait = std::min<std::chrono::seconds>(wait * 2, max_wait);
+        continue;
+      }
       CrdtStore* store = &store_;
       auto state_job = [store](core::Db&) -> Result<crdt::SyncState> { return store->sync_state(); };
       auto state = co_await writer_.submit<crdt::SyncState>("sync state", std::move(state_job));

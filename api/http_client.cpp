@@ -1,6 +1,7 @@
 #include "api/http_client.hpp"
 
 #include <charconv>
+#include <limits>
 #include <sstream>
 #include <string_view>
 
@@ -103,7 +104,8 @@ HttpConnection::~HttpConnection() {
 }
 
 HttpResponse HttpConnection::request(const std::string& method, const std::string& target, const std::string& body,
-                                     std::vector<std::pair<std::string, std::string>> headers) {
+                                     std::vector<std::pair<std::string, std::string>> headers,
+                                     const BodySink& on_body) {
   HttpResponse out;
   if (!impl_->error.empty()) {
     out.error = impl_->error;
@@ -119,13 +121,23 @@ HttpResponse HttpConnection::request(const std::string& method, const std::strin
   // read its answer anyway, unless it stopped reading altogether.
   if (ec != beast::error::timeout) {
     http::response_parser<http::string_body> parser;
-    parser.body_limit(256 * 1024 * 1024);
+    // A streamed body is not held, so it needs no limit.
+    parser.body_limit(on_body ? std::numeric_limits<std::uint64_t>::max() : 256 * 1024 * 1024);
     // Read by pieces, each under its own deadline: a long answer that keeps
     // coming is not cut off, a stalled one is.
     do {
       ec = impl_->run([&](auto handler) {
         http::async_read_some(impl_->stream, impl_->buffer, parser, std::move(handler));
       });
+      // The string body only ever appends, so what it holds can be handed
+      // on and cleared between reads.
+      if (on_body && parser.is_header_done() && parser.get().result_int() / 100 == 2) {
+        auto& piece = parser.get().body();
+        if (!piece.empty()) {
+          on_body(piece);
+          piece.clear();
+        }
+      }
     } while (!ec && !parser.is_done());
     if (!ec) {
       auto res = parser.release();

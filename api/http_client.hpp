@@ -8,9 +8,11 @@
 // instead of hanging the CLI; a long answer that keeps arriving is fine.
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/json/value.hpp>
@@ -39,10 +41,15 @@ class HttpConnection {
   HttpConnection& operator=(const HttpConnection&) = delete;
 
   // Status 0 and an |error| when the connection failed or timed out (the
-  // connection is unusable afterwards).
+  // connection is unusable afterwards). With |on_body|, a 2xx answer's body
+  // is handed over piece by piece as it arrives (and not kept in the
+  // response): how a client prints a long NDJSON stream as it comes, in
+  // bounded memory.
+  using BodySink = std::function<void(std::string_view)>;
   HttpResponse request(const std::string& method, const std::string& target, const std::string& body = "",
                        std::vector<std::pair<std::string, std::string>> headers = {{"content-type",
-                                                                                      "application/json"}});
+                                                                                      "application/json"}},
+                       const BodySink& on_body = {});
   HttpResponse post_json(const std::string& target, const std::string& body) {
     return request("POST", target, body);
   }

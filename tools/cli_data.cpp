@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
+#include <string_view>
 
 #include <boost/json.hpp>
 #include <fmt/format.h>
@@ -140,25 +142,56 @@ int cmd_query(const GlobalOptions& g, const SqlCommand& c) {
   auto t = api_target(g);
   if (!t) return cli_fail(t.error().message);
   auto start = std::chrono::steady_clock::now();
-  auto r = api::http_request(t->addr, "POST", target_path("/v1/queries", c), json::serialize(statement_json(c)),
-                             t->headers, client_wait(c));
-  if (r.status == 0) return cli_fail(fmt::format("no answer from the agent's API at {}: {}", t->addr, r.error));
-  if (r.status != 200) return cli_fail(error_of(r));
-  for (const auto& ev : r.ndjson()) {
-    if (!ev.is_object()) continue;
+  // Rows are printed as the NDJSON stream brings them: a large result
+  // shows at once and never sits whole in memory.
+  std::string partial;  // a line split between two reads
+  std::optional<std::string> failed;
+  auto print_line = [&](std::string_view line) {
+    if (line.empty() || failed) return;
+    boost::system::error_code ec;
+    auto ev = json::parse(line, ec);
+    if (ec || !ev.is_object()) {
+      failed = fmt::format("unexpected line in the answer: {}", line.substr(0, 200));
+      return;
+    }
     const auto& o = ev.as_object();
-    if (const auto* cols = o.if_contains("columns"); cols && c.columns) {
+    if (const auto* cols = o.if_contains("columns"); cols && c.columns && cols->is_array()) {
       std::vector<std::string> names;
       for (const auto& n : cols->as_array()) names.push_back(cell_text(n));
       fmt::print("{}\n", fmt::join(names, "|"));
     } else if (const auto* row = o.if_contains("row")) {
+      const auto* pair = row->if_array();
+      if (pair == nullptr || pair->size() != 2 || !(*pair)[1].is_array()) {
+        failed = fmt::format("unexpected row in the answer: {}", line.substr(0, 200));
+        return;
+      }
       std::vector<std::string> cells;
-      for (const auto& v : row->as_array().at(1).as_array()) cells.push_back(cell_text(v));
+      for (const auto& v : (*pair)[1].as_array()) cells.push_back(cell_text(v));
       fmt::print("{}\n", fmt::join(cells, "|"));
     } else if (const auto* err = o.if_contains("error")) {
-      return cli_fail(cell_text(*err));
+      failed = cell_text(*err);
     }
-  }
+  };
+  auto on_body = [&](std::string_view piece) {
+    for (auto nl = piece.find('\n'); nl != std::string_view::npos; nl = piece.find('\n')) {
+      if (partial.empty()) {
+        print_line(piece.substr(0, nl));
+      } else {
+        partial.append(piece.substr(0, nl));
+        print_line(partial);
+        partial.clear();
+      }
+      piece.remove_prefix(nl + 1);
+    }
+    partial.append(piece);
+  };
+  api::HttpConnection conn(t->addr, client_wait(c));
+  auto r = conn.request("POST", target_path("/v1/queries", c), json::serialize(statement_json(c)), t->headers,
+                        on_body);
+  if (r.status == 0) return cli_fail(fmt::format("no answer from the agent's API at {}: {}", t->addr, r.error));
+  if (r.status != 200) return cli_fail(error_of(r));
+  print_line(partial);
+  if (failed) return cli_fail(*failed);
   if (c.timer) {
     fmt::print("Run Time: {:.6f}s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }

@@ -449,6 +449,33 @@ TEST(SchemaReload, reload_applies_new_tables_and_columns_and_refuses_destructive
   EXPECT_EQ(agent.stop(), 0);
 }
 
+TEST(Cli, query_prints_a_large_streamed_result_whole_and_in_order) {
+  ApiAgent a;
+  ASSERT_TRUE(a.ready()) << a.process().log();
+  // 30,000 rows of ~60 bytes: about 2 MB of NDJSON, many reads, lines split
+  // across them.
+  auto w = http_request(a.api(), "POST", "/v1/transactions",
+                        R"J(["WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 30000) )J"
+                        R"J(INSERT INTO tests (id, text) SELECT x, printf('row %06d of the streamed result set', x) FROM c"])J");
+  ASSERT_EQ(w.status, 200) << w.body;
+  auto query = run_patina({"query", "--api-addr", a.api(), "--columns", "SELECT id, text FROM tests ORDER BY id"},
+                          a.dir().path(), std::chrono::seconds(60));
+  ASSERT_EQ(query.exit_code, 0) << query.err;
+  std::istringstream lines(query.out);
+  std::string line;
+  ASSERT_TRUE(std::getline(lines, line));
+  EXPECT_EQ(line, "id|text");
+  int n = 0;
+  bool in_order = true;
+  while (std::getline(lines, line)) {
+    ++n;
+    if (line != fmt::format("{}|row {:06d} of the streamed result set", n, n)) in_order = false;
+  }
+  EXPECT_EQ(n, 30000);
+  EXPECT_TRUE(in_order);
+  EXPECT_EQ(a.stop(), 0);
+}
+
 TEST(Cli, exec_query_backup_and_restore_on_another_node) {
   ApiAgent a;
   ASSERT_TRUE(a.ready()) << a.process().log();

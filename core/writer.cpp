@@ -260,12 +260,16 @@ void Writer::refresh_free_space() {
   auto now = std::chrono::steady_clock::now();
   auto dir = std::filesystem::path(options_.path).parent_path();
   if (dir.empty()) dir = ".";
-  if (free_checked_ == std::chrono::steady_clock::time_point{} || now - free_checked_ >= options_.free_space_interval) {
+  // The floor may have changed (reload) since the last look-up: judged anew.
+  std::uint64_t floor = min_free_bytes_.load();
+  // Within a few floors of it, a second of writes could go through the
+  // floor to SQLITE_FULL: then every job looks (a statvfs is microseconds).
+  bool close = floor > 0 && free_bytes_ && *free_bytes_ / 4 < floor;
+  if (close || free_checked_ == std::chrono::steady_clock::time_point{} ||
+      now - free_checked_ >= options_.free_space_interval) {
     free_checked_ = now;
     look_up_free_space(dir);
   }
-  // The floor may have changed (reload) since the last look-up: judged anew.
-  std::uint64_t floor = min_free_bytes_.load();
   bool low = floor > 0 && free_bytes_ && *free_bytes_ < floor;
   if (low != space_low_) {
     space_low_ = low;

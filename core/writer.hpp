@@ -87,8 +87,9 @@ struct WriterOptions {
   std::chrono::milliseconds wal_restart_backoff_min{10};
   std::chrono::milliseconds wal_restart_backoff_max{1000};
   // Guarantee (6): 0 turns the floor off. Free space is looked up (statvfs
-  // of the database's folder) at most once per free_space_interval, and
-  // that often while the writer is idle, for the metric.
+  // of the database's folder) at most once per free_space_interval (every
+  // job once less than 4 floors are left), and every 10 intervals while
+  // the writer is idle, for the metric.
   std::uint64_t min_free_bytes = 0;
   std::chrono::milliseconds free_space_interval{1000};
 };

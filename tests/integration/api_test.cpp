@@ -449,6 +449,82 @@ TEST(SchemaReload, reload_applies_new_tables_and_columns_and_refuses_destructive
   EXPECT_EQ(agent.stop(), 0);
 }
 
+// The field |key|=value of the agent's latest "ready:" log line.
+std::string ready_field(const std::string& log, const std::string& key) {
+  auto at = log.rfind(" " + key + "=");
+  if (at == std::string::npos) return {};
+  at += key.size() + 2;
+  return log.substr(at, log.find_first_of(" \n", at) - at);
+}
+
+TEST(ApiDisk, a_filling_disk_gets_507_before_sqlite_runs_out_and_without_the_floor_the_node_stops) {
+  ScratchDir dir;
+  // A 32 MiB tmpfs of the agent's own, mounted in a user and mount namespace.
+  if (run_command({"unshare", "-rm", "true"}, dir.path()).exit_code != 0) {
+    GTEST_SKIP() << "unshare -rm (user namespaces) is not available here";
+  }
+  std::filesystem::create_directories(dir.file("mnt"));
+  dir.write("schema.sql", test_schema);
+  dir.write("config.toml", fmt::format(R"([db]
+path = "{0}/mnt/state.db"
+schema_paths = ["{0}/schema.sql"]
+min_free_space_mb = 8
+
+[api]
+addr = "127.0.0.1:0"
+
+[gossip]
+addr = "127.0.0.1:0"
+plaintext = true
+
+[admin]
+path = "{0}/admin.sock"
+)",
+                                       dir.path().string()));
+  Process agent({"unshare", "-rm", "sh", "-c",
+                 fmt::format("mount -t tmpfs -o size=32m tmpfs '{}' && exec '{}' agent -c '{}'", dir.file("mnt"),
+                             patina_binary(), dir.file("config.toml"))},
+                dir.path(), dir.file("agent.log"));
+  ASSERT_TRUE(agent.wait_for_log("ready:")) << agent.log();
+  const std::string api = ready_field(agent.log(), "api");
+  auto fill = [&](int from, int& acknowledged) {
+    for (int i = from; i < from + 400; ++i) {
+      auto r = http_request(api, "POST", "/v1/transactions",
+                            fmt::format(R"J(["INSERT INTO kinds (id, b) VALUES ({}, randomblob(200000))"])J", i));
+      if (r.status != 200) return r;
+      ++acknowledged;
+    }
+    return HttpResponse{};
+  };
+  int acknowledged = 0;
+  auto refused = fill(0, acknowledged);
+  EXPECT_EQ(refused.status, 507) << refused.body << agent.log();
+  EXPECT_NE(refused.body.find("disk space low: "), std::string::npos) << refused.body;
+  EXPECT_GT(acknowledged, 20);
+  EXPECT_TRUE(agent.running());
+  auto count = http_request(api, "POST", "/v1/queries", R"J("SELECT count(*) FROM kinds")J");
+  EXPECT_NE(count.body.find(fmt::format(R"({{"row":[1,[{}]]}})", acknowledged)), std::string::npos) << count.body;
+
+  // Without the floor the same load runs into SQLite's "database or disk is
+  // full", which stops the node (exit code 1) with a line that says so.
+  std::string config;
+  {
+    std::ifstream in(dir.file("config.toml"));
+    std::stringstream text;
+    text << in.rdbuf();
+    config = text.str();
+  }
+  config.replace(config.find("min_free_space_mb = 8"), 21, "min_free_space_mb = 0");
+  dir.write("config.toml", config);
+  auto reload = run_patina({"reload", "--admin-path", dir.file("admin.sock")}, dir.path());
+  ASSERT_EQ(reload.exit_code, 0) << reload.err;
+  int more = 0;
+  auto full = fill(1000, more);
+  EXPECT_NE(full.status, 200);
+  EXPECT_EQ(agent.wait_exit(std::chrono::seconds(30)), std::optional<int>(1)) << agent.log();
+  EXPECT_NE(agent.log().find("fatal storage error"), std::string::npos) << agent.log();
+}
+
 TEST(Cli, query_prints_a_large_streamed_result_whole_and_in_order) {
   ApiAgent a;
   ASSERT_TRUE(a.ready()) << a.process().log();

@@ -12,17 +12,13 @@
 
 namespace patina::testing {
 
-namespace {
-
-std::string field(const std::string& log, const std::string& key) {
+std::string ready_field(const std::string& log, const std::string& key) {
   auto at = log.rfind(" " + key + "=");  // the latest start
   if (at == std::string::npos) return {};
   at += key.size() + 2;
   auto end = log.find_first_of(" ,\n", at);
   return log.substr(at, end - at);
 }
-
-}  // namespace
 
 ApiAgent::ApiAgent(const std::string& extra, const std::string& api_extra, const std::string& gossip_extra,
                    bool wait) {
@@ -84,9 +80,9 @@ bool ApiAgent::wait_ready() {
   }
   if (ready_) {
     std::string log = process_->log();
-    api_ = field(log, "api");
-    metrics_ = field(log, "metrics");
-    gossip_ = field(log, "gossip");
+    api_ = ready_field(log, "api");
+    metrics_ = ready_field(log, "metrics");
+    gossip_ = ready_field(log, "gossip");
   }
   return ready_;
 }

@@ -52,6 +52,9 @@ class ApiAgent {
   std::string gossip_;
 };
 
+// The field |key|=value of the latest "ready:" line in an agent's log.
+std::string ready_field(const std::string& log, const std::string& key);
+
 // Cluster helpers over the real CLI and API.
 // Active members the agent's SWIM reports (`patina cluster members`).
 std::size_t count_members(const ApiAgent& a);

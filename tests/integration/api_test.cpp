@@ -449,14 +449,6 @@ TEST(SchemaReload, reload_applies_new_tables_and_columns_and_refuses_destructive
   EXPECT_EQ(agent.stop(), 0);
 }
 
-// The field |key|=value of the agent's latest "ready:" log line.
-std::string ready_field(const std::string& log, const std::string& key) {
-  auto at = log.rfind(" " + key + "=");
-  if (at == std::string::npos) return {};
-  at += key.size() + 2;
-  return log.substr(at, log.find_first_of(" \n", at) - at);
-}
-
 TEST(ApiDisk, a_filling_disk_gets_507_before_sqlite_runs_out_and_without_the_floor_the_node_stops) {
   ScratchDir dir;
   // A 32 MiB tmpfs of the agent's own, mounted in a user and mount namespace.

@@ -33,10 +33,12 @@ Writer::Writer(WriterOptions options, Metrics& metrics, Watchdog& watchdog)
           "patina_wal_restarts_busy_total",
           "WAL restart checkpoints that found readers or the checkpointer in the way (tried again after a backoff)")),
       min_free_bytes_(options_.min_free_bytes),
+      free_space_dir_(std::filesystem::path(options_.path).parent_path()),
       free_gauge_(metrics.gauge("patina_db_disk_free_bytes",
                                 "Bytes available on the database's filesystem (statvfs; -1 when unknown)")),
       refused_full_(metrics.counter("patina_writer_jobs_refused_total",
                                     "Writer jobs refused before running, by reason", {{"reason", "disk_space"}})) {
+  if (free_space_dir_.empty()) free_space_dir_ = ".";
   free_gauge_.set(-1);
 }
 
@@ -239,12 +241,12 @@ void Writer::restart_wal_if_long() {
   }
 }
 
-void Writer::look_up_free_space(const std::filesystem::path& dir) {
+void Writer::look_up_free_space() {
   struct statvfs s {};
-  if (::statvfs(dir.c_str(), &s) != 0) {
+  if (::statvfs(free_space_dir_.c_str(), &s) != 0) {
     if (!statvfs_failed_) {
       log::get("db")->warn("cannot tell the free space of {} ({}): db.min_free_space_mb is not enforced",
-                           dir.string(), std::strerror(errno));
+                           free_space_dir_.string(), std::strerror(errno));
     }
     statvfs_failed_ = true;
     free_bytes_.reset();
@@ -258,8 +260,6 @@ void Writer::look_up_free_space(const std::filesystem::path& dir) {
 
 void Writer::refresh_free_space() {
   auto now = std::chrono::steady_clock::now();
-  auto dir = std::filesystem::path(options_.path).parent_path();
-  if (dir.empty()) dir = ".";
   // The floor may have changed (reload) since the last look-up: judged anew.
   std::uint64_t floor = min_free_bytes_.load();
   // Within a few floors of it, a second of writes could go through the
@@ -268,7 +268,7 @@ void Writer::refresh_free_space() {
   if (close || free_checked_ == std::chrono::steady_clock::time_point{} ||
       now - free_checked_ >= options_.free_space_interval) {
     free_checked_ = now;
-    look_up_free_space(dir);
+    look_up_free_space();
   }
   bool low = floor > 0 && free_bytes_ && *free_bytes_ < floor;
   if (low != space_low_) {
@@ -277,7 +277,8 @@ void Writer::refresh_free_space() {
     if (low) {
       log::get("db")->warn("disk space low: {:.1f} MiB free on {}, below db.min_free_space_mb ({:.0f} MiB): "
                            "refusing writes and holding peers' changes until space is freed",
-                           static_cast<double>(*free_bytes_) / mib, dir.string(), static_cast<double>(floor) / mib);
+                           static_cast<double>(*free_bytes_) / mib, free_space_dir_.string(),
+                           static_cast<double>(floor) / mib);
     } else {
       log::get("db")->info("disk space back above the floor{}: accepting writes again",
                            free_bytes_ ? fmt::format(" ({:.1f} MiB free)", static_cast<double>(*free_bytes_) / mib)

@@ -182,7 +182,7 @@ class Writer {
   bool run_one(Job& job);
   void check_fatal(const Error& e);
   void refresh_free_space();
-  void look_up_free_space(const std::filesystem::path& dir);
+  void look_up_free_space();
   std::optional<Error> free_space_refusal();
   static int progress_handler(void* self);
   Result<void> exec_cached(Stmt& stmt);
@@ -213,6 +213,7 @@ class Writer {
   Counter& wal_restarts_;
   Counter& wal_restarts_busy_;
   std::atomic<std::uint64_t> min_free_bytes_;
+  std::filesystem::path free_space_dir_;  // the database's folder
   std::optional<std::uint64_t> free_bytes_;  // writer thread; unknown when statvfs fails
   std::chrono::steady_clock::time_point free_checked_{};
   bool space_low_ = false;

@@ -151,11 +151,11 @@ net::awaitable<void> ApplyPipeline::run() {
     }
     last_cost = cost;
     auto outcome = co_await sink_.apply(std::move(batch));
-    if (outcome && held_for_space_) {
-      held_for_space_ = false;
-      log_->info("disk space is back: applying peers' changes again ({} changesets queued)", queue_.size());
-    }
     if (outcome) {
+      if (held_for_space_) {
+        held_for_space_ = false;
+        log_->info("disk space is back: applying peers' changes again ({} changesets queued)", queue_.size());
+      }
       transient_streak = 0;
       batches_.inc();
       batch_cost_.observe(static_cast<double>(cost));

@@ -596,11 +596,16 @@ net::awaitable<void> ApiRoutes::Handlers::health_route(Request& req, Responder& 
   if (lag_max && lag >= 0 && lag > *lag_max && (!queue_param || static_cast<double>(queue) > *queue_param)) {
     unhealthy = true;
   }
+  // Where Corrosion would have stopped (a full disk), Patina stays up but
+  // refuses writes and holds peers' changes: not a node to send writes to.
+  const bool short_of_space = ctx.writer.short_of_space();
+  if (short_of_space) unhealthy = true;
   json::object response;
   response["gaps"] = gaps;
   response["members"] = f.members.load();
   response["p99_lag"] = lag >= 0 ? json::value(lag) : json::value(0.0);
   response["queue_size"] = queue;
+  response["disk_space_low"] = short_of_space;
   int failure_status = failure ? static_cast<int>(*failure) : 503;
   if (failure_status < 100 || failure_status > 599) failure_status = 503;
   json::object body;

@@ -20,8 +20,8 @@ enum class Errc {
   timeout,           // the operation ran out of time and was rolled back
   interrupted,       // cancelled (shutdown, client gone); rolled back
   sql,               // SQLite refused the statement; rolled back
-  storage_fatal,     // disk full, I/O error, corruption: the node must stop
-  storage_full,      // the disk is below its free-space floor: refused, nothing changed
+  storage_fatal,     // I/O error, corruption: the node must stop
+  storage_full,      // the disk is full or below its free-space floor: rolled back or refused
   io,                // a socket or file operation failed
   protocol,          // a peer or client sent malformed bytes
   shutting_down,     // the component no longer accepts work

@@ -1,12 +1,13 @@
 #include "core/sqlite.hpp"
 
+#include <cerrno>
+
 #include <fmt/format.h>
 
 namespace patina::core {
 
 bool is_fatal_sqlite_code(int rc) {
   switch (rc & 0xff) {
-    case SQLITE_FULL:
     case SQLITE_IOERR:
     case SQLITE_CORRUPT:
     case SQLITE_READONLY:
@@ -27,6 +28,17 @@ Error sqlite_error(int rc, sqlite3* db, std::string_view context) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED: code = Errc::busy; break;
     case SQLITE_NOMEM: code = Errc::busy; break;
+    // A full disk is a condition to wait out, not damage: SQLite undoes the
+    // statement or the transaction, and the caller tries again once space
+    // is freed. Growing the -shm file reports ENOSPC as an I/O error.
+    case SQLITE_FULL: code = Errc::storage_full; break;
+    case SQLITE_IOERR:
+      if (db != nullptr && (sqlite3_system_errno(db) == ENOSPC || sqlite3_system_errno(db) == EDQUOT)) {
+        code = Errc::storage_full;
+        break;
+      }
+      code = Errc::storage_fatal;
+      break;
     default:
       if (is_fatal_sqlite_code(rc)) code = Errc::storage_fatal;
   }

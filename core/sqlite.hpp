@@ -24,7 +24,8 @@
 namespace patina::core {
 
 // Maps a SQLite result code (and the connection's message) to an Error.
-// Fatal codes (full disk, I/O, corruption, read-only) map to storage_fatal.
+// Fatal codes (I/O, corruption, read-only) map to storage_fatal; a full disk
+// (SQLITE_FULL, or an I/O error whose errno is ENOSPC/EDQUOT) to storage_full.
 Error sqlite_error(int rc, sqlite3* db, std::string_view context = {});
 bool is_fatal_sqlite_code(int rc);
 

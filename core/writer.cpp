@@ -37,7 +37,9 @@ Writer::Writer(WriterOptions options, Metrics& metrics, Watchdog& watchdog)
       free_gauge_(metrics.gauge("patina_db_disk_free_bytes",
                                 "Bytes available on the database's filesystem (statvfs; -1 when unknown)")),
       refused_full_(metrics.counter("patina_writer_jobs_refused_total",
-                                    "Writer jobs refused before running, by reason", {{"reason", "disk_space"}})) {
+                                    "Writer jobs refused before running, by reason", {{"reason", "disk_space"}})),
+      disk_full_count_(metrics.counter("patina_writer_disk_full_total",
+                                 "Writer jobs or batches rolled back because the disk was full (SQLITE_FULL)")) {
   if (free_space_dir_.empty()) free_space_dir_ = ".";
   free_gauge_.set(-1);
 }
@@ -270,9 +272,17 @@ void Writer::refresh_free_space() {
     free_checked_ = now;
     look_up_free_space();
   }
+  // Space freed since SQLITE_FULL (checked on a quiet node too): the next
+  // writes will tell whether it is enough.
+  if (disk_full_ && free_bytes_ && *free_bytes_ >= free_at_full_ + (std::uint64_t{1} << 20)) {
+    set_disk_full(false);
+    log::get("db")->info("{:.1f} MiB free again after the disk was full",
+                         static_cast<double>(*free_bytes_) / (1024.0 * 1024.0));
+  }
   bool low = floor > 0 && free_bytes_ && *free_bytes_ < floor;
   if (low != space_low_) {
     space_low_ = low;
+    set_disk_full(disk_full_);
     constexpr double mib = 1024.0 * 1024.0;
     if (low) {
       log::get("db")->warn("disk space low: {:.1f} MiB free on {}, below db.min_free_space_mb ({:.0f} MiB): "
@@ -311,6 +321,7 @@ bool Writer::run_one(Job& job) {
                                       : std::chrono::steady_clock::time_point::max();
   deadline_hit_ = false;
   bool ok = job.run(db_);
+  if (const Error* e = ok ? nullptr : job.error(); e && e->code == Errc::storage_full) note_disk_full(*e);
   if (!ok && deadline_hit_) {
     job.fail(Error{Errc::timeout, fmt::format("job '{}' exceeded its timeout of {} ms and was rolled back", job.name,
                                               job.options.timeout->count())});
@@ -354,12 +365,16 @@ void Writer::run_batch(std::unique_ptr<Job> first) {
       if (sqlite3_get_autocommit(db_.get()) != 0) {
         // SQLite rolled the whole transaction back (disk full, I/O error):
         // every job of this batch is lost, so every one gets the error.
-        Error e{Errc::storage_fatal, fmt::format("transaction rolled back by SQLite during job '{}': {}", job->name,
-                                                 sqlite3_errmsg(db_.get()))};
+        bool full = sqlite_error(sqlite3_extended_errcode(db_.get()), db_.get()).code == Errc::storage_full;
+        Error e{full ? Errc::storage_full : Errc::storage_fatal,
+                fmt::format("transaction rolled back by SQLite during job '{}': {}", job->name,
+                            sqlite3_errmsg(db_.get()))};
         batch.push_back(std::move(job));
         ok.push_back(false);
         fail_all(e);
+        if (full) note_disk_full(e);
         check_fatal(e);
+        rolled_back();
         break;
       }
       if (job_ok) {
@@ -396,12 +411,38 @@ void Writer::run_batch(std::unique_ptr<Job> first) {
       Error e = commit.error();
       e.message = "commit failed: " + e.message;
       fail_all(e);
+      if (e.code == Errc::storage_full) note_disk_full(e);
       check_fatal(e);
+      rolled_back();
+    } else if (disk_full_) {
+      set_disk_full(false);
+      log::get("db")->info("writes commit again after the disk was full");
     }
   }
   batch_jobs_.observe(static_cast<double>(batch.size()));
   for (std::size_t i = 0; i < batch.size(); ++i) (ok[i] ? jobs_ok_ : jobs_failed_).inc();
   complete(std::move(batch));
+}
+
+void Writer::rolled_back() {
+  if (on_rolled_back_ && sqlite3_get_autocommit(db_.get()) != 0) on_rolled_back_(db_);
+}
+
+void Writer::set_disk_full(bool full) {
+  disk_full_ = full;
+  short_of_space_.store(disk_full_ || space_low_, std::memory_order_relaxed);
+}
+
+void Writer::note_disk_full(const Error& e) {
+  disk_full_count_.inc();
+  look_up_free_space();
+  free_checked_ = std::chrono::steady_clock::now();
+  free_at_full_ = free_bytes_.value_or(0);
+  if (disk_full_) return;
+  set_disk_full(true);
+  log::get("db")->warn("the disk is full ({}): writes fail with 507 and peers' changes are held until space is "
+                       "freed; db.min_free_space_mb refuses writes before this point",
+                       e.message);
 }
 
 void Writer::check_fatal(const Error& e) {

@@ -26,9 +26,14 @@
 //  (6) Jobs marked needs_free_space (API writes, merges of peers' changes)
 //      are refused with Errc::storage_full while the database's filesystem
 //      has less than min_free_bytes available, before they touch anything.
-//      SQLite's own SQLITE_FULL can leave a batch half-written in memory
-//      and is fatal (the node stops); refusing growth ahead of it keeps a
-//      node with a filling disk up, serving reads and its other duties.
+//      Refusing growth ahead of SQLITE_FULL keeps a node with a filling disk
+//      up, serving reads and its other duties.
+//  (7) A full disk (SQLITE_FULL) fails the job, or the whole batch when it
+//      strikes at COMMIT, with Errc::storage_full and is not fatal. When a
+//      whole transaction is rolled back, the rollback handler runs on the
+//      writer thread before the next job, so in-memory mirrors of the
+//      database (bookkeeping) can be re-read: jobs of that batch may have
+//      updated them and none of it was kept.
 
 #include <atomic>
 #include <chrono>
@@ -109,6 +114,9 @@ class Writer {
  public:
   // Called on the writer thread when SQLite reports a fatal storage error.
   using FatalHandler = std::function<void(const Error&)>;
+  // Called on the writer thread, outside any transaction, after SQLite or a
+  // failed COMMIT rolled back a whole batch.
+  using RollbackHandler = std::function<void(Db&)>;
 
   Writer(WriterOptions options, Metrics& metrics, Watchdog& watchdog);
   ~Writer();
@@ -119,6 +127,7 @@ class Writer {
   // starts the thread. |init| runs once on the writer thread before any job.
   Result<void> start(std::function<Result<void>(Db&)> init = {});
   void on_fatal(FatalHandler h) { on_fatal_ = std::move(h); }
+  void on_transaction_rolled_back(RollbackHandler h) { on_rolled_back_ = std::move(h); }
 
   // Runs |fn(Db&) -> Result<T>| on the writer thread inside its own
   // savepoint of a group-committed transaction; resumes the caller on its
@@ -134,6 +143,10 @@ class Writer {
   // Changes the free-space floor (config reload); takes effect at the next job.
   void set_min_free_bytes(std::uint64_t bytes) { min_free_bytes_.store(bytes); }
 
+  // True while writes fail for lack of disk space: below the floor, or
+  // since SQLITE_FULL until a COMMIT succeeds or 1 MiB more is free. Any thread.
+  bool short_of_space() const { return short_of_space_.load(std::memory_order_relaxed); }
+
   std::size_t queue_depth() const;
   bool accepting() const;
   const std::string& path() const { return options_.path; }
@@ -146,6 +159,7 @@ class Writer {
     virtual ~Job() = default;
     virtual bool run(Db& db) = 0;         // true when the job succeeded
     virtual void fail(Error error) = 0;   // replaces the result with |error|
+    virtual const Error* error() const = 0;  // the job's error, if it failed
     // The executor the waiter resumes on, and the call that resumes it
     // (only on that executor). Completions of one batch are posted together:
     // one cross-thread wake-up per batch, not per job.
@@ -165,6 +179,7 @@ class Writer {
       return result->has_value();
     }
     void fail(Error error) override { result.emplace(tl::unexpected(std::move(error))); }
+    const Error* error() const override { return result && !result->has_value() ? &result->error() : nullptr; }
     boost::asio::any_io_executor executor() const override { return boost::asio::get_associated_executor(handler); }
     void deliver() override { std::move(handler)(std::move(*result)); }
     Fn fn;
@@ -181,6 +196,8 @@ class Writer {
   std::unique_ptr<Job> pop_next(bool standalone_ok);
   bool run_one(Job& job);
   void check_fatal(const Error& e);
+  void rolled_back();
+  void note_disk_full(const Error& e);
   void refresh_free_space();
   void look_up_free_space();
   std::optional<Error> free_space_refusal();
@@ -193,6 +210,7 @@ class Writer {
   std::shared_ptr<Heartbeat> heartbeat_;
   Watchdog& watchdog_;
   FatalHandler on_fatal_;
+  RollbackHandler on_rolled_back_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -220,6 +238,11 @@ class Writer {
   bool statvfs_failed_ = false;
   Gauge& free_gauge_;
   Counter& refused_full_;
+  Counter& disk_full_count_;
+  bool disk_full_ = false;  // SQLITE_FULL seen, and no COMMIT or freed space since
+  std::uint64_t free_at_full_ = 0;  // statvfs figure when it was seen
+  std::atomic<bool> short_of_space_{false};
+  void set_disk_full(bool full);
   int wal_frames_ = 0;  // frames in the WAL after the last COMMIT (WAL hook)
   std::chrono::steady_clock::time_point wal_restart_not_before_{};
   std::chrono::milliseconds wal_restart_backoff_{0};

@@ -500,20 +500,34 @@ Result<void> CrrTables::make_crr(std::string_view table) {
 Result<void> CrrTables::create_triggers(const TableInfo& info) {
   const std::string t = quote_ident(info.name);
   const std::string lit = quote_literal(info.name);
-  std::string sql;
-  sql += "DROP TRIGGER IF EXISTS " + quote_ident(info.name + "__crsql_itrig") + ";\n";
-  sql += "DROP TRIGGER IF EXISTS " + quote_ident(info.name + "__crsql_utrig") + ";\n";
-  sql += "DROP TRIGGER IF EXISTS " + quote_ident(info.name + "__crsql_dtrig") + ";\n";
-  sql += "CREATE TRIGGER " + quote_ident(info.name + "__crsql_itrig") + " AFTER INSERT ON " + t +
-         " BEGIN SELECT patina_crr_insert(" + lit + ", " + join(info.pks, "NEW.") + "); END;\n";
   std::string args = join(info.pks, "NEW.") + ", " + join(info.pks, "OLD.");
   if (!info.non_pks.empty())
     args += ", " + join(info.non_pks, "NEW.") + ", " + join(info.non_pks, "OLD.");
-  sql += "CREATE TRIGGER " + quote_ident(info.name + "__crsql_utrig") + " AFTER UPDATE ON " + t +
-         " BEGIN SELECT patina_crr_update(" + lit + ", " + args + "); END;\n";
-  sql += "CREATE TRIGGER " + quote_ident(info.name + "__crsql_dtrig") + " AFTER DELETE ON " + t +
-         " BEGIN SELECT patina_crr_delete(" + lit + ", " + join(info.pks, "OLD.") + "); END;\n";
-  return exec(db_, sql);
+  const std::pair<std::string, std::string> triggers[] = {
+      {info.name + "__crsql_itrig", " AFTER INSERT ON " + t + " BEGIN SELECT patina_crr_insert(" + lit + ", " +
+                                        join(info.pks, "NEW.") + "); END"},
+      {info.name + "__crsql_utrig", " AFTER UPDATE ON " + t + " BEGIN SELECT patina_crr_update(" + lit + ", " + args +
+                                        "); END"},
+      {info.name + "__crsql_dtrig", " AFTER DELETE ON " + t + " BEGIN SELECT patina_crr_delete(" + lit + ", " +
+                                        join(info.pks, "OLD.") + "); END"},
+  };
+  // Triggers already as wanted are left alone: a reload that changes nothing
+  // writes nothing, so it succeeds even on a full disk.
+  auto st = prepare(db_, "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", false);
+  if (!st) return tl::unexpected(st.error());
+  std::string sql;
+  for (const auto& [name, body] : triggers) {
+    const std::string create = "CREATE TRIGGER " + quote_ident(name) + body;
+    sqlite3_reset(st->get());
+    detail::bind_text(st->get(), 1, name);
+    if (sqlite3_step(st->get()) == SQLITE_ROW) {
+      const auto* current = reinterpret_cast<const char*>(sqlite3_column_text(st->get(), 0));
+      if (current && create == current) continue;
+    }
+    sql += "DROP TRIGGER IF EXISTS " + quote_ident(name) + ";\n" + create + ";\n";
+  }
+  st->reset();  // finalized before the DDL runs
+  return sql.empty() ? Result<void>{} : exec(db_, sql);
 }
 
 Result<void> CrrTables::load_table(const std::string& name) {

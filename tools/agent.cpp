@@ -159,6 +159,15 @@ class Agent final : public api::AdminService, public io::ApplySink {
     writer_.on_fatal([this](const Error& e) {
       net::post(ioc_, [this, e] { begin_shutdown(fmt::format("fatal storage error: {}", e.message), 1); });
     });
+    // A batch rolled back whole (a full disk at COMMIT) may have merged
+    // peers' versions into the bookkeeping in memory: without re-reading it,
+    // those versions would count as applied and sync would never bring them.
+    writer_.on_transaction_rolled_back([this](core::Db&) {
+      if (auto r = store_.reload_books(); !r) {
+        log_->critical("cannot re-read the bookkeeping after a rollback: {}", r.error().message);
+        net::post(ioc_, [this] { begin_shutdown("bookkeeping unreadable after a rollback", 1); });
+      }
+    });
     if (auto r = checkpointer_.start(); !r) {
       log_->critical("cannot open the WAL checkpointer's connection: {}", r.error().message);
       writer_.stop();

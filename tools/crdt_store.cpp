@@ -109,6 +109,11 @@ Result<void> CrdtStore::check_books() const {
   return {};
 }
 
+Result<void> CrdtStore::reload_books() {
+  if (auto r = books_->reload(); !r) return tl::unexpected(to_error(r.error()));
+  return {};
+}
+
 Result<crdt::ApplyReport> CrdtStore::retry_deferred() {
   crdt::ChangeApplier applier(*tables_, *books_);
   auto r = applier.retry_deferred();

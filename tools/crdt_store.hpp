@@ -60,6 +60,9 @@ class CrdtStore final : public api::LocalStore {
 
   // Bookkeeping in memory against the database, and its invariants.
   Result<void> check_books() const;
+  // Bookkeeping re-read from the database, after a transaction that may have
+  // changed it in memory was rolled back. Writer thread, outside a job.
+  Result<void> reload_books();
 
   // Versions buffered because they named a table or column we lacked,
   // merged now that the schema may have caught up (after a schema reload or

@@ -4,6 +4,8 @@
 #include <future>
 #include <thread>
 
+#include <sqlite3.h>
+
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -15,6 +17,97 @@ namespace patina::core {
 namespace {
 
 namespace net = boost::asio;
+
+// The default VFS with one difference: while `full` is set, writes to a
+// -wal file fail with SQLITE_FULL. In WAL mode pages reach the disk at
+// COMMIT, so this is a disk that fills up at the worst moment: the whole
+// batch is lost. Registered as the default VFS for the test's lifetime.
+class FullWalVfs {
+ public:
+  static inline std::atomic<bool> full{false};
+
+  FullWalVfs() {
+    base_ = sqlite3_vfs_find(nullptr);
+    vfs_ = *base_;
+    vfs_.zName = "patina-full-wal";
+    vfs_.szOsFile = static_cast<int>(sizeof(File)) + base_->szOsFile;
+    vfs_.pAppData = this;
+    vfs_.xOpen = &open;
+    sqlite3_vfs_register(&vfs_, 1);
+  }
+  ~FullWalVfs() {
+    sqlite3_vfs_unregister(&vfs_);
+    sqlite3_vfs_register(base_, 1);
+    full = false;
+  }
+
+ private:
+  struct File {
+    sqlite3_file header;  // pMethods: methods_ (or null when the open failed)
+    bool wal;
+    sqlite3_file* real() { return reinterpret_cast<sqlite3_file*>(this + 1); }
+  };
+  static File* of(sqlite3_file* f) { return reinterpret_cast<File*>(f); }
+
+  static int open(sqlite3_vfs* vfs, sqlite3_filename name, sqlite3_file* opened, int flags, int* out_flags) {
+    auto* self = static_cast<FullWalVfs*>(vfs->pAppData);
+    auto* file = of(opened);
+    file->header.pMethods = nullptr;
+    file->wal = (flags & SQLITE_OPEN_WAL) != 0;
+    int rc = self->base_->xOpen(self->base_, name, file->real(), flags, out_flags);
+    if (rc != SQLITE_OK || file->real()->pMethods == nullptr) return rc;
+    if (real_methods_ == nullptr) {
+      real_methods_ = file->real()->pMethods;
+      methods_ = *real_methods_;
+      methods_.xClose = [](sqlite3_file* f) {
+        int closed = of(f)->real()->pMethods->xClose(of(f)->real());
+        f->pMethods = nullptr;
+        return closed;
+      };
+      methods_.xRead = [](sqlite3_file* f, void* b, int n, sqlite3_int64 at) {
+        return of(f)->real()->pMethods->xRead(of(f)->real(), b, n, at);
+      };
+      methods_.xWrite = [](sqlite3_file* f, const void* b, int n, sqlite3_int64 at) {
+        if (of(f)->wal && full) return SQLITE_FULL;
+        return of(f)->real()->pMethods->xWrite(of(f)->real(), b, n, at);
+      };
+      methods_.xTruncate = [](sqlite3_file* f, sqlite3_int64 n) { return of(f)->real()->pMethods->xTruncate(of(f)->real(), n); };
+      methods_.xSync = [](sqlite3_file* f, int fl) { return of(f)->real()->pMethods->xSync(of(f)->real(), fl); };
+      methods_.xFileSize = [](sqlite3_file* f, sqlite3_int64* n) { return of(f)->real()->pMethods->xFileSize(of(f)->real(), n); };
+      methods_.xLock = [](sqlite3_file* f, int l) { return of(f)->real()->pMethods->xLock(of(f)->real(), l); };
+      methods_.xUnlock = [](sqlite3_file* f, int l) { return of(f)->real()->pMethods->xUnlock(of(f)->real(), l); };
+      methods_.xCheckReservedLock = [](sqlite3_file* f, int* o) {
+        return of(f)->real()->pMethods->xCheckReservedLock(of(f)->real(), o);
+      };
+      methods_.xFileControl = [](sqlite3_file* f, int op, void* a) {
+        return of(f)->real()->pMethods->xFileControl(of(f)->real(), op, a);
+      };
+      methods_.xSectorSize = [](sqlite3_file* f) { return of(f)->real()->pMethods->xSectorSize(of(f)->real()); };
+      methods_.xDeviceCharacteristics = [](sqlite3_file* f) {
+        return of(f)->real()->pMethods->xDeviceCharacteristics(of(f)->real());
+      };
+      methods_.xShmMap = [](sqlite3_file* f, int pg, int sz, int ext, void volatile** p) {
+        return of(f)->real()->pMethods->xShmMap(of(f)->real(), pg, sz, ext, p);
+      };
+      methods_.xShmLock = [](sqlite3_file* f, int off, int n, int fl) {
+        return of(f)->real()->pMethods->xShmLock(of(f)->real(), off, n, fl);
+      };
+      methods_.xShmBarrier = [](sqlite3_file* f) { of(f)->real()->pMethods->xShmBarrier(of(f)->real()); };
+      methods_.xShmUnmap = [](sqlite3_file* f, int del) { return of(f)->real()->pMethods->xShmUnmap(of(f)->real(), del); };
+      // No memory-mapped I/O through the shim: reads go through xRead.
+      methods_.iVersion = 2;
+      methods_.xFetch = nullptr;
+      methods_.xUnfetch = nullptr;
+    }
+    file->header.pMethods = &methods_;
+    return rc;
+  }
+
+  sqlite3_vfs* base_ = nullptr;
+  sqlite3_vfs vfs_{};
+  static inline const sqlite3_io_methods* real_methods_ = nullptr;
+  static inline sqlite3_io_methods methods_{};
+};
 
 class WriterTest : public ::testing::Test {
  protected:
@@ -265,6 +358,39 @@ TEST_F(WriterTest, below_the_free_space_floor_only_jobs_that_need_space_are_refu
   auto text = metrics_.render();
   EXPECT_NE(text.find("patina_writer_jobs_refused_total{reason=\"disk_space\"} 2"), std::string::npos) << text;
   EXPECT_EQ(text.find("patina_db_disk_free_bytes -1"), std::string::npos) << "statvfs of a real folder works";
+}
+
+TEST_F(WriterTest, a_disk_full_at_commit_fails_the_batch_with_storage_full_and_the_writer_carries_on) {
+  FullWalVfs vfs;
+  auto writer = make_writer();
+  std::atomic<int> fatal{0};
+  std::atomic<int> rollbacks{0};
+  std::atomic<bool> outside_tx{false};
+  writer->on_fatal([&](const Error&) { ++fatal; });
+  writer->on_transaction_rolled_back([&](Db& db) {
+    ++rollbacks;
+    outside_tx = sqlite3_get_autocommit(db.get()) != 0;
+  });
+  testing::run_coro([&](net::io_context&) -> net::awaitable<void> {
+    EXPECT_TRUE(co_await writer->submit<std::int64_t>("before", insert(1)));
+    FullWalVfs::full = true;
+    auto lost = co_await writer->submit<std::int64_t>("api write", insert(2));
+    EXPECT_FALSE(lost);
+    if (!lost) {
+      EXPECT_EQ(lost.error().code, Errc::storage_full) << lost.error().message;
+      EXPECT_NE(lost.error().message.find("database or disk is full"), std::string::npos) << lost.error().message;
+    }
+    FullWalVfs::full = false;
+    // Space is back: the writer never stopped, and the next job commits.
+    EXPECT_TRUE(co_await writer->submit<std::int64_t>("after", insert(3)));
+  });
+  EXPECT_EQ(fatal.load(), 0);
+  EXPECT_EQ(rollbacks.load(), 1);
+  EXPECT_TRUE(outside_tx.load());
+  EXPECT_EQ(count_rows("id IN (1, 3)"), 2);
+  EXPECT_EQ(count_rows("id = 2"), 0);
+  auto text = metrics_.render();
+  EXPECT_NE(text.find("patina_writer_disk_full_total 1"), std::string::npos) << text;
 }
 
 TEST_F(WriterTest, exception_in_job_becomes_an_error) {

@@ -449,18 +449,23 @@ TEST(SchemaReload, reload_applies_new_tables_and_columns_and_refuses_destructive
   EXPECT_EQ(agent.stop(), 0);
 }
 
-TEST(ApiDisk, a_filling_disk_gets_507_before_sqlite_runs_out_and_without_the_floor_the_node_stops) {
-  ScratchDir dir;
-  // A 32 MiB tmpfs of the agent's own, mounted in a user and mount namespace.
-  if (run_command({"unshare", "-rm", "true"}, dir.path()).exit_code != 0) {
-    GTEST_SKIP() << "unshare -rm (user namespaces) is not available here";
+// An agent whose database lives on a tmpfs of its own (|tmpfs_mib| MiB),
+// mounted in a user and mount namespace, with |filler_mib| MiB of it taken by
+// a file the test deletes (through /proc/PID/root) to free space.
+class TmpfsAgent {
+ public:
+  static bool supported() {
+    ScratchDir dir;
+    return run_command({"unshare", "-rm", "true"}, dir.path()).exit_code == 0;
   }
-  std::filesystem::create_directories(dir.file("mnt"));
-  dir.write("schema.sql", test_schema);
-  dir.write("config.toml", fmt::format(R"([db]
+
+  TmpfsAgent(int tmpfs_mib, int filler_mib, const std::string& db_extra, const std::string& gossip_extra = "") {
+    std::filesystem::create_directories(dir_.file("mnt"));
+    dir_.write("schema.sql", test_schema);
+    dir_.write("config.toml", fmt::format(R"([db]
 path = "{0}/mnt/state.db"
 schema_paths = ["{0}/schema.sql"]
-min_free_space_mb = 8
+{1}
 
 [api]
 addr = "127.0.0.1:0"
@@ -468,53 +473,163 @@ addr = "127.0.0.1:0"
 [gossip]
 addr = "127.0.0.1:0"
 plaintext = true
+{2}
 
 [admin]
 path = "{0}/admin.sock"
 )",
-                                       dir.path().string()));
-  Process agent({"unshare", "-rm", "sh", "-c",
-                 fmt::format("mount -t tmpfs -o size=32m tmpfs '{}' && exec '{}' agent -c '{}'", dir.file("mnt"),
-                             patina_binary(), dir.file("config.toml"))},
-                dir.path(), dir.file("agent.log"));
-  ASSERT_TRUE(agent.wait_for_log("ready:")) << agent.log();
-  const std::string api = ready_field(agent.log(), "api");
-  auto fill = [&](int from, int& acknowledged) {
-    for (int i = from; i < from + 400; ++i) {
-      auto r = http_request(api, "POST", "/v1/transactions",
-                            fmt::format(R"J(["INSERT INTO kinds (id, b) VALUES ({}, randomblob(200000))"])J", i));
-      if (r.status != 200) return r;
-      ++acknowledged;
-    }
-    return HttpResponse{};
-  };
+                                          dir_.path().string(), db_extra, gossip_extra));
+    process_ = std::make_unique<Process>(
+        std::vector<std::string>{
+            "unshare", "-rm", "sh", "-c",
+            fmt::format("mount -t tmpfs -o size={0}m tmpfs '{1}' && head -c {2}m /dev/zero > '{1}/filler' && "
+                        "exec '{3}' agent -c '{4}'",
+                        tmpfs_mib, dir_.file("mnt"), filler_mib, patina_binary(), dir_.file("config.toml"))},
+        dir_.path(), dir_.file("agent.log"));
+    if (process_->wait_for_log("ready:")) api_ = ready_field(process_->log(), "api");
+  }
+
+  bool ready() const { return !api_.empty(); }
+  const std::string& api() const { return api_; }
+  Process& process() { return *process_; }
+  const ScratchDir& dir() const { return dir_; }
+
+  // The filler deleted from inside the agent's mount namespace (unshare
+  // execs, so the process is the agent itself).
+  bool free_filler() {
+    std::error_code ec;
+    return std::filesystem::remove(fmt::format("/proc/{}/root{}", process_->pid(), dir_.file("mnt/filler")), ec);
+  }
+
+  // config.toml with |from| replaced by |to|, then `patina reload`.
+  RunResult reconfigure(const std::string& from, const std::string& to) {
+    std::ifstream in(dir_.file("config.toml"));
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string config = text.str();
+    auto at = config.find(from);
+    if (at == std::string::npos) return RunResult{1, "", from + " is not in the config"};
+    config.replace(at, from.size(), to);
+    dir_.write("config.toml", config);
+    return run_patina({"reload", "--admin-path", dir_.file("admin.sock")}, dir_.path());
+  }
+
+ private:
+  ScratchDir dir_;
+  std::unique_ptr<Process> process_;
+  std::string api_;
+};
+
+// Inserts rows of 200 KB into kinds from id |from| until a write is refused
+// (at most 400); the refusal, or a default response when all went through.
+HttpResponse fill_with_blobs(const std::string& api, int from, int& acknowledged) {
+  for (int i = from; i < from + 400; ++i) {
+    auto r = http_request(api, "POST", "/v1/transactions",
+                          fmt::format(R"J(["INSERT INTO kinds (id, b) VALUES ({}, randomblob(200000))"])J", i));
+    if (r.status != 200) return r;
+    ++acknowledged;
+  }
+  return HttpResponse{};
+}
+
+// The row of count(*), sum(length(b)) over kinds ("" when the query fails).
+std::string blob_count(const std::string& api) {
+  auto body = http_request(api, "POST", "/v1/queries", R"J("SELECT count(*), sum(length(b)) FROM kinds")J").body;
+  auto row = body.find(R"({"row":)");
+  return row == std::string::npos ? std::string() : body.substr(row, body.find('\n', row) - row);
+}
+
+TEST(ApiDisk, a_filling_disk_gets_507_at_the_floor_and_a_full_one_gets_507_too_until_space_is_freed) {
+  if (!TmpfsAgent::supported()) GTEST_SKIP() << "unshare -rm (user namespaces) is not available here";
+  TmpfsAgent agent(32, 4, "min_free_space_mb = 8");
+  ASSERT_TRUE(agent.ready()) << agent.process().log();
   int acknowledged = 0;
-  auto refused = fill(0, acknowledged);
-  EXPECT_EQ(refused.status, 507) << refused.body << agent.log();
+  auto refused = fill_with_blobs(agent.api(), 0, acknowledged);
+  EXPECT_EQ(refused.status, 507) << refused.body << agent.process().log();
   EXPECT_NE(refused.body.find("disk space low: "), std::string::npos) << refused.body;
   EXPECT_GT(acknowledged, 20);
-  EXPECT_TRUE(agent.running());
-  auto count = http_request(api, "POST", "/v1/queries", R"J("SELECT count(*) FROM kinds")J");
+  EXPECT_TRUE(agent.process().running());
+  auto count = http_request(agent.api(), "POST", "/v1/queries", R"J("SELECT count(*) FROM kinds")J");
   EXPECT_NE(count.body.find(fmt::format(R"({{"row":[1,[{}]]}})", acknowledged)), std::string::npos) << count.body;
 
   // Without the floor the same load runs into SQLite's "database or disk is
-  // full", which stops the node (exit code 1) with a line that says so.
-  std::string config;
-  {
-    std::ifstream in(dir.file("config.toml"));
-    std::stringstream text;
-    text << in.rdbuf();
-    config = text.str();
-  }
-  config.replace(config.find("min_free_space_mb = 8"), 21, "min_free_space_mb = 0");
-  dir.write("config.toml", config);
-  auto reload = run_patina({"reload", "--admin-path", dir.file("admin.sock")}, dir.path());
-  ASSERT_EQ(reload.exit_code, 0) << reload.err;
+  // full": the write that did not fit gets 507 too, and the node stays up.
+  auto reload = agent.reconfigure("min_free_space_mb = 8", "min_free_space_mb = 0");
+  ASSERT_EQ(reload.exit_code, 0) << reload.out << reload.err;
   int more = 0;
-  auto full = fill(1000, more);
-  EXPECT_NE(full.status, 200);
-  EXPECT_EQ(agent.wait_exit(std::chrono::seconds(30)), std::optional<int>(1)) << agent.log();
-  EXPECT_NE(agent.log().find("fatal storage error"), std::string::npos) << agent.log();
+  auto full = fill_with_blobs(agent.api(), 1000, more);
+  EXPECT_EQ(full.status, 507) << full.body << agent.process().log();
+  EXPECT_NE(full.body.find("database or disk is full"), std::string::npos) << full.body;
+  // (|more| may be 0: checkpoints may have taken what the floor kept free.)
+  auto health = http_request(agent.api(), "GET", "/v1/health", "");
+  EXPECT_EQ(health.status, 503) << health.body;
+  EXPECT_NE(health.body.find(R"("disk_space_low":true)"), std::string::npos) << health.body;
+  EXPECT_TRUE(agent.process().running()) << agent.process().log();
+  count = http_request(agent.api(), "POST", "/v1/queries", R"J("SELECT count(*) FROM kinds")J");
+  EXPECT_NE(count.body.find(fmt::format(R"({{"row":[1,[{}]]}})", acknowledged + more)), std::string::npos)
+      << count.body;
+
+  // Space freed: writes are taken again, and nothing acknowledged was lost.
+  ASSERT_TRUE(agent.free_filler());
+  auto after = http_request(agent.api(), "POST", "/v1/transactions",
+                            R"J(["INSERT INTO kinds (id, b) VALUES (5000, randomblob(200000))"])J");
+  EXPECT_EQ(after.status, 200) << after.body << agent.process().log();
+  count = http_request(agent.api(), "POST", "/v1/queries", R"J("SELECT count(*) FROM kinds")J");
+  EXPECT_NE(count.body.find(fmt::format(R"({{"row":[1,[{}]]}})", acknowledged + more + 1)), std::string::npos)
+      << count.body;
+  health = http_request(agent.api(), "GET", "/v1/health", "");
+  EXPECT_EQ(health.status, 200) << health.body;
+  EXPECT_NE(health.body.find(R"("disk_space_low":false)"), std::string::npos) << health.body;
+  auto log = agent.process().log();
+  EXPECT_NE(log.find("the disk is full ("), std::string::npos) << log;
+  EXPECT_NE(log.find(" after the disk was full"), std::string::npos) << log;
+  EXPECT_EQ(log.find("fatal storage error"), std::string::npos) << log;
+  agent.process().signal(SIGTERM);
+  EXPECT_EQ(agent.process().wait_exit(std::chrono::seconds(30)), std::optional<int>(0)) << agent.process().log();
+}
+
+TEST(ApiDisk, a_peer_whose_disk_fills_holds_changes_and_catches_up_whole_once_space_is_freed) {
+  if (!TmpfsAgent::supported()) GTEST_SKIP() << "unshare -rm (user namespaces) is not available here";
+  ApiAgent writer;
+  ASSERT_TRUE(writer.ready()) << writer.process().log();
+  // No floor: the peer's merges run into SQLITE_FULL itself, mostly at
+  // COMMIT, where the whole batch (and what it noted in memory) is undone.
+  TmpfsAgent peer(32, 24, "min_free_space_mb = 0", fmt::format("bootstrap = [\"{}\"]", writer.gossip()));
+  ASSERT_TRUE(peer.ready()) << peer.process().log();
+  bool joined = false;
+  for (int i = 0; i < 300 && !joined; ++i) {
+    joined = count_members(writer) == 1;
+    if (!joined) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(joined) << peer.process().log();
+  // 12 MB for a peer with about 7 MiB left.
+  for (int i = 0; i < 60; ++i) {
+    auto r = http_request(writer.api(), "POST", "/v1/transactions",
+                          fmt::format(R"J(["INSERT INTO kinds (id, b) VALUES ({}, randomblob(200000))"])J", i));
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+  EXPECT_TRUE(peer.process().wait_for_log("holding peers' changes", std::chrono::seconds(60)))
+      << peer.process().log();
+  EXPECT_TRUE(peer.process().running());
+  EXPECT_NE(blob_count(peer.api()), blob_count(writer.api()));
+
+  ASSERT_TRUE(peer.free_filler());
+  bool caught_up = false;
+  for (int i = 0; i < 600 && !caught_up; ++i) {
+    caught_up = blob_count(peer.api()) == blob_count(writer.api());
+    if (!caught_up) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(caught_up) << blob_count(peer.api()) << " vs " << blob_count(writer.api()) << "\n"
+                         << peer.process().log();
+  auto log = peer.process().log();
+  EXPECT_NE(log.find("the disk is full ("), std::string::npos) << log;
+  EXPECT_EQ(log.find("fatal storage error"), std::string::npos) << log;
+  auto check = run_patina({"sync", "check-bookie-consistency", "--admin-path", peer.dir().file("admin.sock")},
+                          peer.dir().path());
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+  peer.process().signal(SIGTERM);
+  EXPECT_EQ(peer.process().wait_exit(std::chrono::seconds(30)), std::optional<int>(0)) << peer.process().log();
+  EXPECT_EQ(writer.stop(), 0);
 }
 
 TEST(Cli, query_prints_a_large_streamed_result_whole_and_in_order) {

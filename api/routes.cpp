@@ -347,6 +347,7 @@ struct QueryStream {
     for (int spins = 0;; ++spins) {
       if (abandoned.load()) return false;
       if (channel.try_send(boost::system::error_code{}, ev)) return true;
+      core::ReaderPool::keep_alive();  // other queries need not wait for this client
       std::this_thread::sleep_for(std::chrono::microseconds(spins < 100 ? 50 : 2000));
     }
   }

@@ -124,6 +124,72 @@ TEST_F(ReaderPoolTest, timeout_interrupts_a_long_query_and_the_connection_stays_
   pool.stop();
 }
 
+TEST_F(ReaderPoolTest, a_long_job_does_not_hold_up_the_jobs_queued_behind_it) {
+  // A running worker takes the next job itself when it is done, so the
+  // pool does not wake a sleeper at once; a job that keeps running (in
+  // SQLite, or waiting in keep_alive()) must still get one woken for the
+  // queue behind it.
+  ReaderPoolOptions o;
+  o.path = path_;
+  o.connections = 2;
+  ReaderPool pool(o, metrics_, watchdog_);
+  ASSERT_TRUE(pool.start());
+  std::atomic<bool> fast_done{false};
+  std::vector<std::string> finished;
+  auto count = [](Db& db) -> Result<std::int64_t> {
+    auto v = db.query_value("SELECT count(*) FROM t");
+    if (!v) return tl::unexpected(v.error());
+    return std::get<std::int64_t>(**v);
+  };
+  testing::run_coro([&](net::io_context& ioc) -> net::awaitable<void> {
+    // A job waiting outside SQLite, until the job queued behind it has run.
+    net::co_spawn(ioc, [&]() -> net::awaitable<void> {
+      auto r = co_await pool.run<bool>("waits", [&](Db&) -> Result<bool> {
+        for (int i = 0; i < 5000 && !fast_done; ++i) {
+          ReaderPool::keep_alive();
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        return fast_done.load();
+      });
+      EXPECT_TRUE(r && *r) << "the job behind the waiting one never ran while it waited";
+      finished.push_back("waits");
+    }, net::detached);
+    net::steady_timer t(ioc);
+    t.expires_after(std::chrono::milliseconds(20));
+    co_await t.async_wait(net::use_awaitable);
+    auto fast = co_await pool.run<std::int64_t>("fast", count);
+    EXPECT_TRUE(fast);
+    fast_done = true;
+    finished.push_back("fast");
+
+    // A long query (interrupted by its timeout) and a short one behind it.
+    net::co_spawn(ioc, [&]() -> net::awaitable<void> {
+      auto slow = co_await pool.run<std::int64_t>(
+          "slow",
+          [](Db& db) -> Result<std::int64_t> {
+            auto v = db.query_value(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000000) "
+                "SELECT count(*) FROM c");
+            if (!v) return tl::unexpected(v.error());
+            return std::get<std::int64_t>(**v);
+          },
+          std::chrono::milliseconds(2000));
+      EXPECT_FALSE(slow);
+      finished.push_back("slow");
+    }, net::detached);
+    t.expires_after(std::chrono::milliseconds(20));
+    co_await t.async_wait(net::use_awaitable);
+    EXPECT_TRUE(co_await pool.run<std::int64_t>("short", count));
+    finished.push_back("short");
+    for (int i = 0; i < 1000 && finished.size() < 4; ++i) {
+      t.expires_after(std::chrono::milliseconds(5));
+      co_await t.async_wait(net::use_awaitable);
+    }
+  });
+  EXPECT_EQ(finished, (std::vector<std::string>{"fast", "waits", "short", "slow"}));
+  pool.stop();
+}
+
 TEST_F(ReaderPoolTest, connections_are_read_only) {
   ReaderPoolOptions o;
   o.path = path_;

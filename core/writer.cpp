@@ -321,7 +321,10 @@ bool Writer::run_one(Job& job) {
                                       : std::chrono::steady_clock::time_point::max();
   deadline_hit_ = false;
   bool ok = job.run(db_);
-  if (const Error* e = ok ? nullptr : job.error(); e && e->code == Errc::storage_full) note_disk_full(*e);
+  // (A standalone job's SQLITE_FULL may concern another filesystem: VACUUM INTO a backup file.)
+  if (const Error* e = ok || job.options.standalone ? nullptr : job.error(); e && e->code == Errc::storage_full) {
+    note_disk_full(*e);
+  }
   if (!ok && deadline_hit_) {
     job.fail(Error{Errc::timeout, fmt::format("job '{}' exceeded its timeout of {} ms and was rolled back", job.name,
                                               job.options.timeout->count())});

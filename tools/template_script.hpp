@@ -10,7 +10,9 @@
 //   statements  let/const x = e;  x = e;  x += e (-= *= /=);  if c {..}
 //               else if c {..} else {..};  for x in e {..};  for (x, i) in
 //               e {..};  while c {..};  loop {..};  break;  continue;
-//               { block };  e;  // and /* */ comments
+//               { block };  e;  return [e];  // and /* */ comments;
+//               fn name(a, b) {..} at the top level (hoisted, overloaded
+//               by arity, sees only its parameters; x.name(..) binds this)
 //   expressions integer, float, "string" (\n \t \r \" \\ \0 \u{..}),
 //               `interpolated ${e}` strings, 'c' chars, true, false, ();
 //               [array], #{map: e, "key": e}; a.b, a[i], a.f(args), f(args);

@@ -61,6 +61,16 @@ TEST(Template, renders_once_with_corrosions_examples_and_refuses_a_broken_templa
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(slurp(dir.file("out/rows.csv")), "id,text\n2,\n");
 
+  // A script function that runs its own query, called from a loop.
+  dir.write("fn.rhai",
+            "<% fn label(id) { let r = sql(\"SELECT text FROM tests WHERE id = ?\", [id]); "
+            "if r[0].text == \"\" { return `#${id}: (empty)`; } `#${id}: ${r[0].text}` } %>"
+            "<% for i in 1..=2 { %><%= label(i) %>\n<% } %>");
+  r = run_patina({"template", "--api-addr", a.api(), "-o", dir.file("fn.rhai") + ":" + dir.file("out/fn.txt")},
+                 dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(slurp(dir.file("out/fn.txt")), "#1: done\n#2: (empty)\n");
+
   // Broken: one line naming the file, line and column; the output is kept.
   dir.write("broken.rhai", "ok\n<% for x in [1, 2] { %>\n<%= x + %>\n<% } %>");
   r = run_patina({"template", "--api-addr", a.api(), "--once", dir.file("broken.rhai") + ":" + dir.file("out/todos")},

@@ -288,10 +288,35 @@ TEST(TemplateScript, CompileErrorsNameLineAndColumn) {
   EXPECT_EQ(compile_error("<% } %>"), "t.tpl:1:4: unexpected '}', expected a statement");
   EXPECT_EQ(compile_error("<%= %>"), "t.tpl:1:1: empty <%= %> tag");
   EXPECT_EQ(compile_error("<% \"abc %>"), "t.tpl:1:4: unterminated string");
-  EXPECT_EQ(compile_error("<% fn f() {} %>"), "t.tpl:1:4: 'fn' is not supported in templates");
+  EXPECT_EQ(compile_error("<% switch x { } %>"), "t.tpl:1:4: 'switch' is not supported in templates");
   EXPECT_EQ(compile_error("<%= 99999999999999999999 %>"), "t.tpl:1:5: integer literal 99999999999999999999 is too large");
   EXPECT_EQ(compile_error("<% /* x %>"), "t.tpl:1:4: unterminated /* comment");
   EXPECT_EQ(compile_error("<% // just a comment %>ok"), "compiled");
+}
+
+TEST(TemplateScript, ScriptFunctionsAreHoistedAndSeeOnlyTheirParameters) {
+  EXPECT_EQ(run("<% fn greet(name, n) { \"hi \" + name + n } %><%= greet(\"a\", 1) %>"), "hi a1");
+  // Callable above the definition, recursive, with return in loops.
+  EXPECT_EQ(run("<%= fact(5) %><% fn fact(n) { if n <= 1 { return 1; } n * fact(n - 1) } %>"), "120");
+  EXPECT_EQ(run("<% fn first_big(a) { for x in a { if x > 2 { return x; } } -1 } %>"
+                "<%= first_big([1, 5, 3]) %> <%= first_big([1]) %>"),
+            "5 -1");
+  EXPECT_EQ(run("<% fn nothing() { return; } %><%= type_of(nothing()) %>"), "()");
+  // Overloaded by arity; a method call binds `this`.
+  EXPECT_EQ(run("<% fn f() { 0 } fn f(a) { a } fn twice() { this * 2 } let n = 21; %><%= f() %>,<%= f(7) %>,<%= n.twice() %>"),
+            "0,7,42");
+  // Text inside a function body is written when it is called.
+  EXPECT_EQ(run("<% fn row(x) { %>[<%= x %>]<% } %><% for i in 1..=3 { row(i); } %>"), "[1][2][3]");
+  // A function sees only its parameters, not the caller's variables.
+  EXPECT_EQ(run("<% let x = 1; fn f() { x } %><%= f() %>"), "ERROR: t.tpl:1:24: variable not found: x");
+  // A return at the top level ends the render.
+  EXPECT_EQ(run("a<% return; %>b"), "a");
+  // Runaway recursion is bounded, not a crash.
+  EXPECT_NE(run("<% fn f(n) { f(n + 1) } f(0); %>").find("nesting deeper than 256 levels"), std::string::npos);
+  EXPECT_EQ(compile_error("<% if true { fn f() {} } %>"),
+            "t.tpl:1:14: functions can only be defined at the top level of a template");
+  EXPECT_EQ(compile_error("<% for i in 0..2 { } fn f() { break; } %>"), "t.tpl:1:31: break outside a loop");
+  EXPECT_EQ(compile_error("<% fn f(a, a) { } %>"), "t.tpl:1:4: parameter a is declared twice");
 }
 
 TEST(TemplateScript, RuntimeErrorsNameLineAndColumn) {

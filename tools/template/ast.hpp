@@ -38,7 +38,7 @@ struct Expr {
   bool inclusive = false;      // Range
 };
 
-enum class SK { Expr, Let, Assign, For, While, Loop, Break, Continue, Empty };
+enum class SK { Expr, Let, Assign, For, While, Loop, Break, Continue, Fn, Return, Empty };
 
 struct Stmt {
   SK kind = SK::Empty;
@@ -47,8 +47,9 @@ struct Stmt {
   bool semi = false;   // an expression statement ended by ';'
   std::string name, counter, op;
   ExprP target;        // Assign
-  ExprP e;             // value / condition / iterable / expression
-  ExprP body;          // loops: a Block expression
+  ExprP e;             // value / condition / iterable / expression / returned value
+  ExprP body;          // loops and Fn: a Block expression
+  std::vector<std::string> params;  // Fn
 };
 
 }  // namespace patina::tools::tpl::detail

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <limits>
+#include <map>
+#include <utility>
 
 #include <boost/json.hpp>
 #include <fmt/format.h>
@@ -25,11 +27,19 @@ class Interp {
   Interp(Host& host, std::string& out) : host_(host), out_(out) {}
 
   void run(const std::vector<StmtP>& stmts) {
-    for (const auto& s : stmts) exec(*s);
+    // Functions are hoisted: callable above their definition. A later
+    // definition of the same name and arity replaces an earlier one.
+    for (const auto& s : stmts) {
+      if (s->kind == SK::Fn) functions_[{s->name, s->params.size()}] = s.get();
+    }
+    for (const auto& s : stmts) {
+      exec(*s);
+      if (flow_ == Flow::Return) return;  // a top-level return ends the render
+    }
   }
 
  private:
-  enum class Flow { Normal, Break, Continue };
+  enum class Flow { Normal, Break, Continue, Return };
   struct Var {
     std::string name;
     Value v;
@@ -85,6 +95,11 @@ class Interp {
       }
       case SK::Break: flow_ = Flow::Break; return;
       case SK::Continue: flow_ = Flow::Continue; return;
+      case SK::Fn: return;  // registered before the run
+      case SK::Return:
+        returned_ = s.e ? eval(*s.e) : Value{};
+        flow_ = Flow::Return;
+        return;
       case SK::While:
         for (;;) {
           tick(s.pos);
@@ -109,8 +124,34 @@ class Interp {
       eval(*s.body);
     }
     Flow f = flow_;
+    if (f == Flow::Return) return true;  // leaves the loop, and the function
     flow_ = Flow::Normal;
     return f == Flow::Break;
+  }
+
+  // A script function: its parameters (and `this` for a method call) are
+  // all it sees of the caller, as in Rhai.
+  Value invoke(const Stmt& fn, std::vector<Value> args, const Value* self, Pos p) {
+    Depth d(depth_, p);
+    std::vector<Var> caller = std::exchange(vars_, {});
+    if (self) vars_.push_back(Var{"this", *self, false});
+    for (std::size_t i = 0; i < fn.params.size(); ++i) vars_.push_back(Var{fn.params[i], std::move(args[i]), false});
+    struct Restore {
+      Interp& in;
+      std::vector<Var>& caller;
+      ~Restore() { in.vars_ = std::move(caller); }
+    } restore{*this, caller};
+    Value v = eval(*fn.body);
+    if (flow_ == Flow::Return) {
+      flow_ = Flow::Normal;
+      return std::exchange(returned_, Value{});
+    }
+    return v;
+  }
+
+  const Stmt* function(const std::string& name, std::size_t arity) const {
+    auto it = functions_.find({name, arity});
+    return it == functions_.end() ? nullptr : it->second;
   }
 
   void run_for(const Stmt& s) {
@@ -467,6 +508,15 @@ class Interp {
     Depth d(depth_, e.pos);
     std::vector<Value> args;
     for (const auto& k : e.kids) args.push_back(eval(*k));
+    // Script functions first, as Rhai resolves them: f(a, b), and
+    // x.f(a) with x as `this`.
+    if (e.kind == EK::Call) {
+      if (const Stmt* fn = function(e.name, args.size())) return invoke(*fn, std::move(args), nullptr, e.pos);
+    } else if (const Stmt* fn = function(e.name, args.size() - 1)) {
+      Value self = std::move(args.front());
+      args.erase(args.begin());
+      return invoke(*fn, std::move(args), &self, e.pos);
+    }
     if (e.name == "push") {
       if (args.size() != 2) no_function(e, args);
       const Expr& target = *e.kids[0];
@@ -771,6 +821,8 @@ class Interp {
   std::uint64_t ops_ = 0;
   int depth_ = 0;
   Flow flow_ = Flow::Normal;
+  Value returned_;  // by `return`, while flow_ is Return
+  std::map<std::pair<std::string, std::size_t>, const Stmt*> functions_;  // (name, arity)
 };
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "tools/template/parser.hpp"
 
+#include <utility>
+
 #include <fmt/format.h>
 
 namespace patina::tools::tpl::detail {
@@ -134,6 +136,31 @@ class Parser {
       s->body = block();
       --loops_;
       block_like = true;
+    } else if (is_kw("fn")) {
+      // Rhai's script functions: global, hoisted, no access to the
+      // caller's variables (the interpreter gives them a scope of their own).
+      if (depth_ > 0) fail(s->pos, "functions can only be defined at the top level of a template");
+      next();
+      s->kind = SK::Fn;
+      s->name = ident("a function name");
+      expect("(");
+      while (!is(")")) {
+        std::string param = ident("a parameter name");
+        for (const auto& p : s->params) {
+          if (p == param) fail(s->pos, fmt::format("parameter {} is declared twice", param));
+        }
+        s->params.push_back(std::move(param));
+        if (!is(")")) expect(",");
+      }
+      next();
+      int loops = std::exchange(loops_, 0);  // break/continue do not cross a function
+      s->body = block();
+      loops_ = loops;
+      block_like = true;
+    } else if (is_kw("return")) {
+      next();
+      s->kind = SK::Return;
+      if (!is(";") && !is("}") && cur().kind != Tok::End) s->e = expression();
     } else if (is_kw("break") || is_kw("continue")) {
       s->kind = next().text == "break" ? SK::Break : SK::Continue;
       if (loops_ == 0) fail(s->pos, fmt::format("{} outside a loop", s->kind == SK::Break ? "break" : "continue"));

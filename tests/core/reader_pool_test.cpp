@@ -39,6 +39,19 @@ class ReaderPoolTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
+  // A query that runs until its timeout interrupts it.
+  static Result<std::int64_t> count_to_two_billion(Db& db) {
+    auto v = db.query_value(
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000000) SELECT count(*) FROM c");
+    if (!v) return tl::unexpected(v.error());
+    return std::get<std::int64_t>(**v);
+  }
+  static Result<std::int64_t> count_rows(Db& db) {
+    auto v = db.query_value("SELECT count(*) FROM t");
+    if (!v) return tl::unexpected(v.error());
+    return std::get<std::int64_t>(**v);
+  }
+
   std::filesystem::path dir_;
   std::string path_;
   Metrics metrics_;
@@ -103,21 +116,11 @@ TEST_F(ReaderPoolTest, timeout_interrupts_a_long_query_and_the_connection_stays_
   testing::run_coro([&](net::io_context&) -> net::awaitable<void> {
     auto slow = co_await pool.run<std::int64_t>(
         "slow",
-        [](Db& db) -> Result<std::int64_t> {
-          auto v = db.query_value(
-              "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000000) "
-              "SELECT count(*) FROM c");
-          if (!v) return tl::unexpected(v.error());
-          return std::get<std::int64_t>(**v);
-        },
+        count_to_two_billion,
         std::chrono::milliseconds(50));
     EXPECT_FALSE(slow);
     if (!slow) { EXPECT_EQ(slow.error().code, Errc::timeout); }
-    auto fast = co_await pool.run<std::int64_t>("fast", [](Db& db) -> Result<std::int64_t> {
-      auto v = db.query_value("SELECT count(*) FROM t");
-      if (!v) return tl::unexpected(v.error());
-      return std::get<std::int64_t>(**v);
-    }, std::chrono::milliseconds(5000));
+    auto fast = co_await pool.run<std::int64_t>("fast", count_rows, std::chrono::milliseconds(5000));
     EXPECT_TRUE(fast);
   });
   EXPECT_EQ(metrics_.counter("patina_reader_timeouts_total", "").value(), 1u);
@@ -136,11 +139,6 @@ TEST_F(ReaderPoolTest, a_long_job_does_not_hold_up_the_jobs_queued_behind_it) {
   ASSERT_TRUE(pool.start());
   std::atomic<bool> fast_done{false};
   std::vector<std::string> finished;
-  auto count = [](Db& db) -> Result<std::int64_t> {
-    auto v = db.query_value("SELECT count(*) FROM t");
-    if (!v) return tl::unexpected(v.error());
-    return std::get<std::int64_t>(**v);
-  };
   testing::run_coro([&](net::io_context& ioc) -> net::awaitable<void> {
     // A job waiting outside SQLite, until the job queued behind it has run.
     net::co_spawn(ioc, [&]() -> net::awaitable<void> {
@@ -157,7 +155,7 @@ TEST_F(ReaderPoolTest, a_long_job_does_not_hold_up_the_jobs_queued_behind_it) {
     net::steady_timer t(ioc);
     t.expires_after(std::chrono::milliseconds(20));
     co_await t.async_wait(net::use_awaitable);
-    auto fast = co_await pool.run<std::int64_t>("fast", count);
+    auto fast = co_await pool.run<std::int64_t>("fast", count_rows);
     EXPECT_TRUE(fast);
     fast_done = true;
     finished.push_back("fast");
@@ -166,20 +164,14 @@ TEST_F(ReaderPoolTest, a_long_job_does_not_hold_up_the_jobs_queued_behind_it) {
     net::co_spawn(ioc, [&]() -> net::awaitable<void> {
       auto slow = co_await pool.run<std::int64_t>(
           "slow",
-          [](Db& db) -> Result<std::int64_t> {
-            auto v = db.query_value(
-                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000000) "
-                "SELECT count(*) FROM c");
-            if (!v) return tl::unexpected(v.error());
-            return std::get<std::int64_t>(**v);
-          },
+          count_to_two_billion,
           std::chrono::milliseconds(2000));
       EXPECT_FALSE(slow);
       finished.push_back("slow");
     }, net::detached);
     t.expires_after(std::chrono::milliseconds(20));
     co_await t.async_wait(net::use_awaitable);
-    EXPECT_TRUE(co_await pool.run<std::int64_t>("short", count));
+    EXPECT_TRUE(co_await pool.run<std::int64_t>("short", count_rows));
     finished.push_back("short");
     for (int i = 0; i < 1000 && finished.size() < 4; ++i) {
       t.expires_after(std::chrono::milliseconds(5));

@@ -89,9 +89,15 @@ void Checkpointer::run() {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
       failures_.inc();
-      log->warn("WAL checkpoint failed: {}", sqlite3_errmsg(db_.get()));
+      // Retried every interval: a lasting cause (a full disk) is logged
+      // once, with the count when it ends, not five times a second.
+      if (failing_++ == 0) log->warn("WAL checkpoint failed: {} (retrying every interval)", sqlite3_errmsg(db_.get()));
       note_commit();  // try again
       continue;
+    }
+    if (failing_ > 0) {
+      log->info("WAL checkpoints work again after {} failed attempts", failing_);
+      failing_ = 0;
     }
     if (truncate) {
       truncated_.inc();

@@ -58,6 +58,7 @@ class Checkpointer {
   Counter& passive_;
   Counter& truncated_;
   Counter& failures_;
+  int failing_ = 0;  // consecutive failed checkpoints (checkpointer thread)
   Histogram& seconds_;
   std::mutex mu_;
   std::condition_variable cv_;

@@ -17,7 +17,8 @@
 //               `interpolated ${e}` strings, 'c' chars, true, false, ();
 //               [array], #{map: e, "key": e}; a.b, a[i], a.f(args), f(args);
 //               unary - !; * / %; + -; .. ..=; < <= > >=; == !=; &&; ||;
-//               if c { e } else { e } as an expression
+//               if c { e } else { e } as an expression; switch e { 1 => a,
+//               2 | 3 => b, 4..=9 if c => { .. }, "s" => c, _ => d }
 //   values      (), bool, int (i64, overflow is an error), float, string,
 //               char, array, map, range, and from sql(...): query result
 //               (iterates rows), row (row.col or row["col"]; iterates

@@ -288,7 +288,7 @@ TEST(TemplateScript, CompileErrorsNameLineAndColumn) {
   EXPECT_EQ(compile_error("<% } %>"), "t.tpl:1:4: unexpected '}', expected a statement");
   EXPECT_EQ(compile_error("<%= %>"), "t.tpl:1:1: empty <%= %> tag");
   EXPECT_EQ(compile_error("<% \"abc %>"), "t.tpl:1:4: unterminated string");
-  EXPECT_EQ(compile_error("<% switch x { } %>"), "t.tpl:1:4: 'switch' is not supported in templates");
+  EXPECT_EQ(compile_error("<% do { } while false; %>"), "t.tpl:1:4: 'do' is not supported in templates");
   EXPECT_EQ(compile_error("<%= 99999999999999999999 %>"), "t.tpl:1:5: integer literal 99999999999999999999 is too large");
   EXPECT_EQ(compile_error("<% /* x %>"), "t.tpl:1:4: unterminated /* comment");
   EXPECT_EQ(compile_error("<% // just a comment %>ok"), "compiled");
@@ -317,6 +317,37 @@ TEST(TemplateScript, ScriptFunctionsAreHoistedAndSeeOnlyTheirParameters) {
             "t.tpl:1:14: functions can only be defined at the top level of a template");
   EXPECT_EQ(compile_error("<% for i in 0..2 { } fn f() { break; } %>"), "t.tpl:1:31: break outside a loop");
   EXPECT_EQ(compile_error("<% fn f(a, a) { } %>"), "t.tpl:1:4: parameter a is declared twice");
+}
+
+TEST(TemplateScript, SwitchPicksTheFirstMatchingArm) {
+  auto name = [](const std::string& v) {
+    return run("<%= switch " + v +
+               " { 1 => \"one\", 2 | 3 => \"two or three\", 4..=9 if " + v +
+               " != 5 => \"four to nine\", 10..20 => \"tens\", -1 => \"minus\", \"x\" => \"ex\", _ => \"other\" } %>");
+  };
+  EXPECT_EQ(name("1"), "one");
+  EXPECT_EQ(name("3"), "two or three");
+  EXPECT_EQ(name("4"), "four to nine");
+  EXPECT_EQ(name("5"), "other");  // its guard fails
+  EXPECT_EQ(name("9"), "four to nine");
+  EXPECT_EQ(name("19"), "tens");
+  EXPECT_EQ(name("20"), "other");  // exclusive end
+  EXPECT_EQ(name("-1"), "minus");
+  EXPECT_EQ(name("\"x\""), "ex");
+  EXPECT_EQ(name("2.5"), "other");  // ranges match integers only
+  // No arm matches and no default: ().
+  EXPECT_EQ(run("[<%= switch 7 { 1 => 1 } %>]"), "[]");
+  // Arms as blocks, writing text; a statement needs no ';'.
+  EXPECT_EQ(run("<% for n in 0..3 { switch n { 0 => { %>zero<% } 1 => { %>one<% } _ => { %>many<% } } %>,<% } %>"),
+            "zero,one,many,");
+  // Its value, from a function.
+  EXPECT_EQ(run("<% fn kind(s) { switch s { \"started\" | \"running\" => true, _ => false } } %>"
+                "<%= kind(\"running\") %> <%= kind(\"stopped\") %>"),
+            "true false");
+  EXPECT_EQ(compile_error("<% switch 1 { y => 1 } %>"),
+            "t.tpl:1:15: a switch case must be a constant (a literal or a range of literals)");
+  EXPECT_EQ(compile_error("<% switch 1 { _ => 1, 2 => 2 } %>"), "t.tpl:1:23: the default case _ must come last in a switch");
+  EXPECT_EQ(compile_error("<% switch 1 { 1 => 1 2 => 2 } %>"), "t.tpl:1:22: unexpected number 2, expected ',' or '}'");
 }
 
 TEST(TemplateScript, RuntimeErrorsNameLineAndColumn) {

@@ -24,7 +24,15 @@ using ExprP = std::unique_ptr<Expr>;
 using StmtP = std::unique_ptr<Stmt>;
 
 enum class EK {
-  Lit, Var, ArrayLit, MapLit, Interp, Unary, Binary, And, Or, Range, Prop, Index, Call, Method, If, Block
+  Lit, Var, ArrayLit, MapLit, Interp, Unary, Binary, And, Or, Range, Prop, Index, Call, Method, If, Block, Switch
+};
+
+// One arm of a switch: constant patterns (values or integer ranges) joined
+// by |, or the default _; an optional `if` guard; the arm's value.
+struct SwitchCase {
+  std::vector<ExprP> patterns;  // empty: the default case
+  ExprP guard;
+  ExprP body;
 };
 
 struct Expr {
@@ -36,6 +44,7 @@ struct Expr {
   std::vector<std::string> keys;  // Map
   std::vector<StmtP> stmts;    // Block
   bool inclusive = false;      // Range
+  std::vector<SwitchCase> cases;  // Switch (kids[0]: the value switched on)
 };
 
 enum class SK { Expr, Let, Assign, For, While, Loop, Break, Continue, Fn, Return, Empty };

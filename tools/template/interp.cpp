@@ -149,6 +149,31 @@ class Interp {
     return v;
   }
 
+  // The first arm whose pattern matches (and whose guard holds) gives the
+  // value; none: (). Ranges match integers only, as in Rhai.
+  Value run_switch(const Expr& e) {
+    Depth d(depth_, e.pos);
+    Value x = eval(*e.kids[0]);
+    Value px = plain(x);
+    for (const auto& c : e.cases) {
+      tick(e.pos);
+      bool match = c.patterns.empty();
+      for (const auto& pat : c.patterns) {
+        Value pv = eval(*pat);
+        if (auto* r = pv.as<Range>()) {
+          auto* i = px.as<std::int64_t>();
+          match = i && *i >= r->start && (r->inclusive ? *i <= r->end : *i < r->end);
+        } else {
+          match = equal(px, pv);
+        }
+        if (match) break;
+      }
+      if (match && c.guard) match = truth(eval(*c.guard), c.guard->pos, "a switch case condition");
+      if (match) return eval(*c.body);
+    }
+    return Value{};
+  }
+
   const Stmt* function(const std::string& name, std::size_t arity) const {
     auto it = functions_.find({name, arity});
     return it == functions_.end() ? nullptr : it->second;
@@ -342,6 +367,7 @@ class Interp {
         return e.kids.size() > 2 ? eval(*e.kids[2]) : Value{};
       }
       case EK::Block: return block(e);
+      case EK::Switch: return run_switch(e);
       case EK::Call:
       case EK::Method: return call(e);
     }

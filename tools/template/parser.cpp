@@ -164,12 +164,12 @@ class Parser {
     } else if (is_kw("break") || is_kw("continue")) {
       s->kind = next().text == "break" ? SK::Break : SK::Continue;
       if (loops_ == 0) fail(s->pos, fmt::format("{} outside a loop", s->kind == SK::Break ? "break" : "continue"));
-    } else if (cur().kind == Tok::Ident && keyword(cur().text) && !is_kw("if") && !is_kw("true") &&
-               !is_kw("false")) {
+    } else if (cur().kind == Tok::Ident && keyword(cur().text) && !is_kw("if") && !is_kw("switch") &&
+               !is_kw("true") && !is_kw("false")) {
       fail(cur().pos, fmt::format("'{}' is not supported in templates", cur().text));
     } else {
       s->kind = SK::Expr;
-      block_like = is_kw("if") || is("{");
+      block_like = is_kw("if") || is_kw("switch") || is("{");
       s->e = expression();
       for (auto op : {"=", "+=", "-=", "*=", "/=", "%="}) {
         if (!is(op)) continue;
@@ -320,6 +320,7 @@ class Parser {
       case Tok::Ident: {
         if (is_kw("true") || is_kw("false")) return literal(p, next().text == "true");
         if (is_kw("if")) return if_expr();
+        if (is_kw("switch")) return switch_expr();
         auto name = ident("an expression");
         if (is("(")) {
           auto c = make(EK::Call, p);
@@ -381,6 +382,52 @@ class Parser {
       next();
       e->kids.push_back(is_kw("if") ? if_expr() : block());
     }
+    return e;
+  }
+
+  // switch x { 1 => a, 2 | 3 => b, 4..=9 if c => { .. }, _ => d }
+  ExprP switch_expr() {
+    DepthGuard g(depth_, cur().pos);
+    auto e = make(EK::Switch, next().pos);
+    e->kids.push_back(expression());
+    expect("{");
+    bool had_default = false;
+    while (!is("}")) {
+      if (cur().kind == Tok::End) unexpected("'}'");
+      if (had_default) fail(cur().pos, "the default case _ must come last in a switch");
+      SwitchCase c;
+      if (cur().kind == Tok::Ident && cur().text == "_") {
+        next();
+        had_default = true;
+      } else {
+        do {
+          c.patterns.push_back(case_pattern());
+        } while (accept("|"));
+      }
+      if (is_kw("if")) {
+        if (had_default) fail(cur().pos, "the default case _ cannot have a condition");
+        next();
+        c.guard = expression();
+      }
+      expect("=>");
+      bool braced = is("{");
+      c.body = braced ? block() : expression();
+      e->cases.push_back(std::move(c));
+      if (!accept(",") && !braced && !is("}")) unexpected("',' or '}'");
+    }
+    next();
+    return e;
+  }
+
+  // A case value: a literal, a negative number, or a range of them.
+  ExprP case_pattern() {
+    Pos p = cur().pos;
+    auto e = binary(4);
+    auto constant = [](const Expr& x) {
+      return x.kind == EK::Lit || (x.kind == EK::Unary && x.name == "-" && x.kids[0]->kind == EK::Lit);
+    };
+    bool ok = constant(*e) || (e->kind == EK::Range && constant(*e->kids[0]) && constant(*e->kids[1]));
+    if (!ok) fail(p, "a switch case must be a constant (a literal or a range of literals)");
     return e;
   }
 

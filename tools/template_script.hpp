@@ -9,7 +9,8 @@
 // The Rhai subset (anything else is a compile error naming line:column):
 //   statements  let/const x = e;  x = e;  x += e (-= *= /=);  if c {..}
 //               else if c {..} else {..};  for x in e {..};  for (x, i) in
-//               e {..};  while c {..};  loop {..};  break;  continue;
+//               e {..};  while c {..};  do {..} while|until c;  loop {..};
+//               break;  continue;
 //               { block };  e;  return [e];  // and /* */ comments;
 //               fn name(a, b) {..} at the top level (hoisted, overloaded
 //               by arity, sees only its parameters; x.name(..) binds this)

@@ -288,7 +288,8 @@ TEST(TemplateScript, CompileErrorsNameLineAndColumn) {
   EXPECT_EQ(compile_error("<% } %>"), "t.tpl:1:4: unexpected '}', expected a statement");
   EXPECT_EQ(compile_error("<%= %>"), "t.tpl:1:1: empty <%= %> tag");
   EXPECT_EQ(compile_error("<% \"abc %>"), "t.tpl:1:4: unterminated string");
-  EXPECT_EQ(compile_error("<% do { } while false; %>"), "t.tpl:1:4: 'do' is not supported in templates");
+  EXPECT_EQ(compile_error("<% try { } catch { } %>"), "t.tpl:1:4: 'try' is not supported in templates");
+  EXPECT_EQ(compile_error("<% do { } %>"), "t.tpl:1:13: unexpected end of template, expected 'while' or 'until'");
   EXPECT_EQ(compile_error("<%= 99999999999999999999 %>"), "t.tpl:1:5: integer literal 99999999999999999999 is too large");
   EXPECT_EQ(compile_error("<% /* x %>"), "t.tpl:1:4: unterminated /* comment");
   EXPECT_EQ(compile_error("<% // just a comment %>ok"), "compiled");
@@ -317,6 +318,14 @@ TEST(TemplateScript, ScriptFunctionsAreHoistedAndSeeOnlyTheirParameters) {
             "t.tpl:1:14: functions can only be defined at the top level of a template");
   EXPECT_EQ(compile_error("<% for i in 0..2 { } fn f() { break; } %>"), "t.tpl:1:31: break outside a loop");
   EXPECT_EQ(compile_error("<% fn f(a, a) { } %>"), "t.tpl:1:4: parameter a is declared twice");
+}
+
+TEST(TemplateScript, DoLoopsRunTheirBodyFirst) {
+  EXPECT_EQ(run("<% let i = 0; do { %><%= i %><% i += 1; } while i < 3; %>"), "012");
+  EXPECT_EQ(run("<% let i = 5; do { %><%= i %><% i += 1; } while i < 3; %>"), "5");
+  EXPECT_EQ(run("<% let i = 0; do { i += 1; if i == 2 { continue; } %><%= i %><% } until i >= 4; %>"), "134");
+  EXPECT_EQ(run("<% let i = 0; do { i += 1; if i > 1 { break; } } while true; %><%= i %>"), "2");
+  EXPECT_EQ(run("<% do { } while 1; %>"), "ERROR: t.tpl:1:17: a do loop condition must be a bool, not i64");
 }
 
 TEST(TemplateScript, SwitchPicksTheFirstMatchingArm) {

@@ -47,14 +47,14 @@ struct Expr {
   std::vector<SwitchCase> cases;  // Switch (kids[0]: the value switched on)
 };
 
-enum class SK { Expr, Let, Assign, For, While, Loop, Break, Continue, Fn, Return, Empty };
+enum class SK { Expr, Let, Assign, For, While, Do, Loop, Break, Continue, Fn, Return, Empty };
 
 struct Stmt {
   SK kind = SK::Empty;
   Pos pos;
   bool is_const = false;
   bool semi = false;   // an expression statement ended by ';'
-  std::string name, counter, op;
+  std::string name, counter, op;  // Do: op is "while" or "until"
   ExprP target;        // Assign
   ExprP e;             // value / condition / iterable / expression / returned value
   ExprP body;          // loops and Fn: a Block expression

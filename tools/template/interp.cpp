@@ -106,6 +106,13 @@ class Interp {
           if (!truth(eval(*s.e), s.e->pos, "a while condition")) return;
           if (loop_body(s, nullptr, nullptr)) return;
         }
+      case SK::Do:
+        for (;;) {
+          tick(s.pos);
+          if (loop_body(s, nullptr, nullptr)) return;
+          bool c = truth(eval(*s.e), s.e->pos, "a do loop condition");
+          if (c != (s.op == "while")) return;
+        }
       case SK::Loop:
         for (;;) {
           tick(s.pos);

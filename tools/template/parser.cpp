@@ -129,6 +129,16 @@ class Parser {
       s->body = block();
       --loops_;
       block_like = true;
+    } else if (is_kw("do")) {
+      // do { .. } while c;  do { .. } until c;  (the body runs at least once)
+      next();
+      s->kind = SK::Do;
+      ++loops_;
+      s->body = block();
+      --loops_;
+      if (!is_kw("while") && !is_kw("until")) unexpected("'while' or 'until'");
+      s->op = next().text;
+      s->e = expression();
     } else if (is_kw("loop")) {
       next();
       s->kind = SK::Loop;

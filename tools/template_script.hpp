@@ -13,7 +13,8 @@
 //               break;  continue;
 //               { block };  e;  return [e];  // and /* */ comments;
 //               fn name(a, b) {..} at the top level (hoisted, overloaded
-//               by arity, sees only its parameters; x.name(..) binds this)
+//               by arity, sees only its parameters; x.name(..) binds this,
+//               by value: assigning to it is an error)
 //   expressions integer, float, "string" (\n \t \r \" \\ \0 \u{..}),
 //               `interpolated ${e}` strings, 'c' chars, true, false, ();
 //               [array], #{map: e, "key": e}; a.b, a[i], a.f(args), f(args);

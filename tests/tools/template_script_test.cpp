@@ -306,6 +306,8 @@ TEST(TemplateScript, ScriptFunctionsAreHoistedAndSeeOnlyTheirParameters) {
   // Overloaded by arity; a method call binds `this`.
   EXPECT_EQ(run("<% fn f() { 0 } fn f(a) { a } fn twice() { this * 2 } let n = 21; %><%= f() %>,<%= f(7) %>,<%= n.twice() %>"),
             "0,7,42");
+  EXPECT_EQ(run("<% fn grow() { this += 1; } let n = 1; n.grow(); %>"),
+            "ERROR: t.tpl:1:16: cannot modify this: a method's receiver is passed by value in templates");
   // Text inside a function body is written when it is called.
   EXPECT_EQ(run("<% fn row(x) { %>[<%= x %>]<% } %><% for i in 1..=3 { row(i); } %>"), "[1][2][3]");
   // A function sees only its parameters, not the caller's variables.

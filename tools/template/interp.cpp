@@ -141,7 +141,7 @@ class Interp {
   Value invoke(const Stmt& fn, std::vector<Value> args, const Value* self, Pos p) {
     Depth d(depth_, p);
     std::vector<Var> caller = std::exchange(vars_, {});
-    if (self) vars_.push_back(Var{"this", *self, false});
+    if (self) vars_.push_back(Var{"this", *self, true});
     for (std::size_t i = 0; i < fn.params.size(); ++i) vars_.push_back(Var{fn.params[i], std::move(args[i]), false});
     struct Restore {
       Interp& in;
@@ -258,6 +258,11 @@ class Interp {
     if (e.kind == EK::Var) {
       Var* v = find(e.name);
       if (!v) fail(e.pos, fmt::format("variable not found: {}", e.name));
+      if (v->is_const && e.name == "this") {
+        // Rhai writes a changed `this` back to the receiver; templates pass
+        // it by value, so changing it is refused rather than lost.
+        fail(e.pos, "cannot modify this: a method's receiver is passed by value in templates");
+      }
       if (v->is_const) fail(e.pos, fmt::format("cannot modify constant {}", e.name));
       return &v->v;
     }

@@ -87,6 +87,14 @@ class Parser {
     return b;
   }
 
+  // A loop's body, where break and continue are allowed.
+  ExprP loop_block() {
+    ++loops_;
+    auto b = block();
+    --loops_;
+    return b;
+  }
+
   StmtP statement() {
     auto s = std::make_unique<Stmt>();
     s->pos = cur().pos;
@@ -117,34 +125,26 @@ class Parser {
       if (!is_kw("in")) unexpected("'in'");
       next();
       s->e = expression();
-      ++loops_;
-      s->body = block();
-      --loops_;
+      s->body = loop_block();
       block_like = true;
     } else if (is_kw("while")) {
       next();
       s->kind = SK::While;
       s->e = expression();
-      ++loops_;
-      s->body = block();
-      --loops_;
+      s->body = loop_block();
       block_like = true;
     } else if (is_kw("do")) {
       // do { .. } while c;  do { .. } until c;  (the body runs at least once)
       next();
       s->kind = SK::Do;
-      ++loops_;
-      s->body = block();
-      --loops_;
+      s->body = loop_block();
       if (!is_kw("while") && !is_kw("until")) unexpected("'while' or 'until'");
       s->op = next().text;
       s->e = expression();
     } else if (is_kw("loop")) {
       next();
       s->kind = SK::Loop;
-      ++loops_;
-      s->body = block();
-      --loops_;
+      s->body = loop_block();
       block_like = true;
     } else if (is_kw("fn")) {
       // Rhai's script functions: global, hoisted, no access to the

@@ -32,13 +32,11 @@ Error sqlite_error(int rc, sqlite3* db, std::string_view context) {
     // statement or the transaction, and the caller tries again once space
     // is freed. Growing the -shm file reports ENOSPC as an I/O error.
     case SQLITE_FULL: code = Errc::storage_full; break;
-    case SQLITE_IOERR:
-      if (db != nullptr && (sqlite3_system_errno(db) == ENOSPC || sqlite3_system_errno(db) == EDQUOT)) {
-        code = Errc::storage_full;
-        break;
-      }
-      code = Errc::storage_fatal;
+    case SQLITE_IOERR: {
+      int sys = db != nullptr ? sqlite3_system_errno(db) : 0;
+      code = sys == ENOSPC || sys == EDQUOT ? Errc::storage_full : Errc::storage_fatal;
       break;
+    }
     default:
       if (is_fatal_sqlite_code(rc)) code = Errc::storage_fatal;
   }

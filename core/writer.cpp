@@ -282,7 +282,7 @@ void Writer::refresh_free_space() {
   bool low = floor > 0 && free_bytes_ && *free_bytes_ < floor;
   if (low != space_low_) {
     space_low_ = low;
-    set_disk_full(disk_full_);
+    publish_short_of_space();
     constexpr double mib = 1024.0 * 1024.0;
     if (low) {
       log::get("db")->warn("disk space low: {:.1f} MiB free on {}, below db.min_free_space_mb ({:.0f} MiB): "
@@ -369,13 +369,16 @@ void Writer::run_batch(std::unique_ptr<Job> first) {
         // SQLite rolled the whole transaction back (disk full, I/O error):
         // every job of this batch is lost, so every one gets the error.
         bool full = sqlite_error(sqlite3_extended_errcode(db_.get()), db_.get()).code == Errc::storage_full;
+        // run_one counted it already if the job's own statement hit it.
+        const Error* own = job->error();
+        bool counted = own != nullptr && own->code == Errc::storage_full;
         Error e{full ? Errc::storage_full : Errc::storage_fatal,
                 fmt::format("transaction rolled back by SQLite during job '{}': {}", job->name,
                             sqlite3_errmsg(db_.get()))};
         batch.push_back(std::move(job));
         ok.push_back(false);
         fail_all(e);
-        if (full) note_disk_full(e);
+        if (full && !counted) note_disk_full(e);
         check_fatal(e);
         rolled_back();
         break;
@@ -433,6 +436,10 @@ void Writer::rolled_back() {
 
 void Writer::set_disk_full(bool full) {
   disk_full_ = full;
+  publish_short_of_space();
+}
+
+void Writer::publish_short_of_space() {
   short_of_space_.store(disk_full_ || space_low_, std::memory_order_relaxed);
 }
 

@@ -241,8 +241,9 @@ class Writer {
   Counter& disk_full_count_;
   bool disk_full_ = false;  // SQLITE_FULL seen, and no COMMIT or freed space since
   std::uint64_t free_at_full_ = 0;  // statvfs figure when it was seen
-  std::atomic<bool> short_of_space_{false};
+  std::atomic<bool> short_of_space_{false};  // disk_full_ || space_low_, for other threads
   void set_disk_full(bool full);
+  void publish_short_of_space();
   int wal_frames_ = 0;  // frames in the WAL after the last COMMIT (WAL hook)
   std::chrono::steady_clock::time_point wal_restart_not_before_{};
   std::chrono::milliseconds wal_restart_backoff_{0};

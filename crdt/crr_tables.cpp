@@ -28,6 +28,19 @@ struct CrrTables::Shared {
 
 namespace {
 
+// True when the schema object |name| of |type| exists with exactly the SQL
+// |create|: DDL that would re-create it as it stands is skipped, so that
+// nothing is written (read-only connections, a reload on a full disk).
+Result<bool> stored_as(sqlite3* db, const char* type, const std::string& name, const std::string& create) {
+  auto st = prepare(db, "SELECT sql FROM sqlite_master WHERE type = ? AND name = ?", false);
+  if (!st) return tl::unexpected(st.error());
+  sqlite3_bind_text(st->get(), 1, type, -1, SQLITE_STATIC);
+  detail::bind_text(st->get(), 2, name);
+  if (sqlite3_step(st->get()) != SQLITE_ROW) return false;
+  const auto* current = reinterpret_cast<const char*>(sqlite3_column_text(st->get(), 0));
+  return current != nullptr && create == current;
+}
+
 constexpr const char* kMetaSchema = R"sql(
 CREATE TABLE IF NOT EXISTS __patina_sites (
   ordinal INTEGER PRIMARY KEY,
@@ -513,20 +526,13 @@ Result<void> CrrTables::create_triggers(const TableInfo& info) {
   };
   // Triggers already as wanted are left alone: a reload that changes nothing
   // writes nothing, so it succeeds even on a full disk.
-  auto st = prepare(db_, "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", false);
-  if (!st) return tl::unexpected(st.error());
   std::string sql;
   for (const auto& [name, body] : triggers) {
     const std::string create = "CREATE TRIGGER " + quote_ident(name) + body;
-    sqlite3_reset(st->get());
-    detail::bind_text(st->get(), 1, name);
-    if (sqlite3_step(st->get()) == SQLITE_ROW) {
-      const auto* current = reinterpret_cast<const char*>(sqlite3_column_text(st->get(), 0));
-      if (current && create == current) continue;
-    }
-    sql += "DROP TRIGGER IF EXISTS " + quote_ident(name) + ";\n" + create + ";\n";
+    auto same = stored_as(db_, "trigger", name, create);
+    if (!same) return tl::unexpected(same.error());
+    if (!*same) sql += "DROP TRIGGER IF EXISTS " + quote_ident(name) + ";\n" + create + ";\n";
   }
-  st->reset();  // finalized before the DDL runs
   return sql.empty() ? Result<void>{} : exec(db_, sql);
 }
 
@@ -653,13 +659,9 @@ std::string CrrTables::changes_select(const std::string& clock_where) const {
 Result<void> CrrTables::rebuild_changes_view() {
   const std::string create = "CREATE VIEW crsql_changes AS " + changes_select("");
   // Leave an up-to-date view alone: read-only connections open CrrTables too.
-  auto st = prepare(db_, "SELECT sql FROM sqlite_master WHERE type = 'view' AND name = 'crsql_changes'", false);
-  if (!st) return tl::unexpected(st.error());
-  if (sqlite3_step(st->get()) == SQLITE_ROW) {
-    const auto* current = reinterpret_cast<const char*>(sqlite3_column_text(st->get(), 0));
-    if (current && create == current) return {};
-  }
-  st->reset();
+  auto same = stored_as(db_, "view", "crsql_changes", create);
+  if (!same) return tl::unexpected(same.error());
+  if (*same) return {};
   return exec(db_, "DROP VIEW IF EXISTS crsql_changes;\n" + create + ";");
 }
 
